@@ -1,0 +1,29 @@
+"""aeclust: deep clustering with autoencoders behind one scikit-learn-style API.
+
+Estimators (``fit``, ``predict``, ``transform``, ``fit_predict``, ``save``) and their loader
+:func:`load`, the named datasets and the clustering metrics.
+"""
+
+__version__ = "0.1.0"
+
+from aeclust.datasets import list_datasets, load_dataset, load_file
+from aeclust.methods import METHODS, AEKMeans, BaseDeepClusterer, KMeans, load
+from aeclust.metrics import ari, cluster_accuracy, evaluate, nmi, purity, silhouette
+
+__all__ = [
+    "METHODS",
+    "AEKMeans",
+    "BaseDeepClusterer",
+    "KMeans",
+    "__version__",
+    "ari",
+    "cluster_accuracy",
+    "evaluate",
+    "list_datasets",
+    "load",
+    "load_dataset",
+    "load_file",
+    "nmi",
+    "purity",
+    "silhouette",
+]

@@ -1,0 +1,207 @@
+"""The ``aeclust`` command line: cluster, methods, datasets (bench and report build on it).
+
+Every command validates its input at the boundary; a user error ends with one line on stderr and
+exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aeclust import __version__
+
+logger = logging.getLogger("aeclust")
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _parse_param(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise CLIError(f"--param expects NAME=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw  # a bare word such as mlp or sigmoid
+    return key.strip().replace("-", "_"), value
+
+
+def _write_labels(path: Path, labels: np.ndarray) -> None:
+    from aeclust._utils import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["index", "label"])
+        writer.writerows(zip(range(len(labels)), labels.tolist()))
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    """Fit one method on a named dataset or a file; write labels; print metrics when known."""
+    from aeclust.datasets import load_dataset, load_file
+    from aeclust.methods import METHODS
+    from aeclust.metrics import evaluate, format_metrics
+
+    if (args.dataset is None) == (args.file is None):
+        raise CLIError("give exactly one of --dataset NAME or a FILE")
+    if args.method not in METHODS:
+        raise CLIError(f"unknown method {args.method!r}; valid: {', '.join(sorted(METHODS))}")
+    if args.dataset is not None:
+        data = load_dataset(args.dataset, args.data_home)
+    else:
+        data = load_file(args.file, label_column=args.label_column, scale=args.scale)
+    n_clusters = args.n_clusters or data.n_classes
+    if n_clusters is None:
+        raise CLIError("--n-clusters is required when the data carry no labels")
+    if n_clusters > data.n_samples:
+        raise CLIError(
+            f"--n-clusters {n_clusters} is larger than the number of samples ({data.n_samples})"
+        )
+    if not np.isfinite(data.x).all():
+        bad = int((~np.isfinite(data.x)).any(axis=1).sum())
+        raise CLIError(f"the data contain NaN or infinite values in {bad} rows; clean them first")
+
+    cls = METHODS[args.method]
+    params: dict[str, Any] = dict(_parse_param(p) for p in args.param)
+    valid = cls().get_params()
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise CLIError(
+            f"unknown parameter(s) {unknown} for {args.method}; valid: {', '.join(sorted(valid))}"
+        )
+    params.update(n_clusters=n_clusters, random_state=args.seed)
+    if "device" in valid:
+        params["device"] = args.device
+    if "precision" in valid:
+        params["precision"] = args.precision
+    if "image_shape" in valid and data.image_shape is not None:
+        params.setdefault("image_shape", data.image_shape)
+    if "pretrain_cache" in valid and not args.no_cache:
+        params.setdefault("pretrain_cache", str(args.cache_dir) if args.cache_dir else True)
+    if "verbose" in valid:
+        params["verbose"] = args.verbose
+    model = cls(**params)
+    start = time.perf_counter()
+    labels = model.fit_predict(data.x)
+    elapsed = time.perf_counter() - start
+
+    out = Path(args.out) if args.out else Path(f"{data.name}-{args.method}-labels.csv")
+    _write_labels(out, labels)
+    print(f"{args.method} on {data.name}: {data.n_samples} samples, {n_clusters} clusters")
+    print(f"fit time {elapsed:.1f} s; labels written to {out}")
+    if args.save_model:
+        model.save(args.save_model)
+        print(f"model saved to {args.save_model}")
+    if data.y is not None:
+        print(format_metrics(evaluate(data.y, labels), keys=("acc", "nmi", "ari")))
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    """List the methods."""
+    from aeclust.methods import METHODS
+
+    for name, cls in METHODS.items():
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"{name:<12} {cls.__name__:<12} {doc}")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    """List the named datasets, their sizes and whether each is present locally."""
+    from aeclust.datasets import get_data_home, list_datasets
+
+    rows = list_datasets(args.data_home)
+    print(f"data home: {get_data_home(args.data_home)}")
+    print(f"{'name':<14} {'samples':>8} {'shape':<14} {'classes':>7}  present")
+    for r in rows:
+        shape = "x".join(str(s) for s in r["shape"])
+        print(
+            f"{r['name']:<14} {r['n_samples'] or '?':>8} {shape:<14} {r['n_classes'] or '?':>7}  "
+            f"{'yes' if r['present'] else 'no'}"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``aeclust`` command."""
+    parser = argparse.ArgumentParser(
+        prog="aeclust", description="Deep clustering with autoencoders."
+    )
+    parser.add_argument("--version", action="version", version=f"aeclust {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="progress bars and logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("cluster", help="cluster a dataset or a file and write the labels")
+    p.add_argument("file", nargs="?", help=".npy, .npz, .csv or a folder of images")
+    p.add_argument("--dataset", help="a named dataset (see `aeclust datasets`)")
+    p.add_argument("--method", required=True, help="see `aeclust methods`")
+    p.add_argument("--n-clusters", type=int, help="default: the number of classes, when known")
+    p.add_argument("--out", help="labels CSV (default: NAME-METHOD-labels.csv)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a method hyper-parameter, e.g. --param pretrain_epochs=100",
+    )
+    p.add_argument("--label-column", help="CSV: the label column (name or index)")
+    p.add_argument(
+        "--scale", choices=["unit", "raw"], default=None, help="files: scale values to [0, 1]"
+    )
+    p.add_argument("--data-home", help="dataset folder (default $AECLUST_DATA)")
+    p.add_argument("--cache-dir", help="pretraining cache (default $AECLUST_CACHE)")
+    p.add_argument("--no-cache", action="store_true", help="do not cache pretrained networks")
+    p.add_argument("--save-model", help="save the fitted model to this file")
+    p.set_defaults(func=cmd_cluster)
+
+    p = sub.add_parser("methods", help="list the methods")
+    p.set_defaults(func=cmd_methods)
+
+    p = sub.add_parser("datasets", help="list the named datasets")
+    p.add_argument("--data-home", help="dataset folder (default $AECLUST_DATA)")
+    p.set_defaults(func=cmd_datasets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``aeclust`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
+    )
+    if (
+        getattr(args, "label_column", None) is not None
+        and str(args.label_column).lstrip("-").isdigit()
+    ):
+        args.label_column = int(args.label_column)
+    from aeclust.datasets import DownloadError
+
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("aeclust: interrupted", file=sys.stderr)
+        return 130
+    except (CLIError, ValueError, TypeError, FileNotFoundError, DownloadError, OSError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"aeclust: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

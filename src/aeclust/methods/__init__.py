@@ -1,0 +1,20 @@
+"""Clustering methods, one module each, all on :class:`BaseDeepClusterer`."""
+
+from aeclust.methods.base import ESTIMATORS, BaseDeepClusterer, load, register_estimator
+from aeclust.methods.kmeans import AEKMeans, KMeans
+
+#: Command-line names of the methods (DESIGN.md: the class names lower-cased).
+METHODS: dict[str, type[BaseDeepClusterer]] = {
+    "kmeans": KMeans,
+    "ae-kmeans": AEKMeans,
+}
+
+__all__ = [
+    "ESTIMATORS",
+    "METHODS",
+    "AEKMeans",
+    "BaseDeepClusterer",
+    "KMeans",
+    "load",
+    "register_estimator",
+]

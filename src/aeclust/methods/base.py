@@ -1,0 +1,322 @@
+"""The scikit-learn contract shared by every clusterer, plus device, seeding and model files.
+
+Subclasses implement ``_fit(x)`` (a float32 tensor on the device, inside a locally seeded block)
+and ``_predict(x)``; ``_embed(x)`` defaults to the fitted autoencoder's encoder. Learned state goes
+in attributes with a trailing underscore, which :meth:`BaseDeepClusterer.save` stores: tensors and
+arrays as a ``state_dict``-like mapping, modules as config + weights, everything else as JSON.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from aeclust._utils import (
+    atomic_torch_save,
+    check_n_clusters,
+    local_seed,
+    resolve_device,
+    resolve_precision,
+    seed_from,
+)
+from aeclust.nn import Autoencoder, autoencoder_from_config, build_autoencoder
+from aeclust.pretrain import PretrainConfig, pretrain_autoencoder
+from aeclust.training import batched_apply
+
+MODEL_FORMAT = "aeclust-model"
+MODEL_VERSION = 1
+
+#: Every estimator class by name, filled by :func:`register_estimator` (used by ``aeclust.load``).
+ESTIMATORS: dict[str, type[BaseDeepClusterer]] = {}
+
+
+def register_estimator(cls: type[BaseDeepClusterer]) -> type[BaseDeepClusterer]:
+    """Class decorator: make an estimator restorable by :func:`load` under its class name."""
+    ESTIMATORS[cls.__name__] = cls
+    return cls
+
+
+class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
+    """Base class of aeclust clusterers (scikit-learn API on top of torch).
+
+    Subclasses declare their hyper-parameters explicitly in ``__init__`` (stored unchanged, as
+    scikit-learn requires) and implement ``_fit`` and ``_predict``.
+    """
+
+    #: Whether the method trains a network (drives docs/CLI, not behaviour).
+    deep: ClassVar[bool] = True
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Networks compute in float32 whatever the input dtype; transform returns float32.
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+    # -- validation -----------------------------------------------------------------------------
+    def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
+        X = validate_data(
+            self,
+            X,
+            reset=reset,
+            dtype=[np.float32, np.float64],
+            ensure_min_samples=1 if not reset else 2,
+            ensure_all_finite=True,
+        )
+        return np.ascontiguousarray(X, dtype=np.float32)
+
+    def _device(self) -> torch.device:
+        return resolve_device(getattr(self, "device", "cpu"))
+
+    def _autocast_dtype(self, device: torch.device) -> torch.dtype | None:
+        return resolve_precision(getattr(self, "precision", "fp32"), device)
+
+    def _to_tensor(self, X: np.ndarray, device: torch.device) -> torch.Tensor:
+        return torch.from_numpy(X).to(device)
+
+    # -- public API -----------------------------------------------------------------------------
+    def fit(self, X: Any, y: Any = None) -> BaseDeepClusterer:
+        """Fit the clusterer on ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data (finite numbers; images flattened).
+        y : ignored
+            Labels are never used for training.
+
+        Returns
+        -------
+        self
+        """
+        X = self._validate_X(X, reset=True)
+        check_n_clusters(self.n_clusters, X.shape[0])
+        device = self._device()
+        seed = seed_from(self.random_state)
+        with local_seed(seed, device):
+            self._fit(self._to_tensor(X, device), seed)
+        return self
+
+    def fit_predict(self, X: Any, y: Any = None, **kwargs: Any) -> np.ndarray:
+        """Fit and return ``labels_``."""
+        return self.fit(X).labels_
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Cluster index of each row of ``X`` by the method's own assignment rule."""
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        x = self._to_tensor(X, self._fitted_device())
+        with torch.no_grad():
+            return self._predict(x).cpu().numpy().astype(np.int64)
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Embedding of ``X`` (the autoencoder's code), float32 array of shape (n, d)."""
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        x = self._to_tensor(X, self._fitted_device())
+        with torch.no_grad():
+            return self._embed(x).cpu().numpy()
+
+    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
+        """Fit, then return the embedding of ``X``."""
+        return self.fit(X).transform(X)
+
+    # -- for subclasses -------------------------------------------------------------------------
+    @abstractmethod
+    def _fit(self, x: torch.Tensor, seed: int) -> None:
+        """Fit on a float32 tensor already on the device (inside a seeded block)."""
+
+    @abstractmethod
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Cluster indices (LongTensor) of ``x`` on the fitted device."""
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        ae = self.autoencoder_
+        ae.eval()
+        return batched_apply(ae.encode, x)
+
+    def _fitted_device(self) -> torch.device:
+        for value in vars(self).values():
+            if isinstance(value, torch.nn.Module):
+                for p in value.parameters():
+                    return p.device
+        return torch.device("cpu")
+
+    def _pretrain_config(self) -> PretrainConfig:
+        return PretrainConfig(
+            epochs=self.pretrain_epochs,
+            batch_size=self.batch_size,
+            lr=self.pretrain_lr,
+            optimizer=getattr(self, "pretrain_optimizer", "adam"),
+            loss=getattr(self, "pretrain_loss", "mse"),
+            patience=getattr(self, "pretrain_patience", None),
+            corruption=getattr(self, "pretrain_corruption", 0.0),
+        )
+
+    def _pretrained_autoencoder(
+        self, x: torch.Tensor, seed: int, **build_kwargs: Any
+    ) -> Autoencoder:
+        """Build the autoencoder from ``self.autoencoder`` and pretrain it (through the cache).
+
+        A module passed by the user is deep-copied, so a shared pretrained network is never
+        mutated by a method's fine-tuning.
+        """
+        spec = self.autoencoder
+        if isinstance(spec, torch.nn.Module):
+            spec = copy.deepcopy(spec)
+        kwargs = {
+            "embedding_dim": getattr(self, "embedding_dim", 10),
+            "image_shape": getattr(self, "image_shape", None),
+            "activation": getattr(self, "activation", "relu"),
+        }
+        kwargs.update(build_kwargs)
+        ae = build_autoencoder(spec, x.shape[1], **kwargs).to(x.device)
+        cache = getattr(self, "pretrain_cache", False)
+        ae, history = pretrain_autoencoder(
+            ae,
+            x,
+            self._pretrain_config(),
+            seed=seed,
+            autocast_dtype=self._autocast_dtype(x.device),
+            precision=getattr(self, "precision", "fp32"),
+            cache_dir=cache if isinstance(cache, (str, os.PathLike)) else None,
+            use_cache=bool(cache),
+            verbose=getattr(self, "verbose", False),
+        )
+        self.pretrain_history_ = history
+        return ae
+
+    def _generator(self, seed: int, device: torch.device) -> torch.Generator:
+        gen = torch.Generator(device=device)
+        gen.manual_seed(seed)
+        return gen
+
+    # -- persistence ----------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save the fitted model to one file, atomically.
+
+        The file holds the constructor parameters and scalar fitted attributes as JSON, arrays and
+        module weights as tensors; restore it with :func:`aeclust.load`, which reads it with
+        ``torch.load(weights_only=True)``.
+
+        Parameters
+        ----------
+        path : path-like
+            Destination (conventionally ``*.pt``).
+
+        Returns
+        -------
+        Path
+        """
+        check_is_fitted(self)
+        tensors: dict[str, torch.Tensor] = {}
+        meta: dict[str, Any] = {"params": {}, "attrs": {}}
+
+        def encode(prefix: str, value: Any) -> Any:
+            if isinstance(value, torch.nn.Module):
+                if not hasattr(value, "config"):
+                    raise TypeError(f"{prefix}: module {type(value).__name__} has no config()")
+                for k, v in value.state_dict().items():
+                    tensors[f"{prefix}.{k}"] = v.detach().cpu()
+                return {"__module__": value.config()}
+            if isinstance(value, np.ndarray):
+                tensors[prefix] = torch.from_numpy(np.ascontiguousarray(value))
+                return {"__array__": True}
+            if isinstance(value, torch.Tensor):
+                tensors[prefix] = value.detach().cpu()
+                return {"__tensor__": True}
+            if isinstance(value, torch.device):
+                return {"__device__": str(value)}
+            if isinstance(value, (np.integer, np.floating)):
+                return value.item()
+            if isinstance(value, tuple):
+                return [encode(f"{prefix}.{i}", v) for i, v in enumerate(value)]
+            json.dumps(value)  # raises TypeError for anything we cannot store faithfully
+            return value
+
+        for name, value in self.get_params(deep=False).items():
+            meta["params"][name] = encode(f"param.{name}", value)
+        for name, value in vars(self).items():
+            if name.endswith("_") and not name.startswith("_"):
+                meta["attrs"][name] = encode(f"attr.{name}", value)
+        payload = {
+            "format": MODEL_FORMAT,
+            "version": MODEL_VERSION,
+            "class": type(self).__name__,
+            "meta_json": json.dumps(meta),
+            "tensors": tensors,
+        }
+        path = Path(path)
+        atomic_torch_save(payload, path)
+        return path
+
+
+def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> BaseDeepClusterer:
+    """Restore a model written by :meth:`BaseDeepClusterer.save`.
+
+    Parameters
+    ----------
+    path : path-like
+        The model file.
+    device : str or torch.device
+        Where to put the restored networks (``"auto"`` picks CUDA when available).
+
+    Returns
+    -------
+    BaseDeepClusterer
+        A fitted estimator whose ``predict``/``transform`` equal the saved one's.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"model file not found: {path}")
+    dev = resolve_device(device)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt/non-torch files
+        raise ValueError(f"{path} is not a readable aeclust model file ({exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{path} is not an aeclust model file")
+    if payload["version"] > MODEL_VERSION:
+        raise ValueError(
+            f"{path} was written by a newer aeclust (model format {payload['version']})"
+        )
+    name = payload["class"]
+    if name not in ESTIMATORS:
+        raise ValueError(f"{path}: unknown estimator class {name!r}")
+    meta = json.loads(payload["meta_json"])
+    tensors: dict[str, torch.Tensor] = payload["tensors"]
+
+    def decode(prefix: str, value: Any) -> Any:
+        if isinstance(value, dict) and "__module__" in value:
+            module = module_from_config(value["__module__"])
+            sub = {
+                k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")
+            }
+            module.load_state_dict(sub)
+            return module.to(dev).eval()
+        if isinstance(value, dict) and "__array__" in value:
+            return tensors[prefix].numpy()
+        if isinstance(value, dict) and "__tensor__" in value:
+            return tensors[prefix].to(dev)
+        if isinstance(value, dict) and "__device__" in value:
+            return dev
+        return value
+
+    params = {k: decode(f"param.{k}", v) for k, v in meta["params"].items()}
+    est = ESTIMATORS[name](**params)
+    for attr, value in meta["attrs"].items():
+        setattr(est, attr, decode(f"attr.{attr}", value))
+    return est
+
+
+def module_from_config(config: dict[str, Any]) -> torch.nn.Module:
+    """Rebuild a module from its ``config()`` (autoencoders and method-specific networks)."""
+    return autoencoder_from_config(config)

@@ -1,0 +1,199 @@
+"""k-means on the raw data, and k-means on a pretrained autoencoder's embedding (AE+k-means)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans as SKLearnKMeans
+
+from aeclust.methods.base import BaseDeepClusterer, register_estimator
+from aeclust.primitives import assign, kmeans
+
+
+@register_estimator
+class KMeans(BaseDeepClusterer):
+    """k-means with k-means++ seeding and ``n_init`` restarts (wraps scikit-learn).
+
+    The shallow baseline of every seed paper ("KM"). ``predict`` assigns each row to the nearest
+    centre, exactly as scikit-learn does.
+
+    Parameters
+    ----------
+    n_clusters : int
+        Number of clusters.
+    n_init : int
+        Restarts; the lowest-inertia solution is kept.
+    max_iter : int
+        Maximum Lloyd iterations per restart.
+    tol : float
+        Relative tolerance on centre movement.
+    random_state : int or None
+        Seed.
+    device, precision, verbose
+        Accepted for a uniform interface; k-means runs on the CPU in scikit-learn.
+
+    Attributes
+    ----------
+    labels_ : ndarray (n_samples,)
+    cluster_centers_ : ndarray (n_clusters, n_features)
+    inertia_ : float
+    n_iter_ : int
+
+    References
+    ----------
+    Lloyd (1982); Arthur and Vassilvitskii (2007), k-means++.
+    """
+
+    deep = False
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        n_init: int = 10,
+        max_iter: int = 300,
+        tol: float = 1e-4,
+        random_state: int | None = None,
+        device: str = "cpu",
+        precision: str = "fp32",
+        verbose: bool = False,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.device = device
+        self.precision = precision
+        self.verbose = verbose
+
+    def _device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def _fit(self, x: torch.Tensor, seed: int) -> None:
+        km = SKLearnKMeans(
+            n_clusters=self.n_clusters,
+            init="k-means++",
+            n_init=self.n_init,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            random_state=seed,
+        ).fit(x.numpy())
+        self.cluster_centers_ = km.cluster_centers_.astype(np.float32)
+        self.labels_ = km.labels_.astype(np.int64)
+        self.inertia_ = float(km.inertia_)
+        self.n_iter_ = int(km.n_iter_)
+
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        return assign(x, torch.from_numpy(self.cluster_centers_))[0]
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+@register_estimator
+class AEKMeans(BaseDeepClusterer):
+    """AE+k-means: pretrain an autoencoder, then run k-means on its embedding.
+
+    The two-stage baseline of every seed paper ("AE+KM", "AEKM"). The network is pretrained by
+    :func:`aeclust.pretrain.pretrain_autoencoder` (cached when ``pretrain_cache`` is set, so it is
+    shared with the other methods of a benchmark) and k-means runs in torch on the device, with all
+    ``n_init`` restarts batched. ``labels_`` are the k-means assignment; ``predict`` embeds new
+    rows and assigns them to the nearest centre.
+
+    Parameters
+    ----------
+    n_clusters : int
+        Number of clusters.
+    autoencoder : "mlp", "conv", sequence of int or Autoencoder
+        Network (see :func:`aeclust.nn.build_autoencoder`); ``"mlp"`` is d-500-500-2000-e.
+    embedding_dim : int
+        Size of the embedding for the presets.
+    activation : str
+        Hidden activation for the presets.
+    image_shape : (C, H, W) or None
+        For ``autoencoder="conv"``.
+    pretrain_epochs : int
+        Epochs of reconstruction training (0 uses the network as given).
+    pretrain_lr : float
+        Adam learning rate.
+    pretrain_loss : {"mse", "bce"}
+    batch_size : int
+    n_init : int
+        k-means restarts.
+    pretrain_cache : bool or path
+        Cache the pretrained network on disk (True: the default cache folder).
+    device : "auto", "cpu", "cuda"
+    precision : "fp32", "bf16", "auto"
+        Autocast dtype of the pretraining step; k-means always runs in fp32.
+    random_state : int or None
+    verbose : bool
+
+    Attributes
+    ----------
+    labels_ : ndarray (n_samples,)
+    cluster_centers_ : ndarray (n_clusters, embedding_dim)
+        Centres in the embedding space.
+    autoencoder_ : Autoencoder
+    pretrain_history_ : list of dict
+    inertia_ : float
+    n_iter_ : int
+
+    References
+    ----------
+    Hinton and Salakhutdinov (2006); used as "AE+KM" in Xie et al. (2016, DEC), Opochinsky et al.
+    (2020, k-DAE, Table 2) and the CT paper (Tables 2-3).
+    """
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        autoencoder: str | Sequence[int] | torch.nn.Module = "mlp",
+        embedding_dim: int = 10,
+        activation: str = "relu",
+        image_shape: Sequence[int] | None = None,
+        pretrain_epochs: int = 50,
+        pretrain_lr: float = 1e-3,
+        pretrain_loss: str = "mse",
+        batch_size: int = 256,
+        n_init: int = 20,
+        pretrain_cache: bool | str = False,
+        device: str = "auto",
+        precision: str = "fp32",
+        random_state: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.autoencoder = autoencoder
+        self.embedding_dim = embedding_dim
+        self.activation = activation
+        self.image_shape = image_shape
+        self.pretrain_epochs = pretrain_epochs
+        self.pretrain_lr = pretrain_lr
+        self.pretrain_loss = pretrain_loss
+        self.batch_size = batch_size
+        self.n_init = n_init
+        self.pretrain_cache = pretrain_cache
+        self.device = device
+        self.precision = precision
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _fit(self, x: torch.Tensor, seed: int) -> None:
+        output = "sigmoid" if self.pretrain_loss == "bce" else None
+        self.autoencoder_ = self._pretrained_autoencoder(x, seed, output_activation=output)
+        z = self._embed(x)
+        result = kmeans(
+            z, self.n_clusters, n_init=self.n_init, generator=self._generator(seed, x.device)
+        )
+        self.cluster_centers_ = result.centers.cpu().numpy()
+        self.labels_ = result.labels.cpu().numpy().astype(np.int64)
+        self.inertia_ = result.inertia
+        self.n_iter_ = result.n_iter
+
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        centers = torch.from_numpy(self.cluster_centers_).to(x.device)
+        return assign(self._embed(x), centers)[0]

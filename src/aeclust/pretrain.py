@@ -1,0 +1,210 @@
+"""Autoencoder pretraining with an on-disk cache.
+
+The cache key is the SHA-256 of (data fingerprint, architecture, initial weights, training
+hyper-parameters, seed), so every method of a benchmark that asks for the same pretraining gets
+the very same network, trained once. Cached files are written atomically and loaded with
+``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from aeclust._utils import atomic_torch_save
+from aeclust.nn import Autoencoder
+from aeclust.training import EarlyStopping, Trainer, make_optimizer
+
+logger = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+
+
+def get_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Folder of the pretraining cache: the argument, else ``$AECLUST_CACHE``, else
+    ``~/.cache/aeclust/pretrained``."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get("AECLUST_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path("~/.cache/aeclust/pretrained").expanduser()
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Hyper-parameters of autoencoder pretraining.
+
+    Parameters
+    ----------
+    epochs : int
+    batch_size : int
+    lr : float
+    optimizer : {"adam", "adamw", "sgd"}
+    momentum : float
+        SGD momentum.
+    weight_decay : float
+    loss : {"mse", "bce"}
+        Mean squared error, or binary cross-entropy on logits-free outputs in [0, 1] (use a
+        sigmoid output activation with it, as k-DAE does).
+    patience : int or None
+        Early stopping on the training loss (None: train all epochs).
+    corruption : float
+        Masking-noise rate of a denoising autoencoder: each input value is zeroed with this
+        probability during training (the stacked denoising AE of DEC uses 0.2; 0 disables it).
+    """
+
+    epochs: int = 50
+    batch_size: int = 256
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    loss: str = "mse"
+    patience: int | None = None
+    corruption: float = 0.0
+
+
+def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor, kind: str = "mse") -> torch.Tensor:
+    """Mean reconstruction loss, computed in fp32 (``mse`` or ``bce``)."""
+    if kind == "mse":
+        return F.mse_loss(x_hat.float(), x.float())
+    if kind == "bce":
+        return F.binary_cross_entropy(x_hat.float().clamp(1e-7, 1 - 1e-7), x.float())
+    raise ValueError(f"unknown reconstruction loss {kind!r}; valid: 'mse', 'bce'")
+
+
+def data_fingerprint(x: np.ndarray | torch.Tensor) -> str:
+    """SHA-256 of an array's shape, dtype and bytes."""
+    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    arr = np.ascontiguousarray(arr)
+    h = hashlib.sha256()
+    h.update(f"{arr.shape}|{arr.dtype.str}|".encode())
+    h.update(memoryview(arr).cast("B"))
+    return h.hexdigest()
+
+
+def _weights_fingerprint(module: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for key, value in module.state_dict().items():
+        h.update(key.encode())
+        h.update(memoryview(np.ascontiguousarray(value.detach().cpu().float().numpy())).cast("B"))
+    return h.hexdigest()
+
+
+def cache_key(
+    data_fp: str, autoencoder: Autoencoder, config: PretrainConfig, seed: int, precision: str
+) -> str:
+    """The cache key of one pretraining run."""
+    payload = {
+        "format": CACHE_FORMAT,
+        "data": data_fp,
+        "architecture": autoencoder.config(),
+        "initial_weights": _weights_fingerprint(autoencoder),
+        "config": asdict(config),
+        "seed": seed,
+        "precision": precision,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def pretrain_autoencoder(
+    autoencoder: Autoencoder,
+    x: torch.Tensor,
+    config: PretrainConfig,
+    *,
+    seed: int = 0,
+    autocast_dtype: torch.dtype | None = None,
+    precision: str = "fp32",
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = False,
+    verbose: bool = False,
+) -> tuple[Autoencoder, list[dict[str, Any]]]:
+    """Train ``autoencoder`` in place to reconstruct ``x``; reuse a cached result when present.
+
+    Parameters
+    ----------
+    autoencoder : Autoencoder
+        Freshly initialised network, already on ``x``'s device.
+    x : Tensor (N, D)
+        Training data on the device.
+    config : PretrainConfig
+    seed : int
+        Shuffling seed (initial weights are part of the key).
+    autocast_dtype, precision
+        Mixed precision of the training step.
+    cache_dir : path, optional
+        Cache folder (see :func:`get_cache_dir`).
+    use_cache : bool
+        Look up and store the result in the cache; an interrupted pretraining resumes from its
+        checkpoint there.
+    verbose : bool
+
+    Returns
+    -------
+    autoencoder : Autoencoder
+        The trained network (the same object), in eval mode.
+    history : list of dict
+        Per-epoch records of the pretraining (from the cache when it was a hit).
+    """
+    path = ckpt = None
+    if use_cache:
+        folder = get_cache_dir(cache_dir)
+        key = cache_key(data_fingerprint(x), autoencoder, config, seed, precision)
+        path = folder / f"ae-{key}.pt"
+        ckpt = folder / f"ae-{key}.ckpt"
+        if path.exists():
+            try:
+                state = torch.load(path, map_location=x.device, weights_only=True)
+                autoencoder.load_state_dict(state["state_dict"])
+                autoencoder.eval()
+                logger.info("pretrained autoencoder loaded from cache %s", path)
+                return autoencoder, list(state["history"])
+            except (RuntimeError, KeyError, EOFError) as exc:
+                logger.warning("ignoring unreadable cache file %s (%s)", path, exc)
+    if config.epochs == 0:
+        autoencoder.eval()
+        return autoencoder, []
+    optimizer = make_optimizer(
+        autoencoder.parameters(),
+        config.optimizer,
+        config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )
+    trainer = Trainer(
+        autoencoder,
+        optimizer,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        seed=seed,
+        autocast_dtype=autocast_dtype,
+        early_stopping=EarlyStopping(config.patience) if config.patience else None,
+        checkpoint_path=ckpt,
+        verbose=verbose,
+        desc="pretrain",
+    )
+    kind = config.loss
+    corruption = config.corruption
+
+    def loss_fn(idx: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+        inputs = F.dropout(xb, corruption) * (1 - corruption) if corruption > 0 else xb
+        _, x_hat = autoencoder(inputs)
+        return reconstruction_loss(x_hat, xb, kind)
+
+    history = trainer.run([x], loss_fn)
+    if path is not None:
+        atomic_torch_save(
+            {"state_dict": autoencoder.state_dict(), "history": history, "config": asdict(config)},
+            path,
+        )
+    return autoencoder, history

@@ -1,0 +1,330 @@
+"""The one training loop used by every method.
+
+The data live as tensors on the training device and minibatches are gathered by index, so a step
+costs one gather plus the model's own work (no per-sample ``Dataset.__getitem__``). Loss values
+are accumulated on the device and read back once per epoch, so the step has no host sync.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from aeclust._utils import atomic_torch_save, autocast, make_generator
+
+logger = logging.getLogger(__name__)
+
+LossOutput = torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]
+LossFn = Callable[..., LossOutput]
+
+
+def make_optimizer(
+    params: Any,
+    name: str = "adam",
+    lr: float = 1e-3,
+    *,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+) -> torch.optim.Optimizer:
+    """Build an optimiser by name (``adam``, ``adamw``, ``sgd``), fused where torch supports it.
+
+    Parameters
+    ----------
+    params : iterable of parameters or parameter groups
+    name : {"adam", "adamw", "sgd"}
+    lr, momentum, weight_decay : float
+        Learning rate, SGD momentum and L2 weight decay.
+    """
+    params = list(params)
+    if name in ("adam", "adamw"):
+        cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+        # foreach (multi-tensor) kernels are the fastest portable choice on CPU and CUDA.
+        return cls(params, lr=lr, weight_decay=weight_decay, foreach=True)
+    if name == "sgd":
+        return torch.optim.SGD(
+            params, lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=True
+        )
+    raise ValueError(f"unknown optimizer {name!r}; valid: 'adam', 'adamw', 'sgd'")
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when the monitored epoch value has not improved for ``patience`` epochs.
+
+    Parameters
+    ----------
+    patience : int
+        Epochs without improvement before stopping.
+    min_delta : float
+        Relative improvement that counts (``value < best * (1 - min_delta)``).
+    monitor : str
+        Key of the epoch record to watch (the training loss by default: labels are never used).
+    """
+
+    patience: int = 10
+    min_delta: float = 1e-4
+    monitor: str = "loss"
+
+    def __post_init__(self) -> None:
+        self.best = math.inf
+        self.bad_epochs = 0
+
+    def step(self, record: dict[str, Any]) -> bool:
+        """Update with one epoch record; return True when training should stop."""
+        value = float(record[self.monitor])
+        if value < self.best - abs(self.best) * self.min_delta or math.isinf(self.best):
+            self.best = value
+            self.bad_epochs = 0
+        else:
+            self.bad_epochs += 1
+        return self.bad_epochs >= self.patience
+
+    def state(self) -> dict[str, float]:
+        """Picklable state for checkpoints."""
+        return {"best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load_state(self, state: dict[str, float]) -> None:
+        """Restore :meth:`state`."""
+        self.best = float(state["best"])
+        self.bad_epochs = int(state["bad_epochs"])
+
+
+def batch_slices(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """Start/stop pairs covering ``range(n)``; a trailing batch of one sample is merged into the
+    previous one (batch norm cannot train on a single sample)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    bounds = [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2] = (bounds[-2][0], n)
+        bounds.pop()
+    return bounds
+
+
+class Trainer:
+    """Minibatch training of ``module`` on tensors kept on the device.
+
+    Parameters
+    ----------
+    module : nn.Module
+        Everything that is trained (put extra parameters such as cluster centres in a
+        ``nn.ModuleDict``/``nn.ParameterDict`` with it, so checkpoints capture them).
+    optimizer : torch.optim.Optimizer
+    epochs : int
+        Number of passes over the data.
+    batch_size : int
+    seed : int
+        Seeds the shuffling generator (local; global RNGs are not touched).
+    autocast_dtype : torch.dtype or None
+        ``torch.bfloat16`` to run the loss under autocast; None for fp32.
+    early_stopping : EarlyStopping, optional
+        Stops the loop when the training loss stalls.
+    checkpoint_path : path, optional
+        Where to save a checkpoint every ``checkpoint_every`` epochs. If the file exists when
+        :meth:`run` starts, training resumes from it. It is removed when training finishes.
+    checkpoint_every : int
+    shuffle : bool
+    verbose : bool
+        Show a tqdm progress bar over epochs.
+    desc : str
+        Progress bar label.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        epochs: int,
+        batch_size: int = 256,
+        seed: int = 0,
+        autocast_dtype: torch.dtype | None = None,
+        early_stopping: EarlyStopping | None = None,
+        checkpoint_path: str | os.PathLike | None = None,
+        checkpoint_every: int = 1,
+        shuffle: bool = True,
+        verbose: bool = False,
+        desc: str = "train",
+    ) -> None:
+        if epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {epochs}")
+        self.module = module
+        self.optimizer = optimizer
+        self.epochs = int(epochs)
+        self.batch_size = int(batch_size)
+        self.generator = make_generator(seed)
+        self.autocast_dtype = autocast_dtype
+        self.early_stopping = early_stopping
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        self.checkpoint_every = max(1, int(checkpoint_every))
+        self.shuffle = shuffle
+        self.verbose = verbose
+        self.desc = desc
+        self.history: list[dict[str, Any]] = []
+        self.stopped_early = False
+        self.n_steps = 0
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def _save_checkpoint(self, epoch: int, extra: dict[str, Any] | None) -> None:
+        if self.checkpoint_path is None:
+            return
+        state = {
+            "epoch": epoch,
+            "module": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": self.history,
+            "n_steps": self.n_steps,
+            "early_stopping": self.early_stopping.state() if self.early_stopping else None,
+            "extra": extra or {},
+        }
+        atomic_torch_save(state, self.checkpoint_path)
+
+    def _load_checkpoint(self) -> tuple[int, dict[str, Any]]:
+        assert self.checkpoint_path is not None
+        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        self.module.load_state_dict(state["module"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.history = list(state["history"])
+        self.n_steps = int(state["n_steps"])
+        if self.early_stopping is not None and state["early_stopping"] is not None:
+            self.early_stopping.load_state(state["early_stopping"])
+        logger.info(
+            "resumed %s from %s at epoch %d", self.desc, self.checkpoint_path, state["epoch"]
+        )
+        return int(state["epoch"]), dict(state["extra"])
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(
+        self,
+        tensors: Sequence[torch.Tensor],
+        loss_fn: LossFn,
+        *,
+        on_epoch_start: Callable[[int], None] | None = None,
+        on_epoch_end: Callable[[int, dict[str, Any]], bool | None] | None = None,
+        before_step: Callable[[int], None] | None = None,
+        get_extra_state: Callable[[], dict[str, Any]] | None = None,
+        set_extra_state: Callable[[dict[str, Any]], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Train for ``epochs`` passes over ``tensors`` (all with the same first dimension).
+
+        Parameters
+        ----------
+        tensors : sequence of Tensor
+            Data on the training device; minibatches are ``[t[idx] for t in tensors]``.
+        loss_fn : callable
+            ``loss_fn(idx, *batch) -> loss`` or ``(loss, {"part": value, ...})``; called under
+            autocast when a low precision is set.
+        on_epoch_start : callable, optional
+            ``f(epoch)`` before each epoch.
+        on_epoch_end : callable, optional
+            ``f(epoch, record)`` after each epoch; may add entries to ``record``; returning True
+            stops training.
+        before_step : callable, optional
+            ``f(global_step)`` before every optimisation step (e.g. DEC's target refresh).
+        get_extra_state, set_extra_state : callable, optional
+            Save/restore method state that is not in ``module`` (kept in checkpoints).
+
+        Returns
+        -------
+        list of dict
+            One record per epoch: ``epoch``, ``loss`` and each named loss part (sample means).
+        """
+        if not tensors:
+            raise ValueError("tensors must not be empty")
+        n = tensors[0].shape[0]
+        device = tensors[0].device
+        start_epoch = 0
+        if self.checkpoint_path is not None and self.checkpoint_path.exists():
+            start_epoch, extra = self._load_checkpoint()
+            if set_extra_state is not None:
+                set_extra_state(extra)
+        bounds = batch_slices(n, self.batch_size)
+        bar = tqdm(
+            range(start_epoch, self.epochs),
+            desc=self.desc,
+            disable=not self.verbose,
+            leave=False,
+            initial=start_epoch,
+            total=self.epochs,
+        )
+        for epoch in bar:
+            self.module.train()
+            if on_epoch_start is not None:
+                on_epoch_start(epoch)
+            if self.shuffle:
+                perm = torch.randperm(n, generator=self.generator).to(device, non_blocking=True)
+            else:
+                perm = torch.arange(n, device=device)
+            total = torch.zeros((), device=device)
+            parts_total: dict[str, torch.Tensor] = {}
+            for start, stop in bounds:
+                if before_step is not None:
+                    before_step(self.n_steps)
+                idx = perm[start:stop]
+                batch = [t[idx] for t in tensors]
+                with autocast(device, self.autocast_dtype):
+                    out = loss_fn(idx, *batch)
+                loss, parts = out if isinstance(out, tuple) else (out, {})
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.n_steps += 1
+                weight = float(stop - start)
+                total += loss.detach().float() * weight
+                for key, value in parts.items():
+                    acc = parts_total.setdefault(key, torch.zeros((), device=device))
+                    acc += value.detach().float() * weight
+            record: dict[str, Any] = {"epoch": epoch, "loss": float(total) / n}
+            for key, value in parts_total.items():
+                record[key] = float(value) / n
+            if not math.isfinite(record["loss"]):
+                raise FloatingPointError(
+                    f"{self.desc}: the loss became {record['loss']} at epoch {epoch}; "
+                    "lower the learning rate or check the input scaling"
+                )
+            stop_now = bool(on_epoch_end(epoch, record)) if on_epoch_end is not None else False
+            if self.early_stopping is not None and self.early_stopping.step(record):
+                stop_now = True
+                self.stopped_early = True
+                record["stopped_early"] = True
+            self.history.append(record)
+            bar.set_postfix(loss=f"{record['loss']:.4g}")
+            if stop_now:
+                break
+            if (epoch + 1) % self.checkpoint_every == 0 and epoch + 1 < self.epochs:
+                self._save_checkpoint(
+                    epoch + 1, get_extra_state() if get_extra_state is not None else None
+                )
+        bar.close()
+        if self.checkpoint_path is not None and self.checkpoint_path.exists():
+            self.checkpoint_path.unlink()
+        self.module.eval()
+        return self.history
+
+
+@torch.no_grad()
+def batched_apply(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    batch_size: int = 4096,
+    autocast_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Apply ``fn`` to ``x`` in large no-grad batches and concatenate the fp32 results."""
+    outs = []
+    for start in range(0, x.shape[0], batch_size):
+        with autocast(x.device, autocast_dtype):
+            outs.append(fn(x[start : start + batch_size]).float())
+    return torch.cat(outs) if outs else x.new_zeros((0,))

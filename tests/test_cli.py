@@ -1,0 +1,125 @@
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from aeclust.cli import main
+
+
+@pytest.fixture
+def blob_files(tmp_path, blobs):
+    x, y = blobs
+    npy = tmp_path / "x.npy"
+    np.save(npy, x)
+    npz = tmp_path / "xy.npz"
+    np.savez(npz, x=x, y=y)
+    return npy, npz
+
+
+def _labels(path):
+    with open(path) as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["index", "label"]
+    return np.array([int(r[1]) for r in rows[1:]])
+
+
+def test_cluster_a_file_writes_labels(blob_files, tmp_path, capsys):
+    npy, _ = blob_files
+    out = tmp_path / "labels.csv"
+    rc = main(["cluster", str(npy), "--method", "kmeans", "--n-clusters", "4", "--out", str(out)])
+    assert rc == 0
+    labels = _labels(out)
+    assert labels.shape == (300,) and set(labels) == {0, 1, 2, 3}
+    assert "ACC" not in capsys.readouterr().out  # no labels known, no metrics
+
+
+def test_cluster_prints_metrics_when_labels_are_known(blob_files, tmp_path, capsys):
+    _, npz = blob_files
+    out = tmp_path / "l.csv"
+    args = ["cluster", str(npz), "--method", "ae-kmeans", "--out", str(out), "--no-cache"]
+    args += ["--param", "autoencoder=[16, 2]", "--param", "pretrain_epochs=20", "--device", "cpu"]
+    args += ["--save-model", str(tmp_path / "m.pt")]
+    assert main(args) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("ACC ") and "NMI " in last and "ARI " in last
+    assert float(last.split()[1]) > 0.9
+    assert (tmp_path / "m.pt").exists()
+
+
+def test_cluster_named_dataset(tmp_path, capsys):
+    out = tmp_path / "d.csv"
+    assert main(["cluster", "--dataset", "digits", "--method", "kmeans", "--out", str(out)]) == 0
+    acc = float(capsys.readouterr().out.strip().splitlines()[-1].split()[1])
+    assert 0.6 < acc <= 1.0
+    assert len(_labels(out)) == 1797
+
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (lambda p: ["cluster", str(p / "missing.npy"), "--method", "kmeans"], "does not exist"),
+        (
+            lambda p: ["cluster", str(p / "nan.npy"), "--method", "kmeans", "--n-clusters", "2"],
+            "NaN",
+        ),
+        (
+            lambda p: ["cluster", str(p / "x.npy"), "--method", "kmeans", "--n-clusters", "999"],
+            "larger than the number of samples",
+        ),
+        (
+            lambda p: ["cluster", str(p / "x.npy"), "--method", "dek", "--n-clusters", "2"],
+            "unknown method",
+        ),
+        (lambda p: ["cluster", "--dataset", "mnst", "--method", "kmeans"], "did you mean"),
+        (lambda p: ["cluster", str(p / "x.npy"), "--method", "kmeans"], "--n-clusters is required"),
+        (
+            lambda p: [
+                "cluster",
+                str(p / "x.npy"),
+                "--method",
+                "kmeans",
+                "--n-clusters",
+                "2",
+                "--param",
+                "bogus=1",
+            ],
+            "unknown parameter",
+        ),
+        (
+            lambda p: ["cluster", str(p / "bad.npy"), "--method", "kmeans", "--n-clusters", "2"],
+            "npy",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, blob_files, capsys, make_args, message):
+    x = np.ones((10, 3))
+    x[2, 1] = np.nan
+    np.save(tmp_path / "nan.npy", x)
+    (tmp_path / "bad.npy").write_bytes(b"not numpy")
+    rc = main(make_args(tmp_path))
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("aeclust: error:") and message in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+
+def test_methods_and_datasets_commands(capsys, tmp_path):
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert "kmeans" in out and "ae-kmeans" in out
+    assert main(["datasets", "--data-home", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "digits" in out and "mnist_test" in out and "reuters10k" in out
+
+
+def test_console_script_runs():
+    proc = subprocess.run(
+        [sys.executable, "-m", "aeclust.cli", "cluster", "--method", "kmeans", "nope.csv"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "nope.csv" in proc.stderr

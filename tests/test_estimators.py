@@ -1,0 +1,164 @@
+"""The scikit-learn contract, determinism, predict = labels_ and model files, per estimator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import aeclust
+from aeclust import AEKMeans, KMeans
+from aeclust.metrics import cluster_accuracy
+
+# Small, fast configurations of every estimator (the sklearn checks fit many tiny data sets).
+FAST = [
+    KMeans(n_clusters=3, n_init=2, random_state=0),
+    AEKMeans(
+        n_clusters=3,
+        autoencoder=[16, 4],
+        pretrain_epochs=3,
+        batch_size=32,
+        n_init=3,
+        device="cpu",
+        random_state=0,
+    ),
+]
+
+# Named expected failures: check name -> reason, per estimator class.
+EXPECTED_FAILURES: dict[str, dict[str, str]] = {}
+
+
+def _expected(est):
+    return EXPECTED_FAILURES.get(type(est).__name__, {})
+
+
+@parametrize_with_checks(FAST, expected_failed_checks=_expected)
+def test_sklearn_contract(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("est", FAST, ids=lambda e: type(e).__name__)
+def test_deterministic_for_a_seed_and_predict_equals_labels(est, digits):
+    x, _ = digits
+    a = clone(est).set_params(n_clusters=10).fit(x)
+    b = clone(est).set_params(n_clusters=10).fit(x)
+    assert np.array_equal(a.labels_, b.labels_)
+    assert np.array_equal(a.predict(x), a.labels_)
+    assert a.labels_.dtype == np.int64 and a.labels_.min() >= 0 and a.labels_.max() < 10
+
+
+def test_global_rng_is_not_reseeded(digits):
+    x, _ = digits
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    clone(FAST[1]).set_params(n_clusters=10).fit(x[:200])
+    assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("est", FAST, ids=lambda e: type(e).__name__)
+def test_save_and_load_roundtrip(est, digits, tmp_path):
+    x, _ = digits
+    model = clone(est).set_params(n_clusters=10).fit(x[:500])
+    path = model.save(tmp_path / "model.pt")
+    restored = aeclust.load(path)
+    assert type(restored) is type(model)
+    assert restored.get_params() == model.get_params()
+    assert np.array_equal(restored.predict(x), model.predict(x))
+    assert np.allclose(restored.transform(x), model.transform(x))
+    assert np.array_equal(restored.labels_, model.labels_)
+    assert not list(tmp_path.glob(".*tmp"))  # atomic write leaves no temporary file
+
+
+def test_load_rejects_foreign_files(tmp_path):
+    bad = tmp_path / "x.pt"
+    torch.save({"hello": torch.zeros(1)}, bad)
+    with pytest.raises(ValueError, match="not an aeclust model file"):
+        aeclust.load(bad)
+    (tmp_path / "junk.pt").write_text("garbage")
+    with pytest.raises(ValueError, match="not a readable aeclust model"):
+        aeclust.load(tmp_path / "junk.pt")
+    with pytest.raises(FileNotFoundError):
+        aeclust.load(tmp_path / "missing.pt")
+
+
+def test_shared_pretrained_module_is_not_mutated(digits):
+    from aeclust.nn import MLPAutoencoder
+
+    x, _ = digits
+    shared = MLPAutoencoder([64, 32, 5])
+    before = {k: v.clone() for k, v in shared.state_dict().items()}
+    model = AEKMeans(10, autoencoder=shared, pretrain_epochs=2, random_state=0).fit(x[:300])
+    assert model.autoencoder_ is not shared
+    for k, v in shared.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+def test_pretrain_cache_shares_one_network_between_fits(digits, tmp_path):
+    x, _ = digits
+    kw = dict(autoencoder=[32, 5], pretrain_epochs=3, random_state=4, pretrain_cache=str(tmp_path))
+    a = AEKMeans(10, **kw).fit(x)
+    b = AEKMeans(10, n_init=5, **kw).fit(x)
+    assert len(list(tmp_path.glob("ae-*.pt"))) == 1
+    assert np.array_equal(a.transform(x), b.transform(x))
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (np.full((20, 3), np.nan), "NaN"),
+        (np.ones((20, 3)) * np.inf, "infinity"),
+        (np.ones(20), "Expected 2D array"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(bad, message):
+    with pytest.raises(ValueError, match=message):
+        AEKMeans(2, pretrain_epochs=1).fit(bad)
+
+
+def test_too_few_samples_for_k():
+    with pytest.raises(ValueError, match="n_samples=5 should be >= n_clusters=6"):
+        AEKMeans(6, pretrain_epochs=1).fit(np.random.default_rng(0).random((5, 3)))
+    with pytest.raises(TypeError, match="n_clusters must be an int"):
+        KMeans(2.5).fit(np.random.default_rng(0).random((5, 3)))
+
+
+def test_predict_before_fit_and_feature_mismatch(digits):
+    from sklearn.exceptions import NotFittedError
+
+    x, _ = digits
+    with pytest.raises(NotFittedError):
+        KMeans(3).predict(x)
+    model = KMeans(3, n_init=1, random_state=0).fit(x)
+    with pytest.raises(ValueError, match="X has 10 features, but KMeans is expecting 64"):
+        model.predict(x[:, :10])
+
+
+def test_unknown_device_and_precision():
+    x = np.random.default_rng(0).random((30, 4))
+    with pytest.raises(ValueError, match="unknown device"):
+        AEKMeans(2, device="tpu9").fit(x)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        AEKMeans(2, precision="fp8", autoencoder=[4, 2], pretrain_epochs=1).fit(x)
+
+
+def test_ae_kmeans_learns_a_useful_embedding(blobs):
+    x, y = blobs
+    model = AEKMeans(4, autoencoder=[32, 2], pretrain_epochs=30, batch_size=32, random_state=0)
+    labels = model.fit_predict(x)
+    assert cluster_accuracy(y, labels) > 0.95
+    assert model.transform(x).shape == (300, 2)
+    assert len(model.pretrain_history_) == 30
+    assert model.pretrain_history_[-1]["loss"] < model.pretrain_history_[0]["loss"]
+
+
+@pytest.mark.gpu
+def test_cuda_fit_matches_api(digits):
+    x, y = digits
+    model = AEKMeans(10, autoencoder=[64, 10], pretrain_epochs=5, device="cuda", random_state=0)
+    labels = model.fit_predict(x)
+    assert model.autoencoder_.encoder_layers[0].weight.device.type == "cuda"
+    assert np.array_equal(model.predict(x), labels)
+    assert cluster_accuracy(y, labels) > 0.5

@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.cluster import KMeans as SKKMeans
+from sklearn.datasets import make_blobs
+
+from aeclust.metrics import ari
+from aeclust.primitives import assign, kmeans, kmeans_plusplus, squared_distances
+
+
+def _gen(seed=0):
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g
+
+
+def test_squared_distances_match_cdist():
+    x, c = torch.randn(50, 7), torch.randn(4, 7)
+    assert torch.allclose(squared_distances(x, c), torch.cdist(x, c) ** 2, atol=1e-4)
+
+
+def test_kmeans_recovers_blobs_and_matches_sklearn_inertia():
+    x, y = make_blobs(2000, centers=6, n_features=5, random_state=0)
+    res = kmeans(torch.tensor(x, dtype=torch.float32), 6, n_init=5, generator=_gen())
+    sk = SKKMeans(6, n_init=5, random_state=0).fit(x)
+    assert ari(y, res.labels.numpy()) > 0.99
+    assert res.inertia == pytest.approx(sk.inertia_, rel=1e-3)
+    # labels are the nearest centres of the returned centres
+    assert torch.equal(res.labels, assign(torch.tensor(x, dtype=torch.float32), res.centers)[0])
+
+
+def test_kmeans_is_deterministic_for_a_seed():
+    x = torch.randn(500, 4)
+    a = kmeans(x, 5, n_init=3, generator=_gen(1))
+    b = kmeans(x, 5, n_init=3, generator=_gen(1))
+    assert torch.equal(a.labels, b.labels) and torch.equal(a.centers, b.centers)
+
+
+def test_kmeans_warm_start_keeps_a_fixed_point():
+    x, _ = make_blobs(600, centers=3, random_state=1)
+    xt = torch.tensor(x, dtype=torch.float32)
+    first = kmeans(xt, 3, n_init=4, generator=_gen())
+    again = kmeans(xt, 3, init=first.centers)
+    assert torch.allclose(again.centers, first.centers, atol=1e-4)
+    assert again.n_iter <= 2
+
+
+def test_kmeans_plusplus_picks_distinct_points_per_restart():
+    x = torch.randn(300, 3)
+    c = kmeans_plusplus(x, 8, n_init=4, generator=_gen())
+    assert c.shape == (4, 8, 3)
+    for run in c:
+        assert len({tuple(v.tolist()) for v in run}) == 8
+
+
+def test_kmeans_handles_duplicate_points_and_validates():
+    x = torch.zeros(20, 2)
+    res = kmeans(x, 3, n_init=2, generator=_gen())
+    assert res.inertia == 0.0
+    with pytest.raises(ValueError, match="n_samples=2 should be >= n_clusters=3"):
+        kmeans(torch.randn(2, 2), 3)
+    with pytest.raises(ValueError, match="init centres must have shape"):
+        kmeans(torch.randn(10, 2), 3, init=torch.zeros(2, 2))
+    assert np.isfinite(res.inertia)

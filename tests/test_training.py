@@ -1,0 +1,157 @@
+import pytest
+import torch
+from torch.nn import functional as F
+
+from aeclust._utils import local_seed
+from aeclust.nn import MLPAutoencoder
+from aeclust.pretrain import PretrainConfig, pretrain_autoencoder
+from aeclust.training import EarlyStopping, Trainer, batch_slices, make_optimizer
+
+
+def _setup(seed=0):
+    with local_seed(seed):
+        ae = MLPAutoencoder([12, 8, 3])
+        x = torch.rand(100, 12)
+    return ae, x
+
+
+def _loss(ae):
+    def fn(idx, xb):
+        _, x_hat = ae(xb)
+        return F.mse_loss(x_hat, xb), {"rec": F.mse_loss(x_hat, xb)}
+
+    return fn
+
+
+def test_batch_slices_never_leave_a_single_sample():
+    assert batch_slices(10, 3) == [(0, 3), (3, 6), (6, 10)]
+    assert batch_slices(9, 3) == [(0, 3), (3, 6), (6, 9)]
+    assert batch_slices(1, 4) == [(0, 1)]
+    with pytest.raises(ValueError):
+        batch_slices(5, 0)
+
+
+def test_loss_decreases_and_history_is_recorded():
+    ae, x = _setup()
+    trainer = Trainer(ae, make_optimizer(ae.parameters(), lr=1e-2), epochs=30, batch_size=16)
+    hist = trainer.run([x], _loss(ae))
+    assert len(hist) == 30
+    assert [h["epoch"] for h in hist] == list(range(30))
+    assert hist[-1]["loss"] < 0.5 * hist[0]["loss"]
+    assert hist[-1]["rec"] == pytest.approx(hist[-1]["loss"])
+    assert not ae.training
+
+
+def test_early_stopping_really_stops():
+    ae, x = _setup()
+    # lr = 0: the loss cannot improve, so training must stop after `patience` epochs.
+    trainer = Trainer(
+        ae,
+        make_optimizer(ae.parameters(), "sgd", lr=0.0, momentum=0.0),
+        epochs=100,
+        batch_size=50,
+        shuffle=False,
+        early_stopping=EarlyStopping(patience=3),
+    )
+    hist = trainer.run([x], _loss(ae))
+    assert trainer.stopped_early
+    assert len(hist) == 4  # the first epoch sets the best value, then 3 without improvement
+    assert hist[-1]["stopped_early"] is True
+
+
+def test_on_epoch_end_can_stop_and_annotate():
+    ae, x = _setup()
+    trainer = Trainer(ae, make_optimizer(ae.parameters()), epochs=10, batch_size=32)
+
+    def end(epoch, record):
+        record["marker"] = epoch * 2
+        return epoch == 2
+
+    hist = trainer.run([x], _loss(ae), on_epoch_end=end)
+    assert len(hist) == 3 and hist[-1]["marker"] == 4
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_checkpoint_resume_matches_an_uninterrupted_run(tmp_path):
+    ae_ref, x = _setup(1)
+    with local_seed(5):
+        Trainer(ae_ref, make_optimizer(ae_ref.parameters()), epochs=6, batch_size=16, seed=3).run(
+            [x], _loss(ae_ref)
+        )
+
+    ckpt = tmp_path / "run.ckpt"
+    ae, _ = _setup(1)
+    opt = make_optimizer(ae.parameters())
+
+    def crash(step):
+        if step == 7 * 3 + 2:  # in the middle of the fourth epoch (7 steps per epoch)
+            raise _Interrupt
+
+    with local_seed(5), pytest.raises(_Interrupt):
+        Trainer(ae, opt, epochs=6, batch_size=16, seed=3, checkpoint_path=ckpt).run(
+            [x], _loss(ae), before_step=crash
+        )
+    assert ckpt.exists()
+
+    ae2, _ = _setup(99)  # different initial weights: everything must come from the checkpoint
+    trainer = Trainer(
+        ae2, make_optimizer(ae2.parameters()), epochs=6, batch_size=16, seed=3, checkpoint_path=ckpt
+    )
+    hist = trainer.run([x], _loss(ae2))
+    assert len(hist) == 6
+    assert not ckpt.exists()  # removed once training finished
+    for a, b in zip(ae_ref.state_dict().values(), ae2.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_non_finite_loss_is_reported():
+    ae, x = _setup()
+    trainer = Trainer(ae, make_optimizer(ae.parameters()), epochs=2, batch_size=50)
+    with pytest.raises(FloatingPointError, match="loss became nan"):
+        trainer.run([x], lambda idx, xb: ae(xb)[1].sum() * float("nan"))
+
+
+def test_bf16_autocast_trains():
+    ae, x = _setup()
+    trainer = Trainer(
+        ae,
+        make_optimizer(ae.parameters(), lr=1e-2),
+        epochs=20,
+        batch_size=16,
+        autocast_dtype=torch.bfloat16,
+    )
+    hist = trainer.run([x], _loss(ae))
+    assert hist[-1]["loss"] < hist[0]["loss"]
+    assert all(p.dtype == torch.float32 for p in ae.parameters())  # fp32 master weights
+
+
+def test_pretrain_cache_hit_returns_the_same_network(tmp_path):
+    cfg = PretrainConfig(epochs=3, batch_size=32)
+    ae1, x = _setup(2)
+    _, h1 = pretrain_autoencoder(ae1, x, cfg, seed=0, cache_dir=tmp_path, use_cache=True)
+    files = list(tmp_path.glob("ae-*.pt"))
+    assert len(files) == 1 and len(h1) == 3
+
+    ae2, _ = _setup(2)
+    calls = []
+    ae2.register_forward_hook(lambda *a: calls.append(1))
+    _, h2 = pretrain_autoencoder(ae2, x, cfg, seed=0, cache_dir=tmp_path, use_cache=True)
+    assert calls == []  # no training happened
+    assert h2 == h1
+    for a, b in zip(ae1.state_dict().values(), ae2.state_dict().values()):
+        assert torch.equal(a, b)
+
+    # another seed, other hyper-parameters or other data: a different entry
+    ae3, _ = _setup(2)
+    pretrain_autoencoder(ae3, x, cfg, seed=1, cache_dir=tmp_path, use_cache=True)
+    ae4, _ = _setup(2)
+    pretrain_autoencoder(ae4, x[:50], cfg, seed=0, cache_dir=tmp_path, use_cache=True)
+    assert len(list(tmp_path.glob("ae-*.pt"))) == 3
+
+
+def test_make_optimizer_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        make_optimizer([torch.nn.Parameter(torch.zeros(1))], "rmsprop")
