@@ -162,3 +162,20 @@ def test_cuda_fit_matches_api(digits):
     assert model.autoencoder_.encoder_layers[0].weight.device.type == "cuda"
     assert np.array_equal(model.predict(x), labels)
     assert cluster_accuracy(y, labels) > 0.5
+
+
+def test_pretrain_matches_fit_and_leaves_the_estimator_unfitted(digits, tmp_path):
+    from sklearn.exceptions import NotFittedError
+
+    x, _ = digits
+    est = AEKMeans(10, autoencoder=[32, 5], pretrain_epochs=2, random_state=1)
+    est.pretrain_cache = str(tmp_path)
+    ae = est.pretrain(x)
+    with pytest.raises(NotFittedError):
+        est.predict(x)
+    est.fit(x)  # a cache hit: the same network
+    assert len(list(tmp_path.glob("ae-*.pt"))) == 1
+    for a, b in zip(ae.state_dict().values(), est.autoencoder_.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(TypeError, match="does not pretrain"):
+        KMeans(3).pretrain(x)

@@ -183,8 +183,7 @@ class AEKMeans(BaseDeepClusterer):
         self.verbose = verbose
 
     def _fit(self, x: torch.Tensor, seed: int) -> None:
-        output = "sigmoid" if self.pretrain_loss == "bce" else None
-        self.autoencoder_ = self._pretrained_autoencoder(x, seed, output_activation=output)
+        self.autoencoder_ = self._pretrained_autoencoder(x, seed)
         z = self._embed(x)
         result = kmeans(
             z, self.n_clusters, n_init=self.n_init, generator=self._generator(seed, x.device)
