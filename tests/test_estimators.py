@@ -9,7 +9,7 @@ from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import aeclust
-from aeclust import AEKMeans, KMeans
+from aeclust import DEC, IDEC, AEKMeans, KMeans
 from aeclust.metrics import cluster_accuracy
 
 # Small, fast configurations of every estimator (the sklearn checks fit many tiny data sets).
@@ -23,6 +23,20 @@ FAST = [
         n_init=3,
         device="cpu",
         random_state=0,
+    ),
+    *(
+        cls(
+            n_clusters=3,
+            autoencoder=[16, 4],
+            pretrain_epochs=3,
+            batch_size=32,
+            max_iter=20,
+            update_interval=5,
+            n_init=3,
+            device="cpu",
+            random_state=0,
+        )
+        for cls in (DEC, IDEC)
     ),
 ]
 

@@ -155,3 +155,19 @@ def test_pretrain_cache_hit_returns_the_same_network(tmp_path):
 def test_make_optimizer_rejects_unknown_names():
     with pytest.raises(ValueError, match="unknown optimizer"):
         make_optimizer([torch.nn.Parameter(torch.zeros(1))], "rmsprop")
+
+
+def test_stop_training_from_a_step_hook_ends_cleanly():
+    from aeclust.training import StopTraining
+
+    ae, x = _setup()
+    trainer = Trainer(ae, make_optimizer(ae.parameters()), epochs=10, batch_size=10)
+
+    def hook(step):
+        if step == 25:  # the sixth step of the third epoch
+            raise StopTraining
+
+    hist = trainer.run([x], _loss(ae), before_step=hook)
+    assert trainer.n_steps == 25
+    assert len(hist) == 3 and hist[-1]["converged"] is True
+    assert hist[-1]["loss"] > 0

@@ -23,6 +23,12 @@ from aeclust._utils import atomic_torch_save, autocast, make_generator
 
 logger = logging.getLogger(__name__)
 
+
+class StopTraining(Exception):
+    """Raised by a hook (e.g. ``before_step``) to end training cleanly, as when DEC's label
+    changes fall below its tolerance."""
+
+
 LossOutput = torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]
 LossFn = Callable[..., LossOutput]
 
@@ -233,7 +239,8 @@ class Trainer:
             ``f(epoch, record)`` after each epoch; may add entries to ``record``; returning True
             stops training.
         before_step : callable, optional
-            ``f(global_step)`` before every optimisation step (e.g. DEC's target refresh).
+            ``f(global_step)`` before every optimisation step (e.g. DEC's target refresh); it
+            may raise :class:`StopTraining` to end training there.
         get_extra_state, set_extra_state : callable, optional
             Save/restore method state that is not in ``module`` (kept in checkpoints).
 
@@ -270,9 +277,14 @@ class Trainer:
                 perm = torch.arange(n, device=device)
             total = torch.zeros((), device=device)
             parts_total: dict[str, torch.Tensor] = {}
+            converged = False
             for start, stop in bounds:
                 if before_step is not None:
-                    before_step(self.n_steps)
+                    try:
+                        before_step(self.n_steps)
+                    except StopTraining:
+                        converged = True
+                        break
                 idx = perm[start:stop]
                 batch = [t[idx] for t in tensors]
                 with autocast(device, self.autocast_dtype):
@@ -287,15 +299,22 @@ class Trainer:
                 for key, value in parts.items():
                     acc = parts_total.setdefault(key, torch.zeros((), device=device))
                     acc += value.detach().float() * weight
-            record: dict[str, Any] = {"epoch": epoch, "loss": float(total) / n}
+            seen = start if converged else n
+            if seen == 0:  # stopped before the epoch's first step: nothing to record
+                break
+            record: dict[str, Any] = {"epoch": epoch, "loss": float(total) / seen}
             for key, value in parts_total.items():
-                record[key] = float(value) / n
+                record[key] = float(value) / seen
+            if converged:
+                record["converged"] = True
             if not math.isfinite(record["loss"]):
                 raise FloatingPointError(
                     f"{self.desc}: the loss became {record['loss']} at epoch {epoch}; "
                     "lower the learning rate or check the input scaling"
                 )
-            stop_now = bool(on_epoch_end(epoch, record)) if on_epoch_end is not None else False
+            stop_now = converged
+            if on_epoch_end is not None and not converged:
+                stop_now = bool(on_epoch_end(epoch, record))
             if self.early_stopping is not None and self.early_stopping.step(record):
                 stop_now = True
                 self.stopped_early = True

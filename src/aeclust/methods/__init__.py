@@ -1,16 +1,21 @@
 """Clustering methods, one module each, all on :class:`BaseDeepClusterer`."""
 
 from aeclust.methods.base import ESTIMATORS, BaseDeepClusterer, load, register_estimator
+from aeclust.methods.dec import DEC, IDEC
 from aeclust.methods.kmeans import AEKMeans, KMeans
 
 #: Command-line names of the methods (DESIGN.md: the class names lower-cased).
 METHODS: dict[str, type[BaseDeepClusterer]] = {
     "kmeans": KMeans,
     "ae-kmeans": AEKMeans,
+    "dec": DEC,
+    "idec": IDEC,
 }
 
 __all__ = [
+    "DEC",
     "ESTIMATORS",
+    "IDEC",
     "METHODS",
     "AEKMeans",
     "BaseDeepClusterer",
