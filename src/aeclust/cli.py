@@ -1,4 +1,4 @@
-"""The ``aeclust`` command line: cluster, methods, datasets (bench and report build on it).
+"""The ``aeclust`` command line: cluster, methods, datasets, bench and report.
 
 Every command validates its input at the boundary; a user error ends with one line on stderr and
 exit status 2, never a traceback.
@@ -134,6 +134,93 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _csv_list(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise CLIError(f"expected a comma-separated list, got {text!r}")
+    return items
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run a benchmark protocol into the results database (resumes finished cells)."""
+    from aeclust.bench import format_command, run_protocol
+    from aeclust.metrics import format_metrics
+
+    if args.seeds is not None and args.seeds < 1:
+        raise CLIError(f"--seeds must be a positive integer, got {args.seeds}")
+    methods, datasets = _csv_list(args.methods), _csv_list(args.datasets)
+    command = format_command(
+        args.protocol,
+        quick=args.quick,
+        seeds=args.seeds,
+        methods=methods,
+        datasets=datasets,
+        device=args.device,
+        precision=args.precision,
+        db=args.db,
+        plots=args.plots,
+    )
+
+    def show(cell) -> None:
+        scores = {"acc": cell.acc, "nmi": cell.nmi, "ari": cell.ari}
+        pre = "" if cell.pretrain_seconds is None else f"pretrain {cell.pretrain_seconds:.1f} s, "
+        print(
+            f"{cell.dataset:<14} {cell.method:<14} seed {cell.seed}: {format_metrics(scores)}"
+            f"  ({pre}fit {cell.fit_seconds:.1f} s)",
+            flush=True,
+        )
+
+    summary = run_protocol(
+        args.protocol,
+        quick=args.quick,
+        seeds=args.seeds,
+        methods=methods,
+        datasets=datasets,
+        device=args.device,
+        precision=args.precision,
+        db=args.db,
+        plots=args.plots,
+        data_home=args.data_home,
+        download=args.download,
+        command=command,
+        verbose=args.verbose,
+        on_cell=show,
+    )
+    print(
+        f"{summary.protocol} ({summary.variant}): {len(summary.completed)} cell(s) run, "
+        f"{len(summary.already_done)} already in {summary.db}"
+    )
+    for name, why in summary.skipped_methods.items():
+        print(f"skipped method {name}: {why}")
+    for name, why in summary.skipped_datasets.items():
+        print(f"skipped dataset {name}: {why}")
+    for cell, why in summary.failures:
+        print(f"failed {cell[2]} on {cell[3]} seed {cell[4]}: {why}")
+    nothing = not summary.completed and not summary.already_done
+    return 1 if summary.failures or (nothing and summary.skipped_datasets) else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Print or write the report of the results database (Markdown or CSV)."""
+    from aeclust._utils import atomic_path
+    from aeclust.bench import render_report, write_benchmarks_md
+
+    if args.out and args.format == "md":
+        path = write_benchmarks_md(args.db, args.out, protocol=args.protocol, variant=args.variant)
+        print(f"report written to {path}")
+        return 0
+    text = render_report(args.db, fmt=args.format, protocol=args.protocol, variant=args.variant)
+    if args.out:
+        with atomic_path(args.out) as tmp:
+            Path(tmp).write_text(text, encoding="utf-8")
+        print(f"report written to {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``aeclust`` command."""
     parser = argparse.ArgumentParser(
@@ -175,6 +262,38 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("datasets", help="list the named datasets")
     p.add_argument("--data-home", help="dataset folder (default $AECLUST_DATA)")
     p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser(
+        "bench",
+        help="run a benchmark protocol (a paper table) into the results database",
+        description="Run every (dataset, seed, method) cell of a protocol; cells already in the "
+        "database are skipped, so an interrupted run resumes.",
+    )
+    p.add_argument("protocol", help="a protocol file, or a name in benchmarks/protocols")
+    p.add_argument("--quick", action="store_true", help="the CPU variant ([quick] section)")
+    p.add_argument("--seeds", type=int, help="number of seeds (default: the protocol's)")
+    p.add_argument("--methods", help="comma-separated method rows (default: all)")
+    p.add_argument("--datasets", help="comma-separated dataset columns (default: all)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
+    p.add_argument("--db", default="results/aeclust.db", help="results database")
+    p.add_argument(
+        "--plots",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write embedding, curves and confusion figures under results/plots",
+    )
+    p.add_argument("--data-home", help="dataset folder (default $AECLUST_DATA)")
+    p.add_argument("--download", action="store_true", help="download missing datasets")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("report", help="report the results database beside the papers' numbers")
+    p.add_argument("--protocol", help="only this protocol")
+    p.add_argument("--variant", choices=["quick", "full"], help="only this variant")
+    p.add_argument("--format", choices=["md", "csv"], default="md")
+    p.add_argument("--db", default="results/aeclust.db", help="results database")
+    p.add_argument("--out", help="write to this file (md: the full BENCHMARKS.md page)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -210,6 +210,7 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             "embedding_dim": getattr(self, "embedding_dim", 10),
             "image_shape": getattr(self, "image_shape", None),
             "activation": getattr(self, "activation", "relu"),
+            "batch_norm": getattr(self, "batch_norm", False),
             # BCE needs outputs in [0, 1]: a sigmoid reconstruction layer.
             "output_activation": "sigmoid" if bce else None,
         }

@@ -48,9 +48,9 @@ class DEC(BaseDeepClusterer):
     Parameters
     ----------
     n_clusters : int
-    autoencoder, embedding_dim, activation, image_shape
+    autoencoder, embedding_dim, activation, batch_norm, image_shape
         The network (see :class:`aeclust.AEKMeans`); default d-500-500-2000-10 ReLU.
-    pretrain_epochs, pretrain_lr, pretrain_loss, pretrain_corruption
+    pretrain_epochs, pretrain_lr, pretrain_loss, pretrain_patience, pretrain_corruption
         Autoencoder pretraining (DEC pretrains a stacked denoising AE; ``pretrain_corruption=0.2``
         reproduces its masking noise end to end).
     batch_size : int
@@ -93,10 +93,12 @@ class DEC(BaseDeepClusterer):
         autoencoder: str | Sequence[int] | nn.Module = "mlp",
         embedding_dim: int = 10,
         activation: str = "relu",
+        batch_norm: bool = False,
         image_shape: Sequence[int] | None = None,
         pretrain_epochs: int = 50,
         pretrain_lr: float = 1e-3,
         pretrain_loss: str = "mse",
+        pretrain_patience: int | None = None,
         pretrain_corruption: float = 0.0,
         batch_size: int = 256,
         optimizer: str = "sgd",
@@ -117,10 +119,12 @@ class DEC(BaseDeepClusterer):
         self.autoencoder = autoencoder
         self.embedding_dim = embedding_dim
         self.activation = activation
+        self.batch_norm = batch_norm
         self.image_shape = image_shape
         self.pretrain_epochs = pretrain_epochs
         self.pretrain_lr = pretrain_lr
         self.pretrain_loss = pretrain_loss
+        self.pretrain_patience = pretrain_patience
         self.pretrain_corruption = pretrain_corruption
         self.batch_size = batch_size
         self.optimizer = optimizer
@@ -262,10 +266,12 @@ class IDEC(DEC):
         autoencoder: str | Sequence[int] | nn.Module = "mlp",
         embedding_dim: int = 10,
         activation: str = "relu",
+        batch_norm: bool = False,
         image_shape: Sequence[int] | None = None,
         pretrain_epochs: int = 50,
         pretrain_lr: float = 1e-3,
         pretrain_loss: str = "mse",
+        pretrain_patience: int | None = None,
         pretrain_corruption: float = 0.0,
         batch_size: int = 256,
         optimizer: str = "adam",
@@ -288,10 +294,12 @@ class IDEC(DEC):
             autoencoder=autoencoder,
             embedding_dim=embedding_dim,
             activation=activation,
+            batch_norm=batch_norm,
             image_shape=image_shape,
             pretrain_epochs=pretrain_epochs,
             pretrain_lr=pretrain_lr,
             pretrain_loss=pretrain_loss,
+            pretrain_patience=pretrain_patience,
             pretrain_corruption=pretrain_corruption,
             batch_size=batch_size,
             optimizer=optimizer,

@@ -113,6 +113,8 @@ class AEKMeans(BaseDeepClusterer):
         Size of the embedding for the presets.
     activation : str
         Hidden activation for the presets.
+    batch_norm : bool
+        Batch normalisation in the hidden layers of the presets (k-DAE's network uses it).
     image_shape : (C, H, W) or None
         For ``autoencoder="conv"``.
     pretrain_epochs : int
@@ -120,6 +122,8 @@ class AEKMeans(BaseDeepClusterer):
     pretrain_lr : float
         Adam learning rate.
     pretrain_loss : {"mse", "bce"}
+    pretrain_patience : int or None
+        Early stopping of pretraining on the training loss (None: all epochs).
     batch_size : int
     n_init : int
         k-means restarts.
@@ -154,10 +158,12 @@ class AEKMeans(BaseDeepClusterer):
         autoencoder: str | Sequence[int] | torch.nn.Module = "mlp",
         embedding_dim: int = 10,
         activation: str = "relu",
+        batch_norm: bool = False,
         image_shape: Sequence[int] | None = None,
         pretrain_epochs: int = 50,
         pretrain_lr: float = 1e-3,
         pretrain_loss: str = "mse",
+        pretrain_patience: int | None = None,
         batch_size: int = 256,
         n_init: int = 20,
         pretrain_cache: bool | str = False,
@@ -170,10 +176,12 @@ class AEKMeans(BaseDeepClusterer):
         self.autoencoder = autoencoder
         self.embedding_dim = embedding_dim
         self.activation = activation
+        self.batch_norm = batch_norm
         self.image_shape = image_shape
         self.pretrain_epochs = pretrain_epochs
         self.pretrain_lr = pretrain_lr
         self.pretrain_loss = pretrain_loss
+        self.pretrain_patience = pretrain_patience
         self.batch_size = batch_size
         self.n_init = n_init
         self.pretrain_cache = pretrain_cache

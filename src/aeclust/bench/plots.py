@@ -1,0 +1,230 @@
+"""Figures of one benchmark cell: embedding, training curves, confusion matrix (PNG, Agg).
+
+matplotlib is used through :class:`matplotlib.figure.Figure` and the Agg canvas directly, so the
+global pyplot backend of the caller is never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aeclust._utils import atomic_path
+
+__all__ = ["confusion_figure", "curves_figure", "embedding_figure", "plot_cell"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_POINTS = 5000
+
+
+def _new_figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+    return path
+
+
+def _project_2d(z: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+    z = np.asarray(z, dtype=np.float64)
+    if z.ndim != 2:
+        z = z.reshape(len(z), -1)
+    if z.shape[1] <= 2:
+        out = np.zeros((len(z), 2))
+        out[:, : z.shape[1]] = z
+        return out, "embedding"
+    try:
+        import umap  # type: ignore[import-not-found]
+
+        reducer = umap.UMAP(n_components=2, random_state=seed)
+        return np.asarray(reducer.fit_transform(z)), "UMAP"
+    except ImportError:
+        pass
+    from sklearn.decomposition import PCA
+
+    return PCA(n_components=2, random_state=seed).fit_transform(z), "PCA"
+
+
+def embedding_figure(z: np.ndarray, labels: np.ndarray, title: str, seed: int = 0) -> Any:
+    """A 2-D view of an embedding coloured by cluster (PCA, or UMAP when installed).
+
+    At most 5,000 points are drawn (a seeded sample).
+    """
+    labels = np.asarray(labels)
+    idx = np.arange(len(labels))
+    if len(idx) > _MAX_POINTS:
+        idx = np.sort(np.random.default_rng(seed).choice(len(idx), _MAX_POINTS, replace=False))
+    xy, how = _project_2d(np.asarray(z)[idx], seed)
+    fig = _new_figure(6, 5.5)
+    ax = fig.add_subplot(1, 1, 1)
+    _, codes = np.unique(labels[idx], return_inverse=True)
+    ax.scatter(xy[:, 0], xy[:, 1], c=codes, s=3, cmap="tab20", alpha=0.8, linewidths=0)
+    ax.set_title(f"{title}\n{how} of the embedding, coloured by cluster", fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return fig
+
+
+def _numeric_series(history: Any) -> dict[str, tuple[list[float], list[float]]]:
+    """``{key: (x, y)}`` of every numeric key of a history (list of dicts or dict of lists)."""
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    if isinstance(history, Mapping):
+        for key, values in history.items():
+            if isinstance(values, Sequence) and not isinstance(values, str):
+                ys = [float(v) for v in values if _is_real(v)]
+                if ys and key != "epoch":
+                    series[str(key)] = (list(range(len(ys))), ys)
+        return series
+    if not isinstance(history, Sequence):
+        return series
+    for i, rec in enumerate(history):
+        if not isinstance(rec, Mapping):
+            if _is_real(rec):
+                xs, ys = series.setdefault("loss", ([], []))
+                xs.append(float(i))
+                ys.append(float(rec))
+            continue
+        x = float(rec.get("epoch", i)) if _is_real(rec.get("epoch", i)) else float(i)
+        for key, value in rec.items():
+            if key == "epoch" or not _is_real(value):
+                continue
+            xs, ys = series.setdefault(str(key), ([], []))
+            xs.append(x)
+            ys.append(float(value))
+    return series
+
+
+def _is_real(v: Any) -> bool:
+    return (
+        isinstance(v, (int, float, np.integer, np.floating))
+        and not isinstance(v, bool)
+        and math.isfinite(float(v))
+    )
+
+
+def curves_figure(histories: Mapping[str, Any], title: str) -> Any | None:
+    """Training curves: one panel per history (pretraining, clustering), every numeric key.
+
+    Returns None when no history has a numeric series.
+    """
+    panels = {name: _numeric_series(h) for name, h in histories.items() if h}
+    panels = {name: s for name, s in panels.items() if s}
+    if not panels:
+        return None
+    fig = _new_figure(5.5 * len(panels), 4)
+    for i, (name, series) in enumerate(panels.items(), start=1):
+        ax = fig.add_subplot(1, len(panels), i)
+        for key, (xs, ys) in series.items():
+            ax.plot(xs, ys, label=key, linewidth=1.2)
+        positive = all(min(ys) > 0 for _, ys in series.values())
+        if positive and any(max(ys) / max(min(ys), 1e-12) > 50 for _, ys in series.values()):
+            ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_title(f"{title}: {name}", fontsize=9)
+        ax.legend(fontsize=7)
+    return fig
+
+
+def confusion_figure(y_true: np.ndarray, y_pred: np.ndarray, title: str) -> Any:
+    """Class-by-cluster counts, clusters ordered by their Hungarian-matched class."""
+    from aeclust.metrics import cluster_mapping
+
+    classes = np.unique(y_true)
+    clusters = np.unique(y_pred)
+    mapping = cluster_mapping(y_true, y_pred)
+    class_pos = {c: i for i, c in enumerate(classes.tolist())}
+    order = sorted(
+        clusters.tolist(),
+        key=lambda c: (class_pos.get(mapping.get(c), len(classes)), c),
+    )
+    t_codes = np.searchsorted(classes, y_true)
+    col_of = {c: j for j, c in enumerate(order)}
+    p_codes = np.array([col_of[c] for c in np.asarray(y_pred).tolist()])
+    table = np.zeros((len(classes), len(order)), dtype=np.int64)
+    np.add.at(table, (t_codes, p_codes), 1)
+    size = min(12.0, 3 + 0.3 * max(len(classes), len(order)))
+    fig = _new_figure(size, size * 0.85)
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(table, cmap="Blues", aspect="auto")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    if max(len(classes), len(order)) <= 20:
+        ax.set_xticks(range(len(order)), [str(c) for c in order], fontsize=7)
+        ax.set_yticks(range(len(classes)), [str(c) for c in classes.tolist()], fontsize=7)
+        top = table.max() or 1
+        for i in range(table.shape[0]):
+            for j in range(table.shape[1]):
+                if table[i, j]:
+                    colour = "white" if table[i, j] > top / 2 else "black"
+                    ax.text(j, i, str(table[i, j]), ha="center", va="center", fontsize=6,
+                            color=colour)  # fmt: skip
+    ax.set_xlabel("cluster (ordered by matched class)")
+    ax.set_ylabel("class")
+    ax.set_title(f"{title}\nconfusion matrix (Hungarian matching)", fontsize=9)
+    return fig
+
+
+def plot_cell(
+    folder: str | Path,
+    stem: str,
+    *,
+    embedding: np.ndarray | None,
+    labels: np.ndarray,
+    y_true: np.ndarray,
+    histories: Mapping[str, Any],
+    title: str,
+    seed: int = 0,
+) -> list[Path]:
+    """Write the three figures of one cell; a failing figure is logged and skipped.
+
+    Parameters
+    ----------
+    folder : path-like
+        ``results/plots/<protocol>/<dataset>``.
+    stem : str
+        File name prefix, e.g. ``ae-kmeans-seed0-quick``.
+    embedding : ndarray or None
+        ``est.transform(X)``.
+    labels, y_true : ndarray
+        Clusters and classes.
+    histories : mapping
+        ``{"pretraining": pretrain_history_, "clustering": history_}``.
+    title : str
+        Figure title.
+    seed : int
+        Seed of the point sample and the projection.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    folder = Path(folder)
+    written: list[Path] = []
+    jobs = {
+        "embedding": lambda: (
+            embedding_figure(embedding, labels, title, seed) if embedding is not None else None
+        ),
+        "curves": lambda: curves_figure(histories, title),
+        "confusion": lambda: confusion_figure(y_true, labels, title),
+    }
+    for name, make in jobs.items():
+        try:
+            fig = make()
+            if fig is not None:
+                written.append(_save(fig, folder / f"{stem}-{name}.png"))
+        except Exception as exc:  # a figure must never lose a result
+            logger.warning("plot %s for %s failed: %s", name, stem, exc)
+    return written

@@ -1,0 +1,722 @@
+"""Benchmark protocols: one TOML file per paper table, loaded, validated and resolved.
+
+A protocol file says which methods run on which data sets with which hyper-parameters, and holds
+the numbers the paper printed, so that a run can be set beside them. Keys (see
+``benchmarks/protocols/*.toml`` for complete examples)::
+
+    name = "kdae-table2"              # equals the file stem
+    title = "..."                     # one line
+    citation = "..."                  # the paper
+    table = "Table 2"                 # which table(s) of the paper
+    page = 3                          # optional
+    kind = "clustering"               # or "classification" (not run yet)
+    metrics = ["nmi", "ari", "acc"]   # what the paper reports
+    nmi_average = "arithmetic"        # or "geometric" (CCAE)
+    seeds = 5                         # the paper's number of runs
+    notes = ["...", "..."]            # transcription and fidelity notes
+
+    [pretrain]                        # shared autoencoder pretraining, given to every method
+    autoencoder = [500, 500, 2000, 10]    # that accepts each key (same network, same cache)
+
+    [methods.<row>]                   # one table per method row; <row> is a CLI method name,
+    estimator = "ccae"                # or any name with an explicit ``estimator``
+    label = "CCAE-1"                  # optional display name
+    shared_pretrain = true            # false: [pretrain] is not given (end-to-end methods)
+    shift = 1                         # constructor keyword arguments of the estimator
+
+    [datasets.<key>]                  # a column of the paper's table
+    name = "mnist_test"               # registry name (default: the key)
+    label = "MNIST"                   # optional display name
+    note = "..."                      # how our copy differs from the paper's
+    available = true                  # false: paper column only, nothing to load
+    downsample = 4                    # optional k x k block mean of the images
+    n_clusters = 10                   # optional (default: the number of classes)
+    [datasets.<key>.pretrain]         # per-data-set overrides of [pretrain]
+    [datasets.<key>.methods.<row>]    # per-data-set overrides of a method's parameters
+
+    [paper.<row>.<key>]               # exactly the paper's numbers, as fractions in [0, 1]
+    acc = 0.88
+    acc_std = 0.01
+
+    [row_labels]                      # display names of rows that are only in the paper
+    sc-ncut = "SC-NCUT"
+
+    [quick]                           # the CPU variant
+    seeds = 3
+    [quick.datasets]                  # which columns run, on which (smaller) data set
+    mnist = "mnist_test"
+    [quick.pretrain]                  # overrides for every method
+    [quick.methods.<row>]             # overrides for one method
+
+Resolution of one cell's parameters, later entries winning: ``[pretrain]``, then
+``[datasets.<key>.pretrain]`` (only the keys the estimator accepts), then ``[methods.<row>]``,
+then ``[datasets.<key>.methods.<row>]`` (every key must be accepted), then, for the quick
+variant, ``[quick.pretrain]`` and ``[quick.methods.<row>]``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "KNOWN_ESTIMATORS",
+    "PRETRAIN_KEYS",
+    "RUNNER_PARAMS",
+    "DatasetSpec",
+    "MethodSpec",
+    "Protocol",
+    "ProtocolError",
+    "find_protocol",
+    "list_protocols",
+    "load_protocol",
+    "protocol_dirs",
+]
+
+#: CLI names of the estimators the project implements (DESIGN.md), whether or not they are
+#: registered in :data:`aeclust.methods.METHODS` yet.
+KNOWN_ESTIMATORS: frozenset[str] = frozenset(
+    {
+        "kmeans",
+        "ae-kmeans",
+        "dec",
+        "idec",
+        "dcn",
+        "dkm",
+        "kdae",
+        "damic",
+        "ccae",
+        "icae",
+        "vcc",
+        "ct",
+    }
+)
+
+#: Keys allowed in ``[pretrain]`` sections: the shared autoencoder and its pretraining.
+PRETRAIN_KEYS: frozenset[str] = frozenset(
+    {
+        "autoencoder",
+        "embedding_dim",
+        "hidden_dims",
+        "activation",
+        "batch_norm",
+        "pretrain_epochs",
+        "pretrain_lr",
+        "pretrain_loss",
+        "pretrain_optimizer",
+        "pretrain_patience",
+        "pretrain_corruption",
+        "batch_size",
+    }
+)
+
+#: Parameters the runner sets itself; a protocol may not set them.
+RUNNER_PARAMS: frozenset[str] = frozenset(
+    {"n_clusters", "random_state", "device", "precision", "pretrain_cache", "verbose"}
+)
+
+KINDS = ("clustering", "classification")
+METRICS = ("acc", "nmi", "ari")
+NMI_AVERAGES = ("arithmetic", "geometric")
+_TOP_KEYS = frozenset(
+    {
+        "name",
+        "title",
+        "citation",
+        "table",
+        "page",
+        "kind",
+        "metrics",
+        "nmi_average",
+        "seeds",
+        "notes",
+        "pretrain",
+        "methods",
+        "datasets",
+        "paper",
+        "row_labels",
+        "quick",
+    }
+)
+_REQUIRED = ("name", "title", "citation", "table", "kind", "metrics", "nmi_average", "seeds")
+_DATASET_KEYS = frozenset(
+    {"name", "label", "note", "available", "downsample", "n_clusters", "pretrain", "methods"}
+)
+_QUICK_KEYS = frozenset({"seeds", "datasets", "pretrain", "methods", "note"})
+_METHOD_META = frozenset({"estimator", "label", "shared_pretrain"})
+
+
+class ProtocolError(ValueError):
+    """A protocol file is missing, unreadable or invalid (the message names the file and key)."""
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One method row of a protocol.
+
+    Parameters
+    ----------
+    name : str
+        Row name (a CLI method name, or e.g. ``ccae-1``).
+    estimator : str
+        CLI name of the estimator class (``METHODS`` key).
+    params : dict
+        Constructor keyword arguments.
+    label : str
+        Display name in reports.
+    shared_pretrain : bool
+        Whether the shared ``[pretrain]`` parameters are given to this method (false for
+        end-to-end methods with their own network, e.g. VCC and ICAE).
+    """
+
+    name: str
+    estimator: str
+    params: dict[str, Any]
+    label: str
+    shared_pretrain: bool = True
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One data-set column of a protocol.
+
+    Parameters
+    ----------
+    key : str
+        Column key used by ``[paper.<row>.<key>]`` and the results store.
+    name : str
+        Registry name loaded for the full variant.
+    label : str
+        Display name.
+    note : str
+        How our copy differs from the paper's, if it does.
+    available : bool
+        False for columns with nothing to load (paper numbers only).
+    downsample : int or None
+        Block-mean factor applied to the images after loading.
+    n_clusters : int or None
+        Number of clusters (default: the number of classes).
+    pretrain : dict
+        Overrides of the shared ``[pretrain]``.
+    methods : dict
+        Per-method parameter overrides.
+    """
+
+    key: str
+    name: str
+    label: str
+    note: str = ""
+    available: bool = True
+    downsample: int | None = None
+    n_clusters: int | None = None
+    pretrain: dict[str, Any] = field(default_factory=dict)
+    methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A validated protocol (see the module docstring for the file format).
+
+    Use :func:`load_protocol` to build one; ``raw`` keeps the parsed TOML for the results store.
+    """
+
+    name: str
+    title: str
+    citation: str
+    table: str
+    page: int | str | None
+    kind: str
+    metrics: tuple[str, ...]
+    nmi_average: str
+    seeds: int
+    notes: tuple[str, ...]
+    pretrain: dict[str, Any]
+    methods: dict[str, MethodSpec]
+    datasets: dict[str, DatasetSpec]
+    paper: dict[str, dict[str, dict[str, float]]]
+    row_labels: dict[str, str]
+    quick: dict[str, Any]
+    raw: dict[str, Any]
+    source: str = ""
+
+    # -- derived --------------------------------------------------------------------------------
+    @property
+    def fingerprint(self) -> str:
+        """str : SHA-256 (16 hex digits) of the parsed protocol content."""
+        text = json.dumps(self.raw, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def rows(self) -> list[str]:
+        """Every row name: the paper's rows in the order printed, then methods without numbers."""
+        out = list(self.paper)
+        out += [m for m in self.methods if m not in self.paper]
+        return out
+
+    def label(self, row: str) -> str:
+        """Display name of a row."""
+        if row in self.methods:
+            return self.methods[row].label
+        return self.row_labels.get(row, row)
+
+    def seeds_for(self, quick: bool) -> int:
+        """Number of seeds of a variant."""
+        return int(self.quick.get("seeds", self.seeds)) if quick else self.seeds
+
+    def dataset_keys(self, quick: bool) -> list[str]:
+        """Columns that a variant runs (quick: those of ``[quick.datasets]``)."""
+        if quick:
+            return [k for k in self.quick.get("datasets", {}) if k in self.datasets]
+        return list(self.datasets)
+
+    def data_name(self, key: str, quick: bool) -> str:
+        """Registry name of the data loaded for column ``key`` in a variant."""
+        if quick:
+            return str(self.quick.get("datasets", {}).get(key, self.datasets[key].name))
+        return self.datasets[key].name
+
+    def is_substitute(self, key: str, quick: bool) -> bool:
+        """Whether a variant's data for ``key`` differ from the full variant's (not comparable)."""
+        return quick and self.data_name(key, True) != self.datasets[key].name
+
+    def cell_params(self, row: str, key: str, quick: bool) -> tuple[dict, dict]:
+        """Resolve one cell's parameters.
+
+        Parameters
+        ----------
+        row : str
+            Method row.
+        key : str
+            Data-set column.
+        quick : bool
+            The quick variant.
+
+        Returns
+        -------
+        shared : dict
+            Shared pretraining parameters (the runner passes those the estimator accepts).
+        own : dict
+            The method's parameters (every key must be accepted by the estimator).
+            ``own`` wins over ``shared``; the quick overrides are applied in order.
+        """
+        ds = self.datasets[key]
+        method = self.methods[row]
+        shared = {**self.pretrain, **ds.pretrain} if method.shared_pretrain else {}
+        own = {**method.params, **ds.methods.get(row, {})}
+        if quick:
+            quick_shared = dict(self.quick.get("pretrain", {})) if method.shared_pretrain else {}
+            quick_own = dict(self.quick.get("methods", {}).get(row, {}))
+            # quick overrides of the shared section also beat a method's own value of that key
+            for k, v in quick_shared.items():
+                shared[k] = v
+                if k in own:
+                    own[k] = v
+            own.update(quick_own)
+        return copy.deepcopy(shared), copy.deepcopy(own)
+
+    def to_json(self) -> str:
+        """The parsed protocol as JSON (stored with every run)."""
+        return json.dumps(self.raw, sort_keys=False, default=str)
+
+
+# ---------------------------------------------------------------------------------------------
+# Locating protocol files
+# ---------------------------------------------------------------------------------------------
+
+
+def _repo_root() -> Path | None:
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "benchmarks" / "protocols").is_dir():
+            return parent
+    return None
+
+
+def protocol_dirs() -> list[Path]:
+    """Folders searched for protocol names: ``benchmarks/protocols`` under the repository root
+    (of this source tree), then under the current directory."""
+    dirs: list[Path] = []
+    root = _repo_root()
+    if root is not None:
+        dirs.append(root / "benchmarks" / "protocols")
+    cwd = Path.cwd() / "benchmarks" / "protocols"
+    if cwd.is_dir() and all(cwd.resolve() != d.resolve() for d in dirs):
+        dirs.append(cwd)
+    return dirs
+
+
+def list_protocols() -> list[str]:
+    """Names of the protocol files found in :func:`protocol_dirs`."""
+    names: list[str] = []
+    for d in protocol_dirs():
+        for p in sorted(d.glob("*.toml")):
+            if p.stem not in names:
+                names.append(p.stem)
+    return names
+
+
+def find_protocol(spec: str | os.PathLike[str]) -> Path:
+    """Return the file of a protocol given as a path or a name.
+
+    Parameters
+    ----------
+    spec : str or path-like
+        An existing file, or a protocol name (``kdae-table2``, with or without ``.toml``) looked
+        up in :func:`protocol_dirs`.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ProtocolError
+        If nothing matches; the message lists the known names.
+    """
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    name = path.name[:-5] if path.name.endswith(".toml") else path.name
+    if path.parent == Path("."):
+        for d in protocol_dirs():
+            candidate = d / f"{name}.toml"
+            if candidate.is_file():
+                return candidate
+    known = ", ".join(list_protocols()) or "none found"
+    raise ProtocolError(f"unknown protocol {str(spec)!r}: no such file or name; known: {known}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and validation
+# ---------------------------------------------------------------------------------------------
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_params(where: str, params: Any, errors: list[str], *, pretrain: bool) -> dict:
+    if not isinstance(params, dict):
+        errors.append(f"{where} must be a table")
+        return {}
+    bad = sorted(set(params) & RUNNER_PARAMS)
+    if bad:
+        errors.append(f"{where}: {bad} are set by the runner, remove them")
+    if pretrain:
+        unknown = sorted(set(params) - PRETRAIN_KEYS)
+        if unknown:
+            errors.append(
+                f"{where}: unknown pretraining key(s) {unknown}; valid: {sorted(PRETRAIN_KEYS)}"
+            )
+    return dict(params)
+
+
+def _known_estimators(extra: Iterable[str] = ()) -> set[str]:
+    names = set(KNOWN_ESTIMATORS) | set(extra)
+    try:  # methods registered by now (other modules may add more)
+        from aeclust.methods import METHODS
+
+        names |= set(METHODS)
+    except ImportError:  # pragma: no cover
+        pass
+    return names
+
+
+def validate(data: Mapping[str, Any], *, source: str = "<protocol>") -> Protocol:
+    """Validate a parsed protocol and build a :class:`Protocol`.
+
+    Parameters
+    ----------
+    data : mapping
+        The parsed TOML.
+    source : str
+        File name for the messages.
+
+    Returns
+    -------
+    Protocol
+
+    Raises
+    ------
+    ProtocolError
+        Listing every problem found.
+    """
+    errors: list[str] = []
+    data = dict(data)
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        errors.append(f"unknown top-level key(s) {unknown}; valid: {sorted(_TOP_KEYS)}")
+    for key in _REQUIRED:
+        if key not in data:
+            errors.append(f"missing required key {key!r}")
+    if errors:
+        raise ProtocolError(f"{source}: " + "; ".join(errors))
+
+    for key in ("name", "title", "citation", "table"):
+        if not isinstance(data[key], str) or not data[key].strip():
+            errors.append(f"{key!r} must be a non-empty string")
+    kind = data["kind"]
+    if kind not in KINDS:
+        errors.append(f"kind must be one of {KINDS}, got {kind!r}")
+    metrics = data["metrics"]
+    if (
+        not isinstance(metrics, list)
+        or not metrics
+        or any(m not in METRICS for m in metrics)
+        or len(set(metrics)) != len(metrics)
+    ):
+        errors.append(f"metrics must be a non-empty list of distinct names from {METRICS}")
+        metrics = [m for m in metrics if m in METRICS] if isinstance(metrics, list) else []
+    if data["nmi_average"] not in NMI_AVERAGES:
+        errors.append(f"nmi_average must be one of {NMI_AVERAGES}, got {data['nmi_average']!r}")
+    seeds = data["seeds"]
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        errors.append(f"seeds must be a positive integer, got {seeds!r}")
+    notes = data.get("notes", [])
+    if isinstance(notes, str):
+        notes = [notes]
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        errors.append("notes must be a string or a list of strings")
+        notes = []
+    page = data.get("page")
+    if page is not None and not isinstance(page, (int, str)):
+        errors.append("page must be an integer or a string")
+
+    pretrain = _check_params("[pretrain]", data.get("pretrain", {}), errors, pretrain=True)
+
+    # methods
+    known = _known_estimators()
+    methods: dict[str, MethodSpec] = {}
+    raw_methods = data.get("methods", {})
+    if not isinstance(raw_methods, dict):
+        errors.append("[methods] must be a table of tables")
+        raw_methods = {}
+    if kind == "clustering" and not raw_methods:
+        errors.append("a clustering protocol needs at least one [methods.<name>] table")
+    for row, spec in raw_methods.items():
+        if not isinstance(spec, dict):
+            errors.append(f"[methods.{row}] must be a table")
+            continue
+        estimator = spec.get("estimator", row)
+        if estimator not in known:
+            hint = "" if "estimator" in spec else ' (or add estimator = "<cli name>")'
+            errors.append(
+                f"[methods.{row}]: {estimator!r} is not a method CLI name{hint}; "
+                f"valid: {', '.join(sorted(known))}"
+            )
+        label = spec.get("label", row)
+        if not isinstance(label, str):
+            errors.append(f"[methods.{row}].label must be a string")
+            label = row
+        shared_pretrain = spec.get("shared_pretrain", True)
+        if not isinstance(shared_pretrain, bool):
+            errors.append(f"[methods.{row}].shared_pretrain must be true or false")
+        params = {k: v for k, v in spec.items() if k not in _METHOD_META}
+        params = _check_params(f"[methods.{row}]", params, errors, pretrain=False)
+        methods[row] = MethodSpec(row, str(estimator), params, label, bool(shared_pretrain))
+
+    # datasets
+    datasets: dict[str, DatasetSpec] = {}
+    raw_datasets = data.get("datasets", {})
+    if not isinstance(raw_datasets, dict) or not raw_datasets:
+        errors.append("[datasets] must hold at least one [datasets.<key>] table")
+        raw_datasets = {}
+    for key, spec in raw_datasets.items():
+        where = f"[datasets.{key}]"
+        if not isinstance(spec, dict):
+            errors.append(f"{where} must be a table")
+            continue
+        bad = sorted(set(spec) - _DATASET_KEYS)
+        if bad:
+            errors.append(f"{where}: unknown key(s) {bad}; valid: {sorted(_DATASET_KEYS)}")
+        name = spec.get("name", key)
+        available = spec.get("available", True)
+        if not isinstance(available, bool):
+            errors.append(f"{where}.available must be true or false")
+        if available:
+            errors.extend(f"{where}: {e}" for e in _check_dataset_name(name))
+        downsample = spec.get("downsample")
+        if downsample is not None and (
+            isinstance(downsample, bool) or not isinstance(downsample, int) or downsample < 1
+        ):
+            errors.append(f"{where}.downsample must be a positive integer")
+        n_clusters = spec.get("n_clusters")
+        if n_clusters is not None and (
+            isinstance(n_clusters, bool) or not isinstance(n_clusters, int) or n_clusters < 1
+        ):
+            errors.append(f"{where}.n_clusters must be a positive integer")
+        ds_pretrain = _check_params(
+            f"{where}.pretrain", spec.get("pretrain", {}), errors, pretrain=True
+        )
+        ds_methods = spec.get("methods", {})
+        if not isinstance(ds_methods, dict):
+            errors.append(f"{where}.methods must be a table of tables")
+            ds_methods = {}
+        checked: dict[str, dict[str, Any]] = {}
+        for row, params in ds_methods.items():
+            if row not in raw_methods:
+                errors.append(f"{where}.methods.{row}: no [methods.{row}] table")
+            checked[row] = _check_params(f"{where}.methods.{row}", params, errors, pretrain=False)
+        datasets[key] = DatasetSpec(
+            key=key,
+            name=str(name),
+            label=str(spec.get("label", key)),
+            note=str(spec.get("note", "")),
+            available=bool(available),
+            downsample=downsample,
+            n_clusters=n_clusters,
+            pretrain=ds_pretrain,
+            methods=checked,
+        )
+
+    # paper numbers
+    paper: dict[str, dict[str, dict[str, float]]] = {}
+    raw_paper = data.get("paper", {})
+    if not isinstance(raw_paper, dict):
+        errors.append("[paper] must be a table [paper.<row>.<dataset>]")
+        raw_paper = {}
+    allowed = set(metrics) | {f"{m}_std" for m in metrics}
+    for row, per_ds in raw_paper.items():
+        if not isinstance(per_ds, dict):
+            errors.append(f"[paper.{row}] must hold [paper.{row}.<dataset>] tables")
+            continue
+        paper[row] = {}
+        for key, values in per_ds.items():
+            where = f"[paper.{row}.{key}]"
+            if key not in datasets:
+                errors.append(f"{where}: {key!r} is not a [datasets] key")
+            if not isinstance(values, dict) or not values:
+                errors.append(f"{where} must be a non-empty table of numbers")
+                continue
+            bad = sorted(set(values) - allowed)
+            if bad:
+                errors.append(
+                    f"{where}: key(s) {bad} not among the protocol's metrics {sorted(allowed)}"
+                )
+            for m, v in values.items():
+                if not _is_number(v) or not 0.0 <= float(v) <= 1.0:
+                    errors.append(
+                        f"{where}.{m} = {v!r}: store paper numbers as fractions in [0, 1] "
+                        "(divide percentages by 100)"
+                    )
+            for m in values:
+                if m.endswith("_std") and m[:-4] not in values:
+                    errors.append(f"{where}: {m} without {m[:-4]}")
+            paper[row][key] = {m: float(v) for m, v in values.items() if _is_number(v)}
+
+    row_labels = data.get("row_labels", {})
+    if not isinstance(row_labels, dict) or not all(isinstance(v, str) for v in row_labels.values()):
+        errors.append("[row_labels] must map row names to strings")
+        row_labels = {}
+    for row in row_labels:
+        if row not in paper and row not in methods:
+            errors.append(f"[row_labels].{row}: no such row in [paper] or [methods]")
+
+    # quick variant
+    quick = data.get("quick", {})
+    if not isinstance(quick, dict):
+        errors.append("[quick] must be a table")
+        quick = {}
+    bad = sorted(set(quick) - _QUICK_KEYS)
+    if bad:
+        errors.append(f"[quick]: unknown key(s) {bad}; valid: {sorted(_QUICK_KEYS)}")
+    q_seeds = quick.get("seeds", seeds)
+    if isinstance(q_seeds, bool) or not isinstance(q_seeds, int) or q_seeds < 1:
+        errors.append("[quick].seeds must be a positive integer")
+    q_datasets = quick.get("datasets", {})
+    if not isinstance(q_datasets, dict):
+        errors.append("[quick.datasets] must map dataset keys to registry names")
+        q_datasets = {}
+    for key, name in q_datasets.items():
+        if key not in datasets:
+            errors.append(f"[quick.datasets].{key}: not a [datasets] key")
+        elif not datasets[key].available:
+            errors.append(f"[quick.datasets].{key}: the column is marked available = false")
+        errors.extend(f"[quick.datasets].{key}: {e}" for e in _check_dataset_name(name))
+    _check_params("[quick.pretrain]", quick.get("pretrain", {}), errors, pretrain=True)
+    q_methods = quick.get("methods", {})
+    if not isinstance(q_methods, dict):
+        errors.append("[quick.methods] must be a table of tables")
+    else:
+        for row, params in q_methods.items():
+            if row not in methods:
+                errors.append(f"[quick.methods.{row}]: no [methods.{row}] table")
+            _check_params(f"[quick.methods.{row}]", params, errors, pretrain=False)
+
+    if errors:
+        raise ProtocolError(f"{source}: " + "; ".join(errors))
+    return Protocol(
+        name=data["name"],
+        title=data["title"],
+        citation=data["citation"],
+        table=data["table"],
+        page=page,
+        kind=kind,
+        metrics=tuple(metrics),
+        nmi_average=data["nmi_average"],
+        seeds=int(seeds),
+        notes=tuple(notes),
+        pretrain=pretrain,
+        methods=methods,
+        datasets=datasets,
+        paper=paper,
+        row_labels=dict(row_labels),
+        quick=copy.deepcopy(quick),
+        raw=copy.deepcopy(data),
+        source=source,
+    )
+
+
+def _check_dataset_name(name: Any) -> list[str]:
+    from aeclust.datasets import get_dataset_info
+
+    if not isinstance(name, str):
+        return [f"dataset name must be a string, got {name!r}"]
+    try:
+        get_dataset_info(name)
+    except ValueError as exc:
+        return [str(exc).split(";")[0]]
+    return []
+
+
+def load_protocol(spec: str | os.PathLike[str] | Protocol) -> Protocol:
+    """Load and validate a protocol given as a path, a name or an already built one.
+
+    Parameters
+    ----------
+    spec : str, path-like or Protocol
+        See :func:`find_protocol`.
+
+    Returns
+    -------
+    Protocol
+
+    Raises
+    ------
+    ProtocolError
+        If the file cannot be found, parsed or validated. The file's ``name`` must equal its
+        stem when it lives in a protocol folder.
+    """
+    if isinstance(spec, Protocol):
+        return spec
+    path = find_protocol(spec)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProtocolError(f"{path}: not valid TOML ({exc})") from exc
+    except OSError as exc:
+        raise ProtocolError(f"{path}: cannot read ({exc})") from exc
+    protocol = validate(data, source=str(path))
+    if path.parent.name == "protocols" and protocol.name != path.stem:
+        raise ProtocolError(
+            f"{path}: name = {protocol.name!r} must equal the file name {path.stem!r}"
+        )
+    return protocol

@@ -1,0 +1,732 @@
+"""Run a protocol: every (data set, seed, method) cell, timed, evaluated and stored.
+
+For each data set and seed, every method is built from :data:`aeclust.methods.METHODS` with the
+protocol's parameters plus ``n_clusters``, ``random_state``, ``device``, ``precision`` and a
+shared ``pretrain_cache``, so methods with the same seed start from the same pretrained network.
+Deep estimators are pretrained first (:meth:`~aeclust.methods.BaseDeepClusterer.pretrain`, timed
+on its own; a cache hit is fast), then fitted (timed). Labels are used only to evaluate. Cells
+already in the results store are skipped, so an interrupted run restarted finishes the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shlex
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aeclust.bench.env import (
+    git_commit,
+    machine_info,
+    peak_memory_mb,
+    reset_peak_memory,
+    versions,
+)
+from aeclust.bench.protocol import Protocol, ProtocolError, load_protocol
+from aeclust.bench.store import DEFAULT_DB, ResultStore, utc_now
+
+__all__ = [
+    "CellResult",
+    "RunSummary",
+    "UnsupportedProtocolError",
+    "format_command",
+    "run_protocol",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Runner parameters that do not change a result (left out of the configuration hash).
+_NOT_HASHED = ("pretrain_cache", "verbose")
+
+
+class UnsupportedProtocolError(ProtocolError):
+    """The protocol's kind cannot be run yet (e.g. ``classification``)."""
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """The outcome of one finished cell (also stored in the database)."""
+
+    protocol: str
+    variant: str
+    method: str
+    dataset: str
+    seed: int
+    data_name: str
+    acc: float
+    nmi: float
+    ari: float
+    silhouette: float
+    pretrain_seconds: float | None
+    fit_seconds: float
+
+
+@dataclass
+class RunSummary:
+    """What :func:`run_protocol` did.
+
+    Attributes
+    ----------
+    protocol, variant : str
+    db : Path
+        The results database.
+    seeds : list of int
+    completed : list of CellResult
+        Cells run now.
+    already_done : list of tuple
+        Cells found in the database and skipped.
+    skipped_methods : dict
+        Row -> reason (not registered yet, parameter names not accepted, ...).
+    skipped_datasets : dict
+        Column -> reason (file missing, paper-only column, ...).
+    failures : list of (cell, message)
+        Cells that raised; they are retried by the next run.
+    command : str
+        The command line recorded with each row.
+    """
+
+    protocol: str
+    variant: str
+    db: Path
+    seeds: list[int]
+    command: str
+    completed: list[CellResult] = field(default_factory=list)
+    already_done: list[tuple] = field(default_factory=list)
+    skipped_methods: dict[str, str] = field(default_factory=dict)
+    skipped_datasets: dict[str, str] = field(default_factory=dict)
+    failures: list[tuple[tuple, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Data:
+    key: str
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    image_shape: tuple[int, int, int] | None
+    n_clusters: int
+    substitute: bool
+
+
+class _ParamMismatch(ValueError):
+    pass
+
+
+def format_command(
+    protocol: str,
+    *,
+    quick: bool = False,
+    seeds: int | None = None,
+    methods: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
+    db: str | os.PathLike[str] | None = None,
+    plots: bool = True,
+) -> str:
+    """The ``aeclust bench`` command line equivalent to a :func:`run_protocol` call.
+
+    ``AECLUST_DATA`` is prefixed when it is set, so the command says where the data came from.
+    """
+    parts = ["aeclust", "bench", str(protocol)]
+    if quick:
+        parts.append("--quick")
+    if seeds is not None:
+        parts += ["--seeds", str(seeds)]
+    if methods:
+        parts += ["--methods", ",".join(methods)]
+    if datasets:
+        parts += ["--datasets", ",".join(datasets)]
+    if device != "auto":
+        parts += ["--device", device]
+    if precision != "fp32":
+        parts += ["--precision", precision]
+    if db is not None and Path(db) != DEFAULT_DB:
+        parts += ["--db", str(db)]
+    if not plots:
+        parts.append("--no-plots")
+    env = os.environ.get("AECLUST_DATA", "").strip()
+    prefix = f"AECLUST_DATA={shlex.quote(env)} " if env else ""
+    return prefix + shlex.join(parts)
+
+
+def _select(
+    requested: Sequence[str] | None, available: list[str], what: str, aliases: dict[str, str]
+) -> list[str]:
+    if not requested:
+        return list(available)
+    chosen: list[str] = []
+    for name in requested:
+        key = name if name in available else aliases.get(name)
+        if key is None:
+            raise ValueError(
+                f"unknown {what} {name!r} for this protocol variant; valid: "
+                f"{', '.join(available) or 'none'}"
+            )
+        if key not in chosen:
+            chosen.append(key)
+    return chosen
+
+
+def _downsample(
+    x: np.ndarray, image_shape: tuple[int, int, int] | None, factor: int
+) -> tuple[np.ndarray, tuple[int, int, int] | None]:
+    if factor == 1:
+        return x, image_shape
+    if image_shape is None:
+        raise ValueError("downsample needs image data (the data set has no image_shape)")
+    c, h, w = image_shape
+    if h % factor or w % factor:
+        raise ValueError(f"downsample {factor} does not divide the image size {h}x{w}")
+    imgs = x.reshape(len(x), c, h // factor, factor, w // factor, factor).mean(axis=(3, 5))
+    shape = (c, h // factor, w // factor)
+    return np.ascontiguousarray(imgs.reshape(len(x), -1), dtype=np.float32), shape
+
+
+def _load(proto: Protocol, key: str, quick: bool, data_home: Any, download: bool) -> _Data:
+    from aeclust.datasets import load_dataset
+
+    spec = proto.datasets[key]
+    name = proto.data_name(key, quick)
+    ds = load_dataset(name, data_home, download=download)
+    if ds.y is None:
+        raise ValueError(f"{name} has no labels to evaluate against")
+    x, shape = _downsample(ds.x, ds.image_shape, spec.downsample or 1)
+    n_clusters = spec.n_clusters or int(ds.n_classes or len(np.unique(ds.y)))
+    return _Data(key, name, x, ds.y, shape, n_clusters, proto.is_substitute(key, quick))
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+def _history(est: Any, attr: str) -> tuple[str | None, int | None]:
+    value = getattr(est, attr, None)
+    if value is None:
+        return None, None
+    try:
+        n = len(value)
+    except TypeError:
+        n = None
+    return json.dumps(_json_safe(value)), n
+
+
+class _Runner:
+    def __init__(
+        self,
+        proto: Protocol,
+        quick: bool,
+        store: ResultStore,
+        *,
+        device: str,
+        precision: str,
+        results_dir: Path,
+        plots: bool,
+        command: str,
+        verbose: bool,
+        summary: RunSummary,
+        on_cell: Callable[[CellResult], None] | None,
+    ) -> None:
+        from aeclust._utils import resolve_device, resolve_precision
+
+        self.proto = proto
+        self.quick = quick
+        self.variant = "quick" if quick else "full"
+        self.store = store
+        self.device = device
+        self.torch_device = resolve_device(device)  # fails early on an unusable device
+        resolve_precision(precision, self.torch_device)
+        self.precision = precision
+        self.results_dir = results_dir
+        self.cache_dir = results_dir / "cache" / "pretrained"
+        self.plots = plots
+        self.command = command
+        self.verbose = verbose
+        self.summary = summary
+        self.on_cell = on_cell
+        self.versions = versions()
+        self.commit = git_commit()
+        self.machine = machine_info()
+        self._warned: set[str] = set()
+
+    # -- parameters -----------------------------------------------------------------------------
+    def params(self, row: str, data: _Data, seed: int) -> tuple[type, dict, list[str]]:
+        from aeclust.methods import METHODS
+
+        spec = self.proto.methods[row]
+        cls = METHODS[spec.estimator]
+        valid = cls().get_params()
+        shared, own = self.proto.cell_params(row, data.key, self.quick)
+        unknown = sorted(set(own) - set(valid))
+        if unknown:
+            raise _ParamMismatch(
+                f"{cls.__name__} does not accept {unknown} (set in the protocol for {row}); "
+                f"valid: {', '.join(sorted(valid))}"
+            )
+        params = {k: v for k, v in shared.items() if k in valid}
+        ignored = sorted(k for k in shared if k not in valid and k not in own)
+        params.update(own)
+        params["n_clusters"] = data.n_clusters
+        params["random_state"] = seed
+        runner = {
+            "device": self.device,
+            "precision": self.precision,
+            "pretrain_cache": str(self.cache_dir),
+            "verbose": self.verbose,
+        }
+        params.update({k: v for k, v in runner.items() if k in valid})
+        if "image_shape" in valid and data.image_shape is not None:
+            params.setdefault("image_shape", tuple(data.image_shape))
+        return cls, params, ignored
+
+    def check_rows(self, rows: list[str], keys: list[str]) -> list[str]:
+        """Drop rows whose estimator is missing or rejects the protocol's parameter names."""
+        from aeclust.methods import METHODS
+
+        kept = []
+        for row in rows:
+            estimator = self.proto.methods[row].estimator
+            if estimator not in METHODS:
+                reason = f"estimator {estimator!r} is not registered in aeclust.methods.METHODS"
+                logger.warning("skipping %s: %s", row, reason)
+                self.summary.skipped_methods[row] = reason
+                continue
+            cls = METHODS[estimator]
+            valid = set(cls().get_params())
+            problem = None
+            for key in keys:
+                _, own = self.proto.cell_params(row, key, self.quick)
+                unknown = sorted(set(own) - valid)
+                if unknown:
+                    problem = (
+                        f"{cls.__name__} does not accept {unknown} (protocol parameters for "
+                        f"{row}/{key}); valid: {', '.join(sorted(valid))}"
+                    )
+                    break
+            if problem:
+                logger.warning("skipping %s: %s", row, problem)
+                self.summary.skipped_methods[row] = problem
+                continue
+            kept.append(row)
+        return kept
+
+    # -- one cell -------------------------------------------------------------------------------
+    def config(self, row: str, cls: type, params: dict, ignored: list[str], data: _Data) -> dict:
+        return {
+            "protocol": self.proto.name,
+            "protocol_fingerprint": self.proto.fingerprint,
+            "variant": self.variant,
+            "method": row,
+            "estimator": self.proto.methods[row].estimator,
+            "class": cls.__name__,
+            "params": _json_safe(params),
+            "ignored_shared_params": ignored,
+            "dataset": {
+                "key": data.key,
+                "name": data.name,
+                "downsample": self.proto.datasets[data.key].downsample,
+                "n_samples": int(data.x.shape[0]),
+                "n_features": int(data.x.shape[1]),
+                "image_shape": list(data.image_shape) if data.image_shape else None,
+                "n_clusters": data.n_clusters,
+                "substitute": data.substitute,
+            },
+            "nmi_average": self.proto.nmi_average,
+        }
+
+    def config_hash(self, row: str, params: dict, data_name: str, key: str) -> str:
+        """Hash of what determines a cell's result (not where files go or what is printed)."""
+        payload = {
+            "estimator": self.proto.methods[row].estimator,
+            "params": {k: v for k, v in _json_safe(params).items() if k not in _NOT_HASHED},
+            "data": data_name,
+            "downsample": self.proto.datasets[key].downsample,
+            "nmi_average": self.proto.nmi_average,
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def run_cell(self, row: str, data: _Data, seed: int) -> CellResult:
+        import torch
+
+        from aeclust.metrics import evaluate, silhouette
+
+        cls, params, ignored = self.params(row, data, seed)
+        if ignored and getattr(cls, "deep", True) and "pretrain_epochs" in params:
+            tag = f"ignored:{row}"
+            if tag not in self._warned:
+                self._warned.add(tag)
+                logger.warning(
+                    "%s does not accept the shared pretraining parameter(s) %s: its pretrained "
+                    "network may differ from the other methods'",
+                    cls.__name__,
+                    ignored,
+                )
+        config = self.config(row, cls, params, ignored, data)
+        est = cls(**params)
+        dev = self.torch_device
+
+        def sync() -> None:
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+
+        reset_peak_memory(dev)
+        started = utc_now()
+        pretrain_s: float | None = None
+        cached: bool | None = None
+        if getattr(cls, "deep", True) and "pretrain_epochs" in params:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            before = set(self.cache_dir.glob("ae-*.pt"))
+            t0 = time.perf_counter()
+            est.pretrain(data.x)
+            sync()
+            pretrain_s = time.perf_counter() - t0
+            if params.get("pretrain_epochs"):
+                cached = not (set(self.cache_dir.glob("ae-*.pt")) - before)
+        t0 = time.perf_counter()
+        est.fit(data.x)
+        sync()
+        fit_s = time.perf_counter() - t0
+        peak_mb, memory_kind = peak_memory_mb(dev)
+
+        # evaluation: the only place labels are used
+        t0 = time.perf_counter()
+        labels = np.asarray(est.labels_)
+        scores = evaluate(data.y, labels, average_method=self.proto.nmi_average)
+        embedding = None
+        try:
+            embedding = np.asarray(est.transform(data.x))
+            sil = silhouette(embedding, labels, random_state=seed)
+        except Exception as exc:  # a missing embedding must not lose the result
+            logger.warning("silhouette of %s on %s failed: %s", row, data.name, exc)
+            sil = float("nan")
+        eval_s = time.perf_counter() - t0
+
+        history_json, n_history = _history(est, "history_")
+        pre_json, n_pre = _history(est, "pretrain_history_")
+        record = {
+            "protocol": self.proto.name,
+            "variant": self.variant,
+            "method": row,
+            "dataset": data.key,
+            "seed": seed,
+            "estimator": self.proto.methods[row].estimator,
+            "data_name": data.name,
+            "substitute": int(data.substitute),
+            "n_samples": int(data.x.shape[0]),
+            "n_features": int(data.x.shape[1]),
+            "n_clusters": data.n_clusters,
+            "acc": scores["acc"],
+            "nmi": scores["nmi"],
+            "ari": scores["ari"],
+            "purity": scores["purity"],
+            "silhouette": sil,
+            "nmi_average": self.proto.nmi_average,
+            "pretrain_seconds": pretrain_s,
+            "pretrain_cached": None if cached is None else int(cached),
+            "fit_seconds": fit_s,
+            "eval_seconds": eval_s,
+            "peak_memory_mb": peak_mb,
+            "memory_kind": memory_kind,
+            "device": str(dev) + (f" ({self.machine['gpu']})" if dev.type == "cuda" else ""),
+            "precision": self.precision,
+            "versions_json": self.versions,
+            "git_commit": self.commit,
+            "machine_json": self.machine,
+            "config_json": config,
+            "config_hash": self.config_hash(row, params, data.name, data.key),
+            "history_json": history_json,
+            "pretrain_history_json": pre_json,
+            "n_history": n_history,
+            "n_pretrain_history": n_pre,
+            "command": self.command,
+            "started_at": started,
+            "finished_at": utc_now(),
+        }
+        self.store.insert_run(record)
+        result = CellResult(
+            self.proto.name,
+            self.variant,
+            row,
+            data.key,
+            seed,
+            data.name,
+            scores["acc"],
+            scores["nmi"],
+            scores["ari"],
+            sil,
+            pretrain_s,
+            fit_s,
+        )
+        if self.plots:
+            self.plot(row, data, seed, est, embedding, labels)
+        return result
+
+    def plot(
+        self,
+        row: str,
+        data: _Data,
+        seed: int,
+        est: Any,
+        embedding: np.ndarray | None,
+        labels: np.ndarray,
+    ) -> None:
+        try:
+            from aeclust.bench.plots import plot_cell
+
+            plot_cell(
+                self.results_dir / "plots" / self.proto.name / data.name,
+                f"{row}-seed{seed}-{self.variant}",
+                embedding=embedding,
+                labels=labels,
+                y_true=data.y,
+                histories={
+                    "pretraining": getattr(est, "pretrain_history_", None),
+                    "clustering": getattr(est, "history_", None),
+                },
+                title=f"{self.proto.label(row)} on {data.name}, seed {seed}",
+                seed=seed,
+            )
+        except Exception as exc:  # plots never lose results
+            logger.warning("plots of %s on %s (seed %d) failed: %s", row, data.name, seed, exc)
+
+
+def run_protocol(
+    protocol: str | os.PathLike[str] | Protocol,
+    *,
+    quick: bool = False,
+    seeds: int | None = None,
+    methods: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
+    db: str | os.PathLike[str] = DEFAULT_DB,
+    results_dir: str | os.PathLike[str] | None = None,
+    plots: bool = True,
+    data_home: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    command: str | None = None,
+    verbose: bool = False,
+    on_cell: Callable[[CellResult], None] | None = None,
+) -> RunSummary:
+    """Run a benchmark protocol and store one row per finished cell.
+
+    Parameters
+    ----------
+    protocol : str, path-like or Protocol
+        A protocol file, or a name found in ``benchmarks/protocols``.
+    quick : bool, default=False
+        The CPU variant (``[quick]``: smaller data sets, fewer epochs and seeds).
+    seeds : int, optional
+        Number of seeds (0, 1, ..., seeds - 1); default: the variant's count.
+    methods : sequence of str, optional
+        Method rows to run (default: all of the protocol's).
+    datasets : sequence of str, optional
+        Data-set columns to run, by key or by the registry name the variant loads.
+    device : str, default="auto"
+        ``auto``, ``cpu`` or ``cuda[:N]``.
+    precision : {"fp32", "bf16", "auto"}, default="fp32"
+    db : path-like, default="results/aeclust.db"
+        Results database.
+    results_dir : path-like, optional
+        Folder of the pretraining cache (``cache/pretrained``) and the plots (``plots``);
+        default: the database's folder.
+    plots : bool, default=True
+        Write the figures of each cell.
+    data_home : path-like, optional
+        Dataset folder (default ``$AECLUST_DATA``).
+    download : bool, default=False
+        Download missing data sets (otherwise they are skipped with a warning).
+    command : str, optional
+        Command line stored with each row (default: the equivalent ``aeclust bench`` command).
+    verbose : bool, default=False
+        Progress bars of the estimators.
+    on_cell : callable, optional
+        Called with each :class:`CellResult` once it is stored.
+
+    Returns
+    -------
+    RunSummary
+
+    Raises
+    ------
+    ProtocolError
+        If the protocol cannot be found or is invalid.
+    UnsupportedProtocolError
+        For a ``classification`` protocol (its paper numbers are still stored for the report).
+    ValueError
+        On an unknown method or data set name, or an unusable device or precision.
+    KeyboardInterrupt
+        Passed on; every cell finished before it is in the database.
+    """
+    proto = load_protocol(protocol)
+    variant = "quick" if quick else "full"
+    if seeds is not None and (isinstance(seeds, bool) or int(seeds) < 1):
+        raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
+    db_path = Path(db)
+    results = Path(results_dir) if results_dir is not None else db_path.parent
+    if command is None:
+        command = format_command(
+            proto.name,
+            quick=quick,
+            seeds=seeds,
+            methods=methods,
+            datasets=datasets,
+            device=device,
+            precision=precision,
+            db=db,
+            plots=plots,
+        )
+    rows = _select(methods, list(proto.methods), "method", {})
+    keys_all = proto.dataset_keys(quick)
+    aliases = {proto.data_name(k, quick): k for k in keys_all}
+    keys = _select(datasets, keys_all, "dataset", aliases)
+    n_seeds = int(seeds) if seeds is not None else proto.seeds_for(quick)
+    seed_list = list(range(n_seeds))
+
+    with ResultStore(db_path) as store:
+        store.save_protocol(proto.name, proto.fingerprint, proto.source, proto.to_json())
+        if proto.kind != "clustering":
+            raise UnsupportedProtocolError(
+                f"protocol {proto.name} is a {proto.kind} protocol: running it is not supported "
+                "yet (its paper numbers are stored for `aeclust report`)"
+            )
+        summary = RunSummary(proto.name, variant, db_path, seed_list, command)
+        runner = _Runner(
+            proto,
+            quick,
+            store,
+            device=device,
+            precision=precision,
+            results_dir=results,
+            plots=plots,
+            command=command,
+            verbose=verbose,
+            summary=summary,
+            on_cell=on_cell,
+        )
+        usable = []
+        for key in keys:
+            if not proto.datasets[key].available:
+                summary.skipped_datasets[key] = "paper column only (available = false)"
+            else:
+                usable.append(key)
+        rows = runner.check_rows(rows, usable)
+        finished = store.finished_cells(proto.name, variant)
+        for key in usable:
+            cells = [(proto.name, variant, r, key, s) for s in seed_list for r in rows]
+            todo = [c for c in cells if c not in finished]
+            summary.already_done += [c for c in cells if c in finished]
+            if not todo:
+                continue
+            try:
+                data = _load(proto, key, quick, data_home, download)
+            except Exception as exc:  # missing file, no download, bad npz: skip the column
+                message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                logger.warning("skipping dataset %s: %s", key, message)
+                summary.skipped_datasets[key] = message
+                continue
+            logger.info(
+                "%s %s: %s (%s), %d samples, %d clusters",
+                proto.name,
+                variant,
+                key,
+                data.name,
+                len(data.x),
+                data.n_clusters,
+            )
+            for seed in seed_list:
+                for row in rows:
+                    cell = (proto.name, variant, row, key, seed)
+                    if cell in finished:
+                        continue
+                    try:
+                        result = runner.run_cell(row, data, seed)
+                    except KeyboardInterrupt:
+                        logger.warning(
+                            "interrupted during %s/%s seed %d; finished cells are stored, "
+                            "rerun the same command to resume",
+                            row,
+                            key,
+                            seed,
+                        )
+                        raise
+                    except Exception as exc:
+                        message = f"{type(exc).__name__}: {exc}".strip()
+                        logger.error("cell %s/%s seed %d failed: %s", row, key, seed, message)
+                        store.record_failure(cell, message, traceback.format_exc(), command)
+                        summary.failures.append((cell, message))
+                        continue
+                    summary.completed.append(result)
+                    if on_cell is not None:
+                        on_cell(result)
+        _warn_changed_configs(store, proto, summary, runner)
+    return summary
+
+
+def _warn_changed_configs(
+    store: ResultStore, proto: Protocol, summary: RunSummary, runner: _Runner
+) -> None:
+    """Warn when stored cells were computed with another configuration than the current one."""
+    if not summary.already_done:
+        return
+    changed = []
+    for cell in summary.already_done:
+        _, _, row, key, seed = cell
+        if row in summary.skipped_methods:
+            continue
+        stored = store.config_hash(cell)
+        try:
+            _, params, _ = runner.params(row, _shape_only(proto, key, runner), seed)
+        except Exception:
+            continue
+        current = runner.config_hash(row, params, proto.data_name(key, runner.quick), key)
+        if stored is not None and stored != current:
+            changed.append(f"{row}/{key}/seed{seed}")
+    if changed:
+        logger.warning(
+            "%d stored cell(s) ran with a different configuration than the protocol now gives "
+            "(e.g. %s); they were kept: use another --db or delete them to recompute",
+            len(changed),
+            ", ".join(changed[:3]),
+        )
+
+
+def _shape_only(proto: Protocol, key: str, runner: _Runner) -> _Data:
+    """Data-set metadata (no arrays loaded) for recomputing a stored cell's configuration."""
+    from aeclust.datasets import get_dataset_info
+
+    info = get_dataset_info(proto.data_name(key, runner.quick))
+    spec = proto.datasets[key]
+    shape = info.image_shape
+    if spec.downsample and shape is not None:
+        c, h, w = shape
+        shape = (c, h // spec.downsample, w // spec.downsample)
+    empty = np.empty((0, 0), dtype=np.float32)
+    return _Data(
+        key,
+        info.name,
+        empty,
+        np.empty(0, dtype=np.int64),
+        shape,
+        spec.n_clusters or info.n_classes,
+        proto.is_substitute(key, runner.quick),
+    )

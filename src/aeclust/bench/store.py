@@ -1,0 +1,332 @@
+"""The results store: one SQLite file, one row per (protocol, variant, method, dataset, seed).
+
+Each run is written by one ``INSERT`` inside one transaction (together with clearing that cell's
+earlier failure, if any), so a crash or a failing write never leaves a partial row. The protocol
+itself is stored beside its runs, so a report can be rendered from the database alone.
+
+Schema (``SCHEMA_VERSION`` 1)::
+
+    runs(id, protocol, variant, method, dataset, seed,       -- UNIQUE(protocol..seed)
+         estimator, data_name, substitute, n_samples, n_features, n_clusters,
+         acc, nmi, ari, purity, silhouette, nmi_average,
+         pretrain_seconds, pretrain_cached, fit_seconds, eval_seconds,
+         peak_memory_mb, memory_kind, device, precision,
+         versions_json, git_commit, machine_json, config_json, config_hash,
+         history_json, pretrain_history_json, n_history, n_pretrain_history,
+         command, started_at, finished_at)
+    failures(protocol, variant, method, dataset, seed, error, traceback, command, at)
+    protocols(name, fingerprint, source, json, updated_at)
+    meta(key, value)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEFAULT_DB", "RUN_COLUMNS", "SCHEMA_VERSION", "ResultStore", "utc_now"]
+
+DEFAULT_DB = Path("results") / "aeclust.db"
+SCHEMA_VERSION = 1
+
+#: Columns of ``runs`` a record may set (``id`` is automatic).
+RUN_COLUMNS: tuple[str, ...] = (
+    "protocol",
+    "variant",
+    "method",
+    "dataset",
+    "seed",
+    "estimator",
+    "data_name",
+    "substitute",
+    "n_samples",
+    "n_features",
+    "n_clusters",
+    "acc",
+    "nmi",
+    "ari",
+    "purity",
+    "silhouette",
+    "nmi_average",
+    "pretrain_seconds",
+    "pretrain_cached",
+    "fit_seconds",
+    "eval_seconds",
+    "peak_memory_mb",
+    "memory_kind",
+    "device",
+    "precision",
+    "versions_json",
+    "git_commit",
+    "machine_json",
+    "config_json",
+    "config_hash",
+    "history_json",
+    "pretrain_history_json",
+    "n_history",
+    "n_pretrain_history",
+    "command",
+    "started_at",
+    "finished_at",
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    protocol TEXT NOT NULL,
+    variant TEXT NOT NULL CHECK (variant IN ('full', 'quick')),
+    method TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    seed INTEGER NOT NULL CHECK (seed >= 0),
+    estimator TEXT NOT NULL,
+    data_name TEXT NOT NULL,
+    substitute INTEGER NOT NULL DEFAULT 0,
+    n_samples INTEGER,
+    n_features INTEGER,
+    n_clusters INTEGER,
+    acc REAL NOT NULL,
+    nmi REAL NOT NULL,
+    ari REAL NOT NULL,
+    purity REAL,
+    silhouette REAL,
+    nmi_average TEXT NOT NULL,
+    pretrain_seconds REAL,
+    pretrain_cached INTEGER,
+    fit_seconds REAL NOT NULL,
+    eval_seconds REAL,
+    peak_memory_mb REAL,
+    memory_kind TEXT,
+    device TEXT,
+    precision TEXT,
+    versions_json TEXT,
+    git_commit TEXT,
+    machine_json TEXT,
+    config_json TEXT NOT NULL,
+    config_hash TEXT,
+    history_json TEXT,
+    pretrain_history_json TEXT,
+    n_history INTEGER,
+    n_pretrain_history INTEGER,
+    command TEXT,
+    started_at TEXT,
+    finished_at TEXT,
+    UNIQUE (protocol, variant, method, dataset, seed)
+);
+CREATE TABLE IF NOT EXISTS failures (
+    protocol TEXT NOT NULL,
+    variant TEXT NOT NULL,
+    method TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    traceback TEXT,
+    command TEXT,
+    at TEXT NOT NULL,
+    PRIMARY KEY (protocol, variant, method, dataset, seed)
+);
+CREATE TABLE IF NOT EXISTS protocols (
+    name TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    source TEXT,
+    json TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+"""
+
+
+def utc_now() -> str:
+    """The current UTC time as ISO 8601 (seconds)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+Cell = tuple[str, str, str, str, int]
+
+
+class ResultStore:
+    """SQLite results database (see the module docstring for the schema).
+
+    Parameters
+    ----------
+    path : path-like
+        Database file; its folder is created. ``":memory:"`` for a throw-away store.
+
+    Examples
+    --------
+    >>> store = ResultStore(":memory:")
+    >>> store.finished_cells("p", "quick")
+    set()
+    """
+
+    def __init__(self, path: str | os.PathLike[str] = DEFAULT_DB) -> None:
+        self.path = Path(path) if str(path) != ":memory:" else None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(str(path), timeout=60.0)
+        self._conn.row_factory = sqlite3.Row
+        with self._conn:
+            self._conn.executescript(_SCHEMA)
+            self._conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+        version = int(self.meta("schema_version") or SCHEMA_VERSION)
+        if version > SCHEMA_VERSION:
+            raise ValueError(
+                f"{path} was written by a newer aeclust (results schema {version}); upgrade"
+            )
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A transaction: committed when the block ends, rolled back if it raises."""
+        with self._conn:
+            yield self._conn
+
+    def meta(self, key: str) -> str | None:
+        """A value of the ``meta`` table."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    # -- runs -----------------------------------------------------------------------------------
+    def insert_run(self, record: Mapping[str, Any]) -> int:
+        """Write one finished cell, atomically.
+
+        Parameters
+        ----------
+        record : mapping
+            Column values (see :data:`RUN_COLUMNS`); dicts and lists are stored as JSON.
+
+        Returns
+        -------
+        int
+            The row id.
+
+        Raises
+        ------
+        ValueError
+            On unknown columns.
+        sqlite3.IntegrityError
+            If the cell is already stored or a required column is missing; nothing is written.
+        """
+        unknown = sorted(set(record) - set(RUN_COLUMNS))
+        if unknown:
+            raise ValueError(f"unknown run column(s) {unknown}")
+        cols = list(record)
+        values = [
+            json.dumps(v) if isinstance(v, (dict, list, tuple)) else v for v in record.values()
+        ]
+        marks = ", ".join("?" for _ in cols)
+        sql = f"INSERT INTO runs ({', '.join(cols)}) VALUES ({marks})"
+        with self.transaction() as conn:
+            cur = conn.execute(sql, values)
+            self._clear_failure(
+                conn,
+                (
+                    record["protocol"],
+                    record["variant"],
+                    record["method"],
+                    record["dataset"],
+                    int(record["seed"]),
+                ),
+            )
+            return int(cur.lastrowid or 0)
+
+    @staticmethod
+    def _clear_failure(conn: sqlite3.Connection, cell: Cell) -> None:
+        conn.execute(
+            "DELETE FROM failures WHERE protocol = ? AND variant = ? AND method = ? "
+            "AND dataset = ? AND seed = ?",
+            cell,
+        )
+
+    def record_failure(
+        self, cell: Cell, error: str, traceback: str = "", command: str = ""
+    ) -> None:
+        """Remember that a cell failed (replaced by its run once it succeeds)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO failures "
+                "(protocol, variant, method, dataset, seed, error, traceback, command, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*cell, error, traceback, command, utc_now()),
+            )
+
+    def finished_cells(self, protocol: str, variant: str) -> set[Cell]:
+        """The cells of a protocol variant already stored."""
+        rows = self._conn.execute(
+            "SELECT protocol, variant, method, dataset, seed FROM runs "
+            "WHERE protocol = ? AND variant = ?",
+            (protocol, variant),
+        ).fetchall()
+        return {(r[0], r[1], r[2], r[3], int(r[4])) for r in rows}
+
+    def config_hash(self, cell: Cell) -> str | None:
+        """The configuration hash a stored cell ran with."""
+        row = self._conn.execute(
+            "SELECT config_hash FROM runs WHERE protocol = ? AND variant = ? AND method = ? "
+            "AND dataset = ? AND seed = ?",
+            cell,
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def runs(self, protocol: str | None = None, variant: str | None = None) -> list[dict]:
+        """Stored runs as dicts, optionally filtered, ordered by protocol, dataset, method, seed."""
+        sql = "SELECT * FROM runs"
+        where, args = [], []
+        if protocol is not None:
+            where.append("protocol = ?")
+            args.append(protocol)
+        if variant is not None:
+            where.append("variant = ?")
+            args.append(variant)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY protocol, variant, dataset, method, seed"
+        return [dict(r) for r in self._conn.execute(sql, args).fetchall()]
+
+    def failures(self, protocol: str | None = None, variant: str | None = None) -> list[dict]:
+        """Cells whose last attempt failed and that have no run yet."""
+        sql = "SELECT * FROM failures"
+        args: list[Any] = []
+        if protocol is not None:
+            sql += " WHERE protocol = ?"
+            args.append(protocol)
+            if variant is not None:
+                sql += " AND variant = ?"
+                args.append(variant)
+        elif variant is not None:
+            sql += " WHERE variant = ?"
+            args.append(variant)
+        return [dict(r) for r in self._conn.execute(sql + " ORDER BY at", args).fetchall()]
+
+    # -- protocols ------------------------------------------------------------------------------
+    def save_protocol(self, name: str, fingerprint: str, source: str, data_json: str) -> None:
+        """Store (or update) a protocol's content."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO protocols (name, fingerprint, source, json, updated_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (name, fingerprint, source, data_json, utc_now()),
+            )
+
+    def protocols(self) -> dict[str, dict[str, Any]]:
+        """Stored protocols: name -> parsed content (in name order)."""
+        rows = self._conn.execute("SELECT name, json FROM protocols ORDER BY name").fetchall()
+        return {r[0]: json.loads(r[1]) for r in rows}

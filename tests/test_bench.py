@@ -1,0 +1,478 @@
+"""The benchmark: protocol files, runner (resume, atomic rows), results store, report, CLI."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from aeclust.bench import (
+    ProtocolError,
+    ResultStore,
+    UnsupportedProtocolError,
+    list_protocols,
+    load_protocol,
+    render_report,
+    run_protocol,
+    write_benchmarks_md,
+)
+from aeclust.bench.protocol import KNOWN_ESTIMATORS, PRETRAIN_KEYS, protocol_dirs, validate
+from aeclust.cli import main
+
+PROTOCOLS = Path(__file__).resolve().parents[1] / "benchmarks" / "protocols"
+
+TINY = """
+name = "tiny"
+title = "Tiny protocol on digits"
+citation = "aeclust tests"
+table = "Table 0"
+kind = "clustering"
+metrics = ["acc", "nmi"]
+nmi_average = "arithmetic"
+seeds = 2
+notes = ["made up paper numbers"]
+
+[pretrain]
+autoencoder = [32, 10]
+pretrain_epochs = 2
+batch_size = 128
+pretrain_optimizer = "adam"
+
+[methods.kmeans]
+label = "KM"
+n_init = 2
+
+[methods.ae-kmeans]
+label = "AE+KM"
+n_init = 2
+
+[datasets.digits]
+label = "Digits"
+
+[paper.kmeans.digits]
+acc = 0.75
+acc_std = 0.02
+nmi = 0.70
+
+[paper.ae-kmeans.digits]
+acc = 0.80
+
+[paper.dec.digits]
+acc = 0.85
+nmi = 0.80
+
+[row_labels]
+dec = "DEC (paper only)"
+
+[quick]
+seeds = 1
+
+[quick.datasets]
+digits = "digits"
+
+[quick.pretrain]
+pretrain_epochs = 1
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+def _rows(db: Path) -> list[dict]:
+    with ResultStore(db) as store:
+        return store.runs()
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end
+# ---------------------------------------------------------------------------------------------
+
+
+def test_run_end_to_end_rows_and_report(tiny: Path, tmp_path: Path) -> None:
+    db = tmp_path / "res" / "bench.db"
+    summary = run_protocol(tiny, quick=True, seeds=2, device="cpu", db=db)
+    assert len(summary.completed) == 4 and not summary.failures
+    rows = _rows(db)
+    assert {(r["method"], r["seed"]) for r in rows} == {
+        (m, s) for m in ("kmeans", "ae-kmeans") for s in (0, 1)
+    }
+    for r in rows:
+        assert 0.0 <= r["acc"] <= 1.0 and 0.0 <= r["nmi"] <= 1.0
+        assert r["variant"] == "quick" and r["data_name"] == "digits"
+        assert r["device"] == "cpu" and r["memory_kind"] == "cpu_max_rss"
+        assert r["command"].startswith("aeclust bench ") and "--quick" in r["command"]
+        assert set(json.loads(r["versions_json"])) >= {"python", "torch", "numpy", "sklearn"}
+        config = json.loads(r["config_json"])
+        assert (
+            config["params"]["n_clusters"] == 10 and config["params"]["random_state"] == r["seed"]
+        )
+        assert r["git_commit"]
+    ae = [r for r in rows if r["method"] == "ae-kmeans"]
+    assert all(r["n_pretrain_history"] == 1 for r in ae)  # quick: 1 pretraining epoch
+    assert all(r["pretrain_seconds"] is not None for r in ae)
+    # a shared [pretrain] key an estimator does not take is recorded, not silently dropped
+    assert all(
+        json.loads(r["config_json"])["ignored_shared_params"] == ["pretrain_optimizer"] for r in ae
+    )
+    km = [r for r in rows if r["method"] == "kmeans"]
+    assert all(r["pretrain_seconds"] is None for r in km)
+    # plots: embedding, curves (ae-kmeans has a pretraining history) and confusion matrix
+    plots = tmp_path / "res" / "plots" / "tiny" / "digits"
+    assert (plots / "ae-kmeans-seed0-quick-embedding.png").is_file()
+    assert (plots / "ae-kmeans-seed0-quick-curves.png").is_file()
+    assert (plots / "kmeans-seed1-quick-confusion.png").is_file()
+
+    md = render_report(db, fmt="md")
+    assert "## tiny (quick)" in md and "Δ ACC" in md and "ACC paper" in md
+    km_line = next(line for line in md.splitlines() if line.startswith("| KM |"))
+    cells = [c.strip() for c in km_line.strip("|").split("|")]
+    assert cells[1] == "2 (0,1)"
+    assert cells[3] == "0.75 ± 0.02"  # the paper's number beside ours
+    ours = float(cells[2].split()[0])
+    assert cells[4] == f"{ours - 0.75:+.3f}"  # difference ours − paper
+    dec_line = next(line for line in md.splitlines() if "DEC (paper only)" in line)
+    assert "—" in dec_line and "0.85" in dec_line  # a paper row without a run
+    assert "aeclust bench" in md
+
+
+def test_report_csv(tiny: Path, tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    run_protocol(tiny, quick=True, methods=["kmeans"], device="cpu", db=db, plots=False)
+    text = render_report(db, fmt="csv")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    by_method = {r["method"]: r for r in rows}
+    assert set(by_method) == {"kmeans", "ae-kmeans", "dec"}
+    km = by_method["kmeans"]
+    assert km["n_seeds"] == "1" and km["seeds"] == "0" and km["comparable"] == "1"
+    assert float(km["paper_acc"]) == 0.75
+    assert float(km["diff_acc"]) == pytest.approx(float(km["acc_mean"]) - 0.75)
+    assert by_method["dec"]["n_seeds"] == "0" and by_method["dec"]["acc_mean"] == ""
+
+
+def test_benchmarks_md_is_written_atomically_with_machine_header(tiny: Path, tmp_path: Path):
+    db = tmp_path / "r.db"
+    run_protocol(tiny, quick=True, methods=["kmeans"], device="cpu", db=db, plots=False)
+    out = write_benchmarks_md(db, tmp_path / "BENCHMARKS.md")
+    text = out.read_text()
+    assert text.startswith("# aeclust benchmarks")
+    assert "## Machines" in text and "torch threads" in text and "CPU " in text
+    assert "`aeclust bench" in text and "## tiny (quick)" in text
+    assert not list(tmp_path.glob(".BENCHMARKS.md.*"))  # no temporary file left
+
+
+def test_substitute_dataset_is_marked_and_not_differenced(tmp_path: Path) -> None:
+    text = TINY.replace('digits = "digits"', 'digits = "usps"')
+    proto = validate(tomllib.loads(text), source="t")
+    assert proto.is_substitute("digits", quick=True)
+    assert not proto.is_substitute("digits", quick=False)
+    # the report marks a substitute without running it: fake one stored run
+    db = tmp_path / "s.db"
+    with ResultStore(db) as store:
+        store.save_protocol(proto.name, proto.fingerprint, "t", proto.to_json())
+        store.insert_run(_fake_record(proto.name, "kmeans", "digits", 0, data_name="usps"))
+    md = render_report(db, fmt="md", variant="quick")
+    assert "quick: usps stands in for digits" in md
+    km_line = next(line for line in md.splitlines() if line.startswith("| KM |"))
+    assert "n/c" in km_line
+
+
+# ---------------------------------------------------------------------------------------------
+# Resume and atomic writes
+# ---------------------------------------------------------------------------------------------
+
+
+def test_resume_after_a_failing_cell_recomputes_nothing(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aeclust.methods import KMeans
+
+    db = tmp_path / "resume.db"
+    calls = {"n": 0}
+    original = KMeans.fit
+
+    def flaky_fit(self, X, y=None):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # the run is killed during its second cell
+        return original(self, X, y)
+
+    monkeypatch.setattr(KMeans, "fit", flaky_fit)
+    with pytest.raises(KeyboardInterrupt):
+        run_protocol(tiny, seeds=3, methods=["kmeans"], device="cpu", db=db, plots=False)
+    assert [r["seed"] for r in _rows(db)] == [0]  # the finished cell is stored, nothing else
+
+    summary = run_protocol(tiny, seeds=3, methods=["kmeans"], device="cpu", db=db, plots=False)
+    assert calls["n"] == 4  # 2 before the interruption + the 2 missing cells: seed 0 not redone
+    assert [c[4] for c in summary.already_done] == [0]
+    assert sorted(r["seed"] for r in _rows(db)) == [0, 1, 2]
+
+    # a third run finds everything done
+    summary = run_protocol(tiny, seeds=3, methods=["kmeans"], device="cpu", db=db, plots=False)
+    assert calls["n"] == 4 and not summary.completed and len(summary.already_done) == 3
+
+
+def test_a_failing_cell_is_recorded_and_retried(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aeclust.methods import KMeans
+
+    db = tmp_path / "fail.db"
+    original = KMeans.fit
+    state = {"broken": True}
+
+    def fit(self, X, y=None):
+        if state["broken"] and self.random_state == 1:
+            raise RuntimeError("boom")
+        return original(self, X, y)
+
+    monkeypatch.setattr(KMeans, "fit", fit)
+    summary = run_protocol(tiny, seeds=2, methods=["kmeans"], device="cpu", db=db, plots=False)
+    assert len(summary.completed) == 1 and len(summary.failures) == 1
+    with ResultStore(db) as store:
+        assert [f["seed"] for f in store.failures()] == [1]
+    assert "boom" in render_report(db)
+    state["broken"] = False
+    summary = run_protocol(tiny, seeds=2, methods=["kmeans"], device="cpu", db=db, plots=False)
+    assert len(summary.completed) == 1
+    with ResultStore(db) as store:
+        assert store.failures() == [] and len(store.runs()) == 2
+
+
+def _fake_record(protocol: str, method: str, dataset: str, seed: int, **extra) -> dict:
+    record = {
+        "protocol": protocol,
+        "variant": "quick",
+        "method": method,
+        "dataset": dataset,
+        "seed": seed,
+        "estimator": method,
+        "data_name": dataset,
+        "acc": 0.5,
+        "nmi": 0.4,
+        "ari": 0.3,
+        "nmi_average": "arithmetic",
+        "fit_seconds": 1.0,
+        "config_json": {"params": {}},
+    }
+    record.update(extra)
+    return record
+
+
+def test_a_failing_insert_leaves_no_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "atomic.db"
+    with ResultStore(db) as store:
+        store.insert_run(_fake_record("p", "kmeans", "digits", 0))
+        # duplicate cell: UNIQUE constraint, nothing written
+        with pytest.raises(sqlite3.IntegrityError):
+            store.insert_run(_fake_record("p", "kmeans", "digits", 0, acc=0.9))
+        # a value sqlite cannot store: nothing written
+        with pytest.raises(sqlite3.Error):
+            store.insert_run(_fake_record("p", "kmeans", "digits", 1, command=object()))
+        # a crash after the INSERT, inside the same transaction: rolled back
+
+        def crash(conn, cell):
+            raise RuntimeError("crash after insert")
+
+        monkeypatch.setattr(ResultStore, "_clear_failure", staticmethod(crash))
+        with pytest.raises(RuntimeError):
+            store.insert_run(_fake_record("p", "kmeans", "digits", 2))
+        rows = store.runs()
+    assert [(r["seed"], r["acc"]) for r in rows] == [(0, 0.5)]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Methods not yet registered, parameter names, bad input
+# ---------------------------------------------------------------------------------------------
+
+
+def test_unregistered_methods_are_skipped_and_listed(tiny: Path, tmp_path: Path) -> None:
+    text = tiny.read_text() + '\n[methods.vcc]\nlabel = "VCC"\n'
+    path = tmp_path / "with_vcc.toml"
+    path.write_text(text.replace('name = "tiny"', 'name = "with_vcc"'))
+    from aeclust.methods import METHODS
+
+    if "vcc" in METHODS:
+        pytest.skip("vcc is registered now")
+    summary = run_protocol(path, quick=True, device="cpu", db=tmp_path / "x.db", plots=False)
+    assert "vcc" in summary.skipped_methods
+    assert {c.method for c in summary.completed} == {"kmeans", "ae-kmeans"}
+
+
+def test_unaccepted_method_parameters_skip_the_method(tiny: Path, tmp_path: Path) -> None:
+    path = tmp_path / "bad_param.toml"
+    path.write_text(
+        tiny.read_text()
+        .replace('name = "tiny"', 'name = "bad_param"')
+        .replace('label = "KM"', 'label = "KM"\nnot_a_param = 3')
+    )
+    summary = run_protocol(path, quick=True, device="cpu", db=tmp_path / "x.db", plots=False)
+    assert "not_a_param" in summary.skipped_methods["kmeans"]
+    assert {c.method for c in summary.completed} == {"ae-kmeans"}
+
+
+def test_unknown_method_or_dataset_name_is_an_error(tiny: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        run_protocol(tiny, methods=["nope"], db=tmp_path / "x.db")
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
+        run_protocol(tiny, datasets=["mnist"], db=tmp_path / "x.db")
+
+
+def test_classification_protocols_are_reported_as_unsupported(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    with pytest.raises(UnsupportedProtocolError, match="not supported yet"):
+        run_protocol("ccae-tables4-5", db=db)
+    md = render_report(db)  # the paper's numbers are still shown
+    assert "ccae-tables4-5" in md and "0.9625 ± 0.0158" in md
+
+
+def test_cli_bench_and_report(tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    db = tmp_path / "cli.db"
+    rc = main(["bench", str(tiny), "--quick", "--methods", "kmeans", "--db", str(db), "--no-plots"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "kmeans" in out and "ACC " in out and "1 cell(s) run" in out
+    assert main(["report", "--db", str(db), "--format", "csv"]) == 0
+    assert capsys.readouterr().out.startswith("protocol,variant,dataset")
+    md = tmp_path / "B.md"
+    assert main(["report", "--db", str(db), "--out", str(md)]) == 0
+    assert md.read_text().startswith("# aeclust benchmarks")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["bench", "no-such-protocol"], "unknown protocol"),
+        (["bench", "kdae-table2", "--methods", "nope"], "unknown method"),
+        (["bench", "kdae-table2", "--seeds", "0"], "--seeds"),
+        (["report", "--db", "/nonexistent/x.db"], "no results database"),
+    ],
+)
+def test_cli_bad_input_exits_2_with_one_line(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    if argv[0] == "bench":
+        argv = [*argv, "--db", str(tmp_path / "x.db")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+
+
+def test_cli_report_unknown_protocol(tiny: Path, tmp_path: Path, capsys) -> None:
+    db = tmp_path / "r.db"
+    run_protocol(tiny, quick=True, methods=["kmeans"], device="cpu", db=db, plots=False)
+    assert main(["report", "--db", str(db), "--protocol", "nope"]) == 2
+    assert "not in the results database" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# The protocol files
+# ---------------------------------------------------------------------------------------------
+
+FILES = sorted(PROTOCOLS.glob("*.toml"))
+
+
+def test_protocol_files_are_found_by_name() -> None:
+    assert PROTOCOLS in [d.resolve() for d in protocol_dirs()]
+    names = set(list_protocols())
+    for stem in ("kdae-table2", "ct-tables2-3", "vcc-table2", "icae-table7", "ccae-table2"):
+        assert stem in names
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_protocol_file_is_valid(path: Path) -> None:
+    proto = load_protocol(path)  # parses and validates: known keys, CLI names, fractions
+    assert proto.name == path.stem
+    for spec in proto.methods.values():
+        assert spec.estimator in KNOWN_ESTIMATORS
+    for row, per_ds in proto.paper.items():
+        for key, values in per_ds.items():
+            assert key in proto.datasets
+            assert all(0.0 <= v <= 1.0 for v in values.values()), (row, key)
+            assert set(values) <= {*proto.metrics, *(f"{m}_std" for m in proto.metrics)}
+    if proto.kind == "clustering":
+        assert proto.methods and proto.paper
+        assert proto.quick.get("datasets"), "a clustering protocol needs a quick variant"
+        assert proto.seeds_for(quick=True) <= 3
+        for key in proto.dataset_keys(quick=True):  # the quick data sets are the small ones
+            from aeclust.datasets import get_dataset_info
+
+            assert get_dataset_info(proto.data_name(key, quick=True)).n_samples <= 10_000
+    assert set(proto.pretrain) <= PRETRAIN_KEYS
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_protocol_parameters_match_the_registered_estimators(path: Path) -> None:
+    """Every parameter a protocol sets must be accepted by its estimator once it is registered."""
+    from aeclust.methods import METHODS
+
+    proto = load_protocol(path)
+    for row, spec in proto.methods.items():
+        if spec.estimator not in METHODS:
+            continue  # not implemented yet: the runner skips it
+        valid = set(METHODS[spec.estimator]().get_params())
+        for quick in (False, True):
+            for key in proto.dataset_keys(quick):
+                _, own = proto.cell_params(row, key, quick)
+                unknown = set(own) - valid
+                assert not unknown, (
+                    f"{path.name} [{row}] sets {sorted(unknown)}, which "
+                    f"{METHODS[spec.estimator].__name__} does not accept"
+                )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("seeds = 2", "seeds = 0"), "seeds"),
+        (('nmi_average = "arithmetic"', 'nmi_average = "mean"'), "nmi_average"),
+        (("acc = 0.75", "acc = 75.0"), "fractions in [0, 1]"),
+        (("[methods.kmeans]", "[methods.kmeanz]"), "not a method CLI name"),
+        (("[datasets.digits]", "[datasets.digits]\ncolour = 1"), "unknown key"),
+        (("batch_size = 128", "batch_size = 128\nn_clusters = 3"), "set by the runner"),
+        (("pretrain_epochs = 2", "pretrain_epoch = 2"), "unknown pretraining key"),
+        (('title = "Tiny protocol on digits"', "subtitle = 1"), "unknown top-level"),
+        (("[paper.dec.digits]", "[paper.dec.mnist]"), "not a [datasets] key"),
+    ],
+)
+def test_validation_rejects_bad_protocols(change: tuple[str, str], message: str) -> None:
+    old, new = change
+    assert old in TINY
+    with pytest.raises(ProtocolError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        validate(tomllib.loads(TINY.replace(old, new, 1)), source="t")
+
+
+def test_load_protocol_rejects_unknown_names_and_bad_toml(tmp_path: Path) -> None:
+    with pytest.raises(ProtocolError, match="unknown protocol 'nope'"):
+        load_protocol("nope")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = ")
+    with pytest.raises(ProtocolError, match="not valid TOML"):
+        load_protocol(bad)
+
+
+def test_cell_params_resolution_order(tiny: Path) -> None:
+    text = tiny.read_text() + (
+        "\n[datasets.digits.methods.ae-kmeans]\nn_init = 5\n"
+        "\n[quick.methods.ae-kmeans]\nn_init = 7\n"
+    )
+    proto = validate(tomllib.loads(text), source="t")
+    shared, own = proto.cell_params("ae-kmeans", "digits", quick=False)
+    assert shared["pretrain_epochs"] == 2 and own["n_init"] == 5
+    shared, own = proto.cell_params("ae-kmeans", "digits", quick=True)
+    assert shared["pretrain_epochs"] == 1 and own["n_init"] == 7
+    # an end-to-end method can opt out of the shared pretraining section
+    text = text.replace('label = "AE+KM"', 'label = "AE+KM"\nshared_pretrain = false')
+    proto = validate(tomllib.loads(text), source="t")
+    shared, own = proto.cell_params("ae-kmeans", "digits", quick=True)
+    assert shared == {} and own == {"n_init": 7}
