@@ -11,8 +11,10 @@ from aeclust.datasets import load_dataset
 from aeclust.methods import AEKMeans, KMeans
 from aeclust.metrics import evaluate, format_metrics
 
-#: The demo's AE+k-means configuration (the d-500-500-2000-10 MLP of DEC).
-DEMO_PARAMS = {"pretrain_epochs": 200, "batch_size": 256, "pretrain_lr": 1e-3}
+#: The demo's AE+k-means configuration: the small convolutional autoencoder on the 8x8 images.
+#: (On digits, seeds 0-2 gave ACC 0.806 / 0.782 / 0.800 against k-means' 0.792 / 0.793 / 0.790;
+#: the d-500-500-2000-10 MLP does no better than k-means on this small set.)
+DEMO_PARAMS = {"autoencoder": "conv", "pretrain_epochs": 100, "batch_size": 64}
 
 
 def main(seed: int = 0) -> dict[str, dict[str, float]]:
@@ -22,7 +24,16 @@ def main(seed: int = 0) -> dict[str, dict[str, float]]:
     results = {}
     for name, model in (
         ("k-means", KMeans(data.n_classes, n_init=20, random_state=seed)),
-        ("AE+k-means", AEKMeans(data.n_classes, random_state=seed, device="cpu", **DEMO_PARAMS)),
+        (
+            "AE+k-means",
+            AEKMeans(
+                data.n_classes,
+                image_shape=data.image_shape,
+                random_state=seed,
+                device="cpu",
+                **DEMO_PARAMS,
+            ),
+        ),
     ):
         start = time.perf_counter()
         labels = model.fit_predict(data.x)

@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from aeclust._utils import atomic_path
-from aeclust.bench.protocol import Protocol, ProtocolError, validate
+from aeclust.bench.protocol import Protocol, ProtocolError, protocol_dirs, validate
 from aeclust.bench.store import ResultStore
 
 __all__ = [
@@ -532,8 +532,13 @@ def write_benchmarks_md(
     *,
     protocol: str | None = None,
     variant: str | None = None,
+    notes: Sequence[str | os.PathLike[str]] | None = None,
 ) -> Path:
     """Write ``BENCHMARKS.md``: machines, then every protocol in the database, atomically.
+
+    Measurements that are not protocol cells (loop throughput, single CLI runs) are kept as
+    Markdown files in ``benchmarks/notes/``, each with the command that produced it, and are
+    appended verbatim under "Other measurements".
 
     Parameters
     ----------
@@ -543,11 +548,16 @@ def write_benchmarks_md(
         Output file (written to a temporary file, then renamed).
     protocol, variant : str, optional
         Restrict to one protocol / variant.
+    notes : sequence of path-like, optional
+        Markdown files to append; default every ``*.md`` in ``benchmarks/notes/`` of the
+        repository.
 
     Returns
     -------
     Path
     """
+    if notes is None:
+        notes = sorted(p for d in protocol_dirs() for p in (d.parent / "notes").glob("*.md"))
     with _open(db) as store:
         protos = _selected(store, protocol)
         lines = [
@@ -575,6 +585,13 @@ def write_benchmarks_md(
         for proto in protos.values():
             for v in _variants(store, proto.name, variant):
                 lines += _md_section(store, proto, v)
+    if notes:
+        lines += ["## Other measurements", ""]
+        for note in notes:
+            text = Path(note).read_text(encoding="utf-8").strip()
+            # Each note's own headings move one level down, under this section.
+            lines += [("#" + ln if ln.startswith("#") else ln) for ln in text.splitlines()]
+            lines.append("")
     target = Path(path)
     with atomic_path(target) as tmp:
         tmp.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")

@@ -124,6 +124,8 @@ class AEKMeans(BaseDeepClusterer):
     pretrain_loss : {"mse", "bce"}
     pretrain_patience : int or None
         Early stopping of pretraining on the training loss (None: all epochs).
+    pretrain_corruption : float
+        Masking noise of a denoising autoencoder during pretraining (0: plain autoencoder).
     batch_size : int
     n_init : int
         k-means restarts.
@@ -164,6 +166,7 @@ class AEKMeans(BaseDeepClusterer):
         pretrain_lr: float = 1e-3,
         pretrain_loss: str = "mse",
         pretrain_patience: int | None = None,
+        pretrain_corruption: float = 0.0,
         batch_size: int = 256,
         n_init: int = 20,
         pretrain_cache: bool | str = False,
@@ -182,6 +185,7 @@ class AEKMeans(BaseDeepClusterer):
         self.pretrain_lr = pretrain_lr
         self.pretrain_loss = pretrain_loss
         self.pretrain_patience = pretrain_patience
+        self.pretrain_corruption = pretrain_corruption
         self.batch_size = batch_size
         self.n_init = n_init
         self.pretrain_cache = pretrain_cache
