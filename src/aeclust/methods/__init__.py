@@ -1,7 +1,9 @@
 """Clustering methods, one module each, all on :class:`BaseDeepClusterer`."""
 
 from aeclust.methods.base import ESTIMATORS, BaseDeepClusterer, load, register_estimator
+from aeclust.methods.dcn import DCN
 from aeclust.methods.dec import DEC, IDEC
+from aeclust.methods.dkm import DKM
 from aeclust.methods.kmeans import AEKMeans, KMeans
 
 #: Command-line names of the methods (DESIGN.md: the class names lower-cased).
@@ -10,10 +12,14 @@ METHODS: dict[str, type[BaseDeepClusterer]] = {
     "ae-kmeans": AEKMeans,
     "dec": DEC,
     "idec": IDEC,
+    "dcn": DCN,
+    "dkm": DKM,
 }
 
 __all__ = [
+    "DCN",
     "DEC",
+    "DKM",
     "ESTIMATORS",
     "IDEC",
     "METHODS",

@@ -1,0 +1,364 @@
+"""DCN: joint autoencoder training and k-means by alternating stochastic optimisation.
+
+References
+----------
+Yang, B., Fu, X., Sidiropoulos, N. D. and Hong, M. (2017). Towards K-means-friendly spaces:
+simultaneous deep learning and clustering. ICML, PMLR 70:3861-3870.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from aeclust._utils import autocast
+from aeclust.methods.base import BaseDeepClusterer, register_estimator
+from aeclust.nn import Autoencoder
+from aeclust.primitives import assign, kmeans
+from aeclust.training import Trainer, batched_apply, make_optimizer
+
+REC_LOSSES = ("sum", "mean")
+
+
+def squared_reconstruction_error(
+    x_hat: torch.Tensor, x: torch.Tensor, kind: str = "sum"
+) -> torch.Tensor:
+    """Squared reconstruction error of a batch, in fp32.
+
+    Parameters
+    ----------
+    x_hat, x : Tensor (n, D)
+    kind : {"sum", "mean"}
+        ``"sum"``: per-sample sum of squares ``|x - x_hat|^2`` averaged over the batch (the least
+        squares loss of DCN and DKM, and their authors' code); ``"mean"``: the mean over all
+        entries (``F.mse_loss``), which is ``D`` times smaller.
+    """
+    if kind == "sum":
+        return (x_hat.float() - x.float()).pow(2).sum(dim=1).mean()
+    if kind == "mean":
+        return F.mse_loss(x_hat.float(), x.float())
+    raise ValueError(f"unknown rec_loss {kind!r}; valid: {', '.join(map(repr, REC_LOSSES))}")
+
+
+@torch.no_grad()
+def dcn_centroid_update(
+    centers: torch.Tensor, counts: torch.Tensor, z: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DCN's centroid step for one minibatch, vectorised.
+
+    The paper processes the batch's points one at a time: ``c_k <- c_k + 1`` then
+    ``m_k <- m_k - (1 / c_k) (m_k - f(x_i))`` for the point's cluster k (eq. 8). Points of the same
+    cluster applied in sequence with these step sizes give exactly the running mean, whatever
+    their order, so the whole batch is one sum per cluster:
+    ``m_k <- (c_k m_k + sum_{i in k} f(x_i)) / (c_k + n_k)``, ``c_k <- c_k + n_k``. Clusters with no
+    point in the batch are unchanged. Computed in fp32.
+
+    Parameters
+    ----------
+    centers : Tensor (k, d)
+    counts : Tensor (k,)
+        Per-cluster counts c_k (>= 0).
+    z : Tensor (n, d)
+        Embeddings of the batch.
+    labels : LongTensor (n,)
+        Their (already updated) assignments.
+
+    Returns
+    -------
+    centers, counts : Tensor (k, d), Tensor (k,)
+        New tensors; the inputs are not modified.
+    """
+    centers = centers.float()
+    counts = counts.float()
+    z = z.float()
+    # A one-hot product rather than scatter/index_add: those use atomics on CUDA, whose float sums
+    # change from run to run, and a fit must be reproducible for its seed.
+    onehot = F.one_hot(labels, centers.shape[0]).to(z.dtype)
+    with torch.autocast(z.device.type, enabled=False):
+        sums = onehot.t() @ z
+    n_k = onehot.sum(dim=0)
+    new_counts = counts + n_k
+    # A cluster without points keeps its centre bit for bit (and avoids 0/0 when c_k = 0).
+    new_centers = torch.where(
+        (n_k > 0).unsqueeze(1),
+        (counts.unsqueeze(1) * centers + sums) / new_counts.clamp_min(1.0).unsqueeze(1),
+        centers,
+    )
+    return new_centers, new_counts
+
+
+class _DCNModel(nn.Module):
+    """The autoencoder plus DCN's k-means state (centroids M, counts c, assignments s) as
+    buffers: the optimiser does not touch them, but checkpoints capture them."""
+
+    def __init__(
+        self,
+        autoencoder: Autoencoder,
+        centers: torch.Tensor,
+        assignments: torch.Tensor,
+        initial_count: float,
+    ) -> None:
+        super().__init__()
+        self.autoencoder = autoencoder
+        self.register_buffer("centers", centers.detach().float().clone())
+        self.register_buffer(
+            "counts", torch.full((centers.shape[0],), float(initial_count), device=centers.device)
+        )
+        self.register_buffer("assignments", assignments.detach().long().clone())
+
+
+@register_estimator
+class DCN(BaseDeepClusterer):
+    """Deep Clustering Network (Yang et al., 2017).
+
+    The autoencoder (f, g) is pretrained, then M (centroids) and s (hard assignments) are
+    initialised by k-means on the embedding, and DCN minimises, per sample,
+
+        L_i = l(g(f(x_i)), x_i) + (lam / 2) |f(x_i) - M s_i|^2,     l(x, y) = |x - y|^2,
+
+    by alternating stochastic optimisation, minibatch by minibatch:
+
+    1. one optimiser step on the network with M and s fixed (the batch mean of L_i);
+    2. with the updated network (no gradient), s_i = argmin_k |f(x_i) - m_k|^2 for the batch;
+    3. centroid update with count-based step sizes, c_k <- c_k + 1,
+       m_k <- m_k - (1 / c_k) (m_k - f(x_i)) for each point (eq. 8), computed for the whole batch
+       at once as a running mean (:func:`dcn_centroid_update`; no per-sample loop).
+
+    ``labels_`` is the final hard assignment, argmin_k |f(x_i) - m_k|^2 of the final embedding to
+    the final M; ``predict`` applies the same rule to new rows.
+
+    Parameters
+    ----------
+    n_clusters : int
+        Number of clusters.
+    autoencoder : "mlp", "conv", sequence of int or Autoencoder
+        Network (see :func:`aeclust.nn.build_autoencoder`); ``"mlp"`` is d-500-500-2000-e, the
+        paper's network for MNIST.
+    embedding_dim : int
+        Size of the embedding for the presets.
+    activation : str
+        Hidden activation for the presets.
+    image_shape : (C, H, W) or None
+        For ``autoencoder="conv"``.
+    pretrain_epochs : int
+        Epochs of reconstruction pretraining (0 uses the network as given).
+    pretrain_lr : float
+        Adam learning rate of the pretraining.
+    pretrain_loss : {"mse", "bce"}
+        Pretraining loss; the clustering stage always uses the squared error ``rec_loss``.
+    batch_norm, pretrain_patience, pretrain_corruption
+        Batch norm in the preset's hidden layers, early stopping of pretraining on the training
+        loss, masking noise while pretraining — as :class:`aeclust.AEKMeans`, so that every
+        method of a protocol can share one pretrained network.
+    batch_size : int
+        Minibatch size of the pretraining and of the alternating optimisation (256 in DCN's code).
+    lam : float
+        Weight lambda of the k-means term (the paper's objective carries lam / 2).
+    epochs : int
+        Passes of the alternating optimisation over the data (50 in DCN's code).
+    optimizer : {"sgd", "adam", "adamw"}
+        Network optimiser of step 1 (the paper: SGD).
+    lr : float
+        Its learning rate (1e-4 with momentum 0.9 in DCN's code, with the summed squared loss).
+    momentum : float
+        SGD momentum.
+    rec_loss : {"sum", "mean"}
+        ``"sum"``: the paper's l(x, y) = |x - y|^2 per sample, averaged over the batch, as in the
+        authors' code; ``"mean"``: the mean squared error over all entries (D times smaller, so
+        ``lam`` weighs the k-means term D times more).
+    initial_count : float
+        Starting value of the counts c_k, which sets the first centroid step sizes
+        1 / (c_k + 1). The paper leaves it open; the authors' code starts at 100, so the k-means
+        centroids are not overwritten by the first few points (0 would make the first assigned
+        point replace its centroid).
+    n_init : int
+        k-means restarts for the initial M and s.
+    pretrain_cache : bool or path
+        Cache the pretrained network on disk (True: the default cache folder).
+    device : "auto", "cpu", "cuda"
+    precision : "fp32", "bf16", "auto"
+        Autocast dtype of the network; the k-means initialisation, assignments and centroid
+        updates always run in fp32.
+    random_state : int or None
+    verbose : bool
+
+    Attributes
+    ----------
+    labels_ : ndarray (n_samples,)
+        argmin_k of the distance of each final embedding to the final centroids.
+    cluster_centers_ : ndarray (n_clusters, embedding_dim)
+        Final centroids M in the embedding space.
+    cluster_counts_ : ndarray (n_clusters,)
+        Final counts c_k (``initial_count`` plus every assignment made during training).
+    autoencoder_ : Autoencoder
+    history_ : list of dict
+        One record per epoch: ``loss``, ``reconstruction`` and ``clustering`` (the batch means of
+        l and of |f(x) - M s|^2, unweighted; ``loss = reconstruction + lam / 2 * clustering``),
+        and ``assignment_changes`` (fraction of points whose s changed during the epoch).
+    n_iter_ : int
+        Epochs of alternating optimisation run.
+    pretrain_history_ : list of dict
+
+    Notes
+    -----
+    Choices the paper leaves open, and the authors' code (GitHub boyangumn/DCN-New):
+
+    - In step 2 all points of the batch are assigned with the current M, then M is updated, as
+      in the authors' ``batch_km`` (the paper's Algorithm 1 interleaves the two per sample).
+    - The embedding of steps 2-3 is computed in eval mode (batch norm running statistics,
+      no dropout), like ``labels_``.
+    - The data are reshuffled every epoch; the authors' code shuffles once.
+    - The authors' code also re-runs k-means warm-started from M every 10 epochs and reports a
+      fresh k-means on the final embedding; neither is in the paper, and neither is done here:
+      ``labels_`` is DCN's own assignment.
+    - Empty clusters are left as they are (the paper has no rule; the code's reseeding is
+      commented out).
+
+    References
+    ----------
+    Yang, B., Fu, X., Sidiropoulos, N. D. and Hong, M. (2017). Towards K-means-friendly spaces:
+    simultaneous deep learning and clustering. ICML, PMLR 70:3861-3870.
+    """
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        autoencoder: str | Sequence[int] | nn.Module = "mlp",
+        embedding_dim: int = 10,
+        activation: str = "relu",
+        batch_norm: bool = False,
+        image_shape: Sequence[int] | None = None,
+        pretrain_epochs: int = 50,
+        pretrain_lr: float = 1e-3,
+        pretrain_loss: str = "mse",
+        pretrain_patience: int | None = None,
+        pretrain_corruption: float = 0.0,
+        batch_size: int = 256,
+        lam: float = 1.0,
+        epochs: int = 50,
+        optimizer: str = "sgd",
+        lr: float = 1e-4,
+        momentum: float = 0.9,
+        rec_loss: str = "sum",
+        initial_count: float = 100,
+        n_init: int = 20,
+        pretrain_cache: bool | str = False,
+        device: str = "auto",
+        precision: str = "fp32",
+        random_state: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.autoencoder = autoencoder
+        self.embedding_dim = embedding_dim
+        self.activation = activation
+        self.batch_norm = batch_norm
+        self.image_shape = image_shape
+        self.pretrain_epochs = pretrain_epochs
+        self.pretrain_lr = pretrain_lr
+        self.pretrain_loss = pretrain_loss
+        self.pretrain_patience = pretrain_patience
+        self.pretrain_corruption = pretrain_corruption
+        self.batch_size = batch_size
+        self.lam = lam
+        self.epochs = epochs
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.rec_loss = rec_loss
+        self.initial_count = initial_count
+        self.n_init = n_init
+        self.pretrain_cache = pretrain_cache
+        self.device = device
+        self.precision = precision
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _check_params(self) -> None:
+        if self.rec_loss not in REC_LOSSES:
+            raise ValueError(
+                f"unknown rec_loss {self.rec_loss!r}; valid: {', '.join(map(repr, REC_LOSSES))}"
+            )
+        if not self.lam >= 0:
+            raise ValueError(f"lam must be >= 0, got {self.lam}")
+        if not self.initial_count >= 0:
+            raise ValueError(f"initial_count must be >= 0, got {self.initial_count}")
+        if int(self.epochs) != self.epochs or self.epochs < 0:
+            raise ValueError(f"epochs must be a non-negative int, got {self.epochs!r}")
+
+    def _fit(self, x: torch.Tensor, seed: int) -> None:
+        self._check_params()
+        ae = self._pretrained_autoencoder(x, seed)
+        dtype = self._autocast_dtype(x.device)
+        z = batched_apply(ae.encode, x)
+        init = kmeans(
+            z, self.n_clusters, n_init=self.n_init, generator=self._generator(seed, x.device)
+        )
+        model = _DCNModel(ae, init.centers, init.labels, self.initial_count)
+        optimizer = make_optimizer(ae.parameters(), self.optimizer, self.lr, momentum=self.momentum)
+        half_lam = 0.5 * float(self.lam)
+        state: dict[str, Any] = {"pending": None, "changed": torch.zeros((), device=x.device)}
+
+        def loss_fn(idx: torch.Tensor, xb: torch.Tensor) -> Any:
+            zb, x_hat = ae(xb)
+            rec = squared_reconstruction_error(x_hat, xb, self.rec_loss)
+            target = model.centers[model.assignments[idx]]
+            clu = (zb.float() - target).pow(2).sum(dim=1).mean()
+            state["pending"] = idx
+            return rec + half_lam * clu, {"reconstruction": rec, "clustering": clu}
+
+        def update_clusters(*_: Any) -> None:
+            # Steps 2 and 3 for the batch whose network step has just been taken: the Trainer
+            # calls this before the next step and at the end of the epoch.
+            idx = state["pending"]
+            if idx is None:
+                return
+            state["pending"] = None
+            was_training = ae.training
+            ae.eval()
+            with torch.no_grad():
+                with autocast(x.device, dtype):
+                    zb = ae.encode(x[idx])
+                zb = zb.float()
+                labels, _ = assign(zb, model.centers)
+                state["changed"] += (labels != model.assignments[idx]).sum()
+                model.assignments[idx] = labels
+                centers, counts = dcn_centroid_update(model.centers, model.counts, zb, labels)
+                model.centers.copy_(centers)
+                model.counts.copy_(counts)
+            ae.train(was_training)
+
+        def on_epoch_end(epoch: int, record: dict[str, Any]) -> None:
+            update_clusters()
+            record["assignment_changes"] = float(state["changed"]) / x.shape[0]
+            state["changed"].zero_()
+
+        trainer = Trainer(
+            model,
+            optimizer,
+            epochs=int(self.epochs),
+            batch_size=self.batch_size,
+            seed=seed,
+            autocast_dtype=dtype,
+            verbose=self.verbose,
+            desc=type(self).__name__,
+        )
+        self.history_ = trainer.run(
+            [x], loss_fn, before_step=update_clusters, on_epoch_end=on_epoch_end
+        )
+        update_clusters()
+        self.autoencoder_ = ae.eval()
+        self.cluster_centers_ = model.centers.cpu().numpy()
+        self.cluster_counts_ = model.counts.cpu().numpy()
+        self.n_iter_ = len(self.history_)
+        self.labels_ = self._predict(x).cpu().numpy().astype(np.int64)
+
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        centers = torch.from_numpy(self.cluster_centers_).to(x.device)
+        return assign(self._embed(x), centers)[0]

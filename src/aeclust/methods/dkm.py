@@ -1,0 +1,382 @@
+"""DKM: deep k-means, a differentiable k-means loss trained jointly with the autoencoder.
+
+References
+----------
+Moradi Fard, M., Thonet, T. and Gaussier, E. (2020). Deep k-Means: jointly clustering with
+k-Means and learning representations. Pattern Recognition Letters 138:185-192.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from aeclust.methods.base import BaseDeepClusterer, register_estimator
+from aeclust.methods.dcn import REC_LOSSES, squared_reconstruction_error
+from aeclust.nn import Autoencoder
+from aeclust.pretrain import PretrainConfig
+from aeclust.primitives import assign, kmeans, softmax_assignment, squared_distances
+from aeclust.training import Trainer, batched_apply, make_optimizer
+
+REINITS = ("none", "kmeans")
+
+
+def annealed_alphas(n_values: int = 40, alpha_1: float = 0.1) -> list[float]:
+    """DKM's annealing schedule of the inverse temperature alpha (no-pretraining variant).
+
+    alpha_1 = ``alpha_1`` and alpha_{i+1} = 2^(1 / ln(i + 1)^2) alpha_i for i = 1, ..., n - 1.
+
+    The paper writes the factor as 2^(1 / log(i)^2), which is undefined for i = 1 (log 1 = 0);
+    the authors' code (GitHub MaziarMF/deep-k-means, ``dkm.py``) computes
+    ``alphas[i] = 2 ** (1 / np.log(i + 1) ** 2) * alphas[i - 1]`` for the 0-based i = 1..39,
+    i.e. the natural log of i + 1 in the paper's 1-based numbering, which is what this returns.
+
+    Parameters
+    ----------
+    n_values : int
+        Length of the schedule (40 in the paper).
+    alpha_1 : float
+        First value (0.1 in the paper).
+
+    Returns
+    -------
+    list of float
+        Increasing values (0.1 to about 28.1 for the defaults).
+    """
+    if n_values < 1:
+        raise ValueError(f"n_values must be >= 1, got {n_values}")
+    alphas = [float(alpha_1)]
+    for i in range(1, n_values):
+        alphas.append(alphas[-1] * 2.0 ** (1.0 / math.log(i + 1) ** 2))
+    return alphas
+
+
+def dkm_clustering_loss(
+    z: torch.Tensor, representatives: torch.Tensor, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DKM's k-means term for a batch: mean_i sum_k |z_i - r_k|^2 G_k(z_i), in fp32.
+
+    G_k(z) = softmax_k(-alpha |z - r_k|^2), shifted by the row minimum so that no row underflows
+    to 0/0 even for alpha = 1000 and distant points (:func:`aeclust.primitives.softmax_assignment`).
+    Gradients flow through both the distances and G, as in the authors' code.
+
+    Returns
+    -------
+    loss : Tensor ()
+    g : Tensor (n, k)
+        The soft assignments.
+    """
+    with torch.autocast(z.device.type, enabled=False):
+        z = z.float()
+        reps = representatives.float()
+        d2 = squared_distances(z, reps)
+        g = softmax_assignment(z, reps, alpha)
+        return (d2 * g).sum(dim=1).mean(), g
+
+
+class _DKMModel(nn.Module):
+    """The autoencoder and the representatives R, trained together (and checkpointed together)."""
+
+    def __init__(self, autoencoder: Autoencoder, representatives: torch.Tensor) -> None:
+        super().__init__()
+        self.autoencoder = autoencoder
+        self.representatives = nn.Parameter(representatives.detach().float().clone())
+
+
+@register_estimator
+class DKM(BaseDeepClusterer):
+    """Deep k-Means (Moradi Fard, Thonet and Gaussier, 2020).
+
+    The network (encoder h, decoder) and the cluster representatives r_1..r_K are trained jointly
+    by gradient descent (Adam) on
+
+        sum_x  g(x, A(x)) + lam * sum_k |h(x) - r_k|^2 G_k(h(x), alpha),
+        G_k(z, alpha) = exp(-alpha |z - r_k|^2) / sum_k' exp(-alpha |z - r_k'|^2),
+
+    a continuous relaxation of k-means whose argmin indicator is replaced by a softmax with
+    inverse temperature alpha (G becomes the hard assignment as alpha -> inf). g is the squared
+    reconstruction error. ``labels_`` = argmin_k |h(x) - r_k| of the final embedding, as in the
+    authors' code; ``predict`` applies the same rule.
+
+    Two variants (the paper's "DKMp" and "DKMa"):
+
+    - ``pretrained=True``: pretrain the autoencoder, initialise R by k-means++ (``n_init``
+      restarts) on its embedding, and keep alpha constant (``alpha`` = 1000) for
+      ``n_alpha_steps`` (20) x ``epochs_per_alpha`` (5) epochs.
+    - ``pretrained=False``: no pretraining (``pretrain_epochs`` is ignored), R drawn uniformly in
+      [-1, 1], and alpha annealed over ``n_alpha_steps`` (40) values from 0.1 by
+      :func:`annealed_alphas`, ``epochs_per_alpha`` epochs each.
+
+    ``alphas`` overrides both schedules.
+
+    Parameters
+    ----------
+    n_clusters : int
+        Number of clusters K.
+    autoencoder : "mlp", "conv", sequence of int or Autoencoder
+        Network (see :func:`aeclust.nn.build_autoencoder`); the authors use d-500-500-2000-K with
+        ReLU (``embedding_dim = n_clusters``).
+    embedding_dim : int
+        Size of the embedding for the presets.
+    activation : str
+        Hidden activation for the presets.
+    image_shape : (C, H, W) or None
+        For ``autoencoder="conv"``.
+    pretrain_epochs : int
+        Epochs of reconstruction pretraining (50 in the authors' code); ignored when
+        ``pretrained=False``.
+    pretrain_lr : float
+        Adam learning rate of the pretraining.
+    pretrain_loss : {"mse", "bce"}
+        Pretraining loss; the clustering stage always uses the squared error ``rec_loss``.
+    batch_norm, pretrain_patience, pretrain_corruption
+        Batch norm in the preset's hidden layers, early stopping of pretraining on the training
+        loss, masking noise while pretraining — as :class:`aeclust.AEKMeans`, so that every
+        method of a protocol can share one pretrained network.
+    batch_size : int
+        Minibatch size (256 in the authors' code).
+    lam : float
+        Weight lambda of the k-means term (1.0 in the authors' code).
+    pretrained : bool
+        Which variant (see above).
+    alpha : float
+        The constant alpha of the pretrained variant.
+    n_alpha_steps : int or None
+        Number of alpha values; None: 20 (pretrained) or 40 (annealed), as in the paper.
+    epochs_per_alpha : int
+        Epochs per alpha value (5 in the authors' code).
+    alphas : sequence of float or None
+        Explicit schedule (one value per ``epochs_per_alpha`` epochs); overrides ``alpha`` and
+        ``n_alpha_steps``.
+    optimizer : {"adam", "adamw", "sgd"}
+        Optimiser of the network and R (the authors: Adam).
+    lr : float
+        Its learning rate (1e-3, TensorFlow's Adam default, in the authors' code).
+    rec_loss : {"sum", "mean"}
+        ``"sum"``: per-sample sum of squares averaged over the batch, as in the authors' code;
+        ``"mean"``: mean over all entries (D times smaller, so ``lam`` weighs D times more).
+    reinit : {"none", "kmeans"}
+        ``"kmeans"``: after every epoch, re-run k-means on the new embedding, warm-started from
+        the current R, and replace R by its centres (the "DKM+rein" ablation of the CT paper,
+        arXiv:2411.19496, Tables 5-6). The optimiser's moment estimates for R are kept.
+    n_init : int
+        k-means restarts for the initial R of the pretrained variant.
+    pretrain_cache : bool or path
+        Cache the pretrained network on disk (True: the default cache folder).
+    device : "auto", "cpu", "cuda"
+    precision : "fp32", "bf16", "auto"
+        Autocast dtype of the network; distances, G, the k-means term and k-means always run in
+        fp32.
+    random_state : int or None
+    verbose : bool
+
+    Attributes
+    ----------
+    labels_ : ndarray (n_samples,)
+    cluster_centers_ : ndarray (n_clusters, embedding_dim)
+        The final representatives R.
+    autoencoder_ : Autoencoder
+    alphas_ : list of float
+        The alpha schedule used.
+    history_ : list of dict
+        One record per epoch: ``loss``, ``reconstruction``, ``clustering`` (the unweighted
+        k-means term; ``loss = reconstruction + lam * clustering``) and ``alpha``.
+    n_iter_ : int
+        Epochs of joint training run.
+    pretrain_history_ : list of dict
+
+    Notes
+    -----
+    Choices the paper leaves open, and the authors' code (GitHub MaziarMF/deep-k-means):
+
+    - The annealing factor uses ln(i + 1), as the code does (see :func:`annealed_alphas`).
+    - The code samples every minibatch at random with replacement; here every epoch is a
+      shuffled pass over the data.
+    - The code reuses its pretraining Adam state for the joint stage; here the joint stage starts
+      a fresh optimiser (the pretrained network is shared with other methods through the cache).
+    - The code initialises R with scikit-learn's k-means (then 10 restarts); here
+      :func:`aeclust.primitives.kmeans` with ``n_init`` = 20 restarts, the same call as
+      :class:`~aeclust.AEKMeans`, so both start from the same clustering of a shared network.
+    - The code labels each point with distances recorded during its last training batch; here
+      the final network embeds all points once.
+
+    References
+    ----------
+    Moradi Fard, M., Thonet, T. and Gaussier, E. (2020). Deep k-Means: jointly clustering with
+    k-Means and learning representations. Pattern Recognition Letters 138:185-192.
+
+    An approach towards learning K-means-friendly deep latent representation (2024).
+    arXiv:2411.19496 (the CT paper; its "DKM+rein" ablation).
+    """
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        autoencoder: str | Sequence[int] | nn.Module = "mlp",
+        embedding_dim: int = 10,
+        activation: str = "relu",
+        batch_norm: bool = False,
+        image_shape: Sequence[int] | None = None,
+        pretrain_epochs: int = 50,
+        pretrain_lr: float = 1e-3,
+        pretrain_loss: str = "mse",
+        pretrain_patience: int | None = None,
+        pretrain_corruption: float = 0.0,
+        batch_size: int = 256,
+        lam: float = 1.0,
+        pretrained: bool = True,
+        alpha: float = 1000.0,
+        n_alpha_steps: int | None = None,
+        epochs_per_alpha: int = 5,
+        alphas: Sequence[float] | None = None,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        rec_loss: str = "sum",
+        reinit: str = "none",
+        n_init: int = 20,
+        pretrain_cache: bool | str = False,
+        device: str = "auto",
+        precision: str = "fp32",
+        random_state: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.autoencoder = autoencoder
+        self.embedding_dim = embedding_dim
+        self.activation = activation
+        self.batch_norm = batch_norm
+        self.image_shape = image_shape
+        self.pretrain_epochs = pretrain_epochs
+        self.pretrain_lr = pretrain_lr
+        self.pretrain_loss = pretrain_loss
+        self.pretrain_patience = pretrain_patience
+        self.pretrain_corruption = pretrain_corruption
+        self.batch_size = batch_size
+        self.lam = lam
+        self.pretrained = pretrained
+        self.alpha = alpha
+        self.n_alpha_steps = n_alpha_steps
+        self.epochs_per_alpha = epochs_per_alpha
+        self.alphas = alphas
+        self.optimizer = optimizer
+        self.lr = lr
+        self.rec_loss = rec_loss
+        self.reinit = reinit
+        self.n_init = n_init
+        self.pretrain_cache = pretrain_cache
+        self.device = device
+        self.precision = precision
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def alpha_schedule(self) -> list[float]:
+        """The alpha values this configuration trains with, one per ``epochs_per_alpha`` epochs."""
+        if self.alphas is not None:
+            alphas = [float(a) for a in self.alphas]
+            if not alphas or not all(a > 0 and math.isfinite(a) for a in alphas):
+                raise ValueError(
+                    f"alphas must be a non-empty list of positive numbers, got {alphas}"
+                )
+            return alphas
+        if self.n_alpha_steps is None:
+            n = 20 if self.pretrained else 40
+        else:
+            n = int(self.n_alpha_steps)
+        if n < 1:
+            raise ValueError(f"n_alpha_steps must be >= 1, got {self.n_alpha_steps}")
+        if self.pretrained:
+            if not self.alpha > 0:
+                raise ValueError(f"alpha must be > 0, got {self.alpha}")
+            return [float(self.alpha)] * n
+        return annealed_alphas(n)
+
+    def _check_params(self) -> None:
+        if self.rec_loss not in REC_LOSSES:
+            raise ValueError(
+                f"unknown rec_loss {self.rec_loss!r}; valid: {', '.join(map(repr, REC_LOSSES))}"
+            )
+        if self.reinit not in REINITS:
+            raise ValueError(
+                f"unknown reinit {self.reinit!r}; valid: {', '.join(map(repr, REINITS))}"
+            )
+        if not self.lam >= 0:
+            raise ValueError(f"lam must be >= 0, got {self.lam}")
+        if int(self.epochs_per_alpha) != self.epochs_per_alpha or self.epochs_per_alpha < 0:
+            raise ValueError(
+                f"epochs_per_alpha must be a non-negative int, got {self.epochs_per_alpha!r}"
+            )
+
+    def _pretrain_config(self) -> PretrainConfig:
+        config = super()._pretrain_config()
+        if not self.pretrained:
+            # The no-pretraining variant still builds the network through the shared path (same
+            # initial weights for a seed), it just trains it for 0 epochs.
+            config = dataclasses.replace(config, epochs=0)
+        return config
+
+    def _fit(self, x: torch.Tensor, seed: int) -> None:
+        self._check_params()
+        alphas = self.alpha_schedule()
+        ae = self._pretrained_autoencoder(x, seed)
+        per_alpha = int(self.epochs_per_alpha)
+        dtype = self._autocast_dtype(x.device)
+        gen = self._generator(seed, x.device)
+        if self.pretrained:
+            z = batched_apply(ae.encode, x)
+            reps = kmeans(z, self.n_clusters, n_init=self.n_init, generator=gen).centers
+        else:
+            reps = torch.rand((self.n_clusters, ae.embedding_dim), generator=gen, device=x.device)
+            reps = 2.0 * reps - 1.0
+        model = _DKMModel(ae, reps)
+        optimizer = make_optimizer(model.parameters(), self.optimizer, self.lr)
+        lam = float(self.lam)
+        current = {"alpha": alphas[0]}
+
+        def on_epoch_start(epoch: int) -> None:
+            current["alpha"] = alphas[min(epoch // per_alpha, len(alphas) - 1)]
+
+        def loss_fn(idx: torch.Tensor, xb: torch.Tensor) -> Any:
+            zb, x_hat = ae(xb)
+            rec = squared_reconstruction_error(x_hat, xb, self.rec_loss)
+            clu, _ = dkm_clustering_loss(zb, model.representatives, current["alpha"])
+            return rec + lam * clu, {"reconstruction": rec, "clustering": clu}
+
+        def on_epoch_end(epoch: int, record: dict[str, Any]) -> None:
+            record["alpha"] = current["alpha"]
+            if self.reinit == "kmeans":
+                ae.eval()
+                z = batched_apply(ae.encode, x, autocast_dtype=dtype)
+                ae.train()
+                result = kmeans(z, self.n_clusters, init=model.representatives.detach())
+                with torch.no_grad():
+                    model.representatives.copy_(result.centers)
+
+        trainer = Trainer(
+            model,
+            optimizer,
+            epochs=len(alphas) * per_alpha,
+            batch_size=self.batch_size,
+            seed=seed,
+            autocast_dtype=dtype,
+            verbose=self.verbose,
+            desc=type(self).__name__,
+        )
+        self.history_ = trainer.run(
+            [x], loss_fn, on_epoch_start=on_epoch_start, on_epoch_end=on_epoch_end
+        )
+        self.autoencoder_ = ae.eval()
+        self.cluster_centers_ = model.representatives.detach().cpu().numpy()
+        self.alphas_ = alphas
+        self.n_iter_ = len(self.history_)
+        self.labels_ = self._predict(x).cpu().numpy().astype(np.int64)
+
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        centers = torch.from_numpy(self.cluster_centers_).to(x.device)
+        return assign(self._embed(x), centers)[0]
