@@ -62,3 +62,16 @@ def test_kmeans_handles_duplicate_points_and_validates():
     with pytest.raises(ValueError, match="init centres must have shape"):
         kmeans(torch.randn(10, 2), 3, init=torch.zeros(2, 2))
     assert np.isfinite(res.inertia)
+
+
+def test_cluster_sums_match_a_direct_computation():
+    from aeclust.primitives.kmeans import cluster_sums
+
+    x = torch.randn(3000, 4)
+    labels = torch.randint(0, 5, (2, 3000))
+    sums, counts = cluster_sums(x, labels, 5)
+    for r in range(2):
+        for k in range(5):
+            mask = labels[r] == k
+            assert counts[r, k] == mask.sum()
+            assert torch.allclose(sums[r, k], x[mask].sum(0), atol=1e-3)

@@ -67,6 +67,30 @@ def _batched_assign(x: torch.Tensor, centers: torch.Tensor) -> tuple[torch.Tenso
     return torch.cat(labels, dim=1), torch.cat(mins, dim=1)
 
 
+def cluster_sums(
+    x: torch.Tensor, labels: torch.Tensor, n_clusters: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-cluster sums and counts of ``x`` (N, d) for labels (R, N) of R runs at once.
+
+    A chunked one-hot matrix product rather than ``scatter_add``: scatter uses atomics on CUDA,
+    whose float sums depend on thread order, and the same seed must give the same labels.
+
+    Returns
+    -------
+    sums : Tensor (R, k, d)
+    counts : Tensor (R, k)
+    """
+    n_runs, n = labels.shape
+    sums = torch.zeros(n_runs, n_clusters, x.shape[1], device=x.device)
+    counts = torch.zeros(n_runs, n_clusters, device=x.device)
+    chunk = max(1024, (1 << 24) // max(1, n_runs * n_clusters))
+    for start in range(0, n, chunk):
+        onehot = torch.nn.functional.one_hot(labels[:, start : start + chunk], n_clusters).float()
+        sums += onehot.transpose(1, 2) @ x[start : start + chunk].float()
+        counts += onehot.sum(dim=1)
+    return sums, counts
+
+
 def kmeans_plusplus(
     x: torch.Tensor, n_clusters: int, n_init: int = 1, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -168,16 +192,11 @@ def kmeans(
     else:
         raise ValueError(f"init must be 'k-means++', 'random' or a tensor, got {init!r}")
 
-    n_runs = centers.shape[0]
     threshold = tol * x.var(dim=0).mean()
     n_iter = 0
-    ones = torch.ones(n, device=x.device)
     for n_iter in range(1, max_iter + 1):  # noqa: B007 - n_iter is reported
         labels, _ = _batched_assign(x, centers)  # (R, N)
-        sums = torch.zeros(n_runs, n_clusters, d, device=x.device)
-        sums.scatter_add_(1, labels.unsqueeze(-1).expand(-1, -1, d), x.expand(n_runs, -1, -1))
-        counts = torch.zeros(n_runs, n_clusters, device=x.device)
-        counts.scatter_add_(1, labels, ones.expand(n_runs, -1))
+        sums, counts = cluster_sums(x, labels, n_clusters)
         # An empty cluster keeps its previous centre rather than collapsing to the origin.
         new_centers = torch.where(
             counts.unsqueeze(-1) > 0, sums / counts.clamp_min(1).unsqueeze(-1), centers
