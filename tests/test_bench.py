@@ -476,3 +476,47 @@ def test_cell_params_resolution_order(tiny: Path) -> None:
     proto = validate(tomllib.loads(text), source="t")
     shared, own = proto.cell_params("ae-kmeans", "digits", quick=True)
     assert shared == {} and own == {"n_init": 7}
+
+
+def test_results_export_and_import_merge_without_duplicates(tmp_path):
+    from aeclust.bench.store import RUN_COLUMNS
+
+    def row(seed, acc):
+        r = {c: None for c in RUN_COLUMNS if c != "id"}
+        r.update(
+            protocol="p",
+            variant="full",
+            method="kmeans",
+            dataset="usps",
+            seed=seed,
+            estimator="KMeans",
+            data_name="usps",
+            substitute=0,
+            acc=acc,
+            nmi=0.5,
+            ari=0.4,
+            nmi_average="arithmetic",
+            fit_seconds=1.0,
+            config_json="{}",
+        )
+        return {k: v for k, v in r.items() if v is not None}
+
+    with ResultStore(tmp_path / "a.db") as a:
+        a.save_protocol("p", "f", "src", "{}")
+        a.insert_run(row(0, 0.6))
+        a.insert_run(row(1, 0.7))
+        assert a.export_jsonl(tmp_path / "runs.jsonl") == 2
+    with ResultStore(tmp_path / "b.db") as b:
+        b.insert_run(row(1, 0.9))  # an existing cell is kept, not overwritten
+        assert b.import_jsonl(tmp_path / "runs.jsonl") == (1, 1)
+        accs = {r["seed"]: r["acc"] for r in b.runs("p")}
+        assert accs == {0: 0.6, 1: 0.9}
+        assert "p" in b.protocols()
+        assert b.import_jsonl(tmp_path / "runs.jsonl") == (0, 2)
+    (tmp_path / "bad.jsonl").write_text("not json\n")
+    with ResultStore(tmp_path / "c.db") as c, pytest.raises(ValueError, match=r"bad\.jsonl:1"):
+        c.import_jsonl(tmp_path / "bad.jsonl")
+    assert (
+        main(["results", "import", str(tmp_path / "missing.jsonl"), "--db", str(tmp_path / "d.db")])
+        == 2
+    )

@@ -221,6 +221,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_results(args: argparse.Namespace) -> int:
+    """Export the results database as JSON lines (committed), or merge an export into it."""
+    from aeclust.bench import ResultStore
+
+    if args.action == "export":
+        if not Path(args.db).exists():
+            raise CLIError(f"results database not found: {args.db}")
+        with ResultStore(args.db) as store:
+            n = store.export_jsonl(args.file)
+        print(f"{n} run(s) exported from {args.db} to {args.file}")
+        return 0
+    if not Path(args.file).exists():
+        raise CLIError(f"results file not found: {args.file}")
+    with ResultStore(args.db) as store:
+        inserted, skipped = store.import_jsonl(args.file)
+    print(f"{inserted} run(s) merged into {args.db}; {skipped} already there")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``aeclust`` command."""
     parser = argparse.ArgumentParser(
@@ -294,6 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default="results/aeclust.db", help="results database")
     p.add_argument("--out", help="write to this file (md: the full BENCHMARKS.md page)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "results", help="export the results database to JSON lines, or merge such a file in"
+    )
+    p.add_argument("action", choices=["export", "import"])
+    p.add_argument("file", help="the JSON-lines file (e.g. benchmarks/results/runs.jsonl)")
+    p.add_argument("--db", default="results/aeclust.db", help="results database")
+    p.set_defaults(func=cmd_results)
     return parser
 
 

@@ -326,6 +326,75 @@ class ResultStore:
                 (name, fingerprint, source, data_json, utc_now()),
             )
 
+    def export_jsonl(self, path: str | os.PathLike[str]) -> int:
+        """Write every stored protocol and run as JSON lines, atomically.
+
+        The database lives outside git (``results/``); this text export is what is committed
+        (``benchmarks/results/runs.jsonl``), so runs made on another machine (a GPU session) or
+        in an earlier session can be merged back with :meth:`import_jsonl`.
+
+        Returns
+        -------
+        int
+            Number of runs written.
+        """
+        from aeclust._utils import atomic_path
+
+        proto_rows = self._conn.execute(
+            "SELECT name, fingerprint, source, json FROM protocols ORDER BY name"
+        ).fetchall()
+        runs = self.runs()
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+            for name, fingerprint, source, data_json in proto_rows:
+                row = {
+                    "name": name,
+                    "fingerprint": fingerprint,
+                    "source": source,
+                    "json": data_json,
+                }
+                fh.write(json.dumps({"table": "protocols", "row": row}, sort_keys=True) + "\n")
+            for run in runs:
+                run = {k: v for k, v in run.items() if k != "id"}
+                fh.write(json.dumps({"table": "runs", "row": run}, sort_keys=True) + "\n")
+        return len(runs)
+
+    def import_jsonl(self, path: str | os.PathLike[str]) -> tuple[int, int]:
+        """Merge a :meth:`export_jsonl` file: runs whose cell is not stored yet are inserted (each
+        in its own transaction), stored cells are kept; protocols are added when missing.
+
+        Returns
+        -------
+        (int, int)
+            Runs inserted, runs skipped because their cell was already stored.
+        """
+        inserted = skipped = 0
+        known = set(self.protocols())
+        with open(path, encoding="utf-8") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                    table, row = item["table"], item["row"]
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise ValueError(
+                        f"{path}:{number}: not a results export line ({exc})"
+                    ) from None
+                if table == "protocols":
+                    if row["name"] not in known:
+                        self.save_protocol(
+                            row["name"], row["fingerprint"], row["source"], row["json"]
+                        )
+                        known.add(row["name"])
+                    continue
+                cell = (row["protocol"], row["variant"], row["method"], row["dataset"], row["seed"])
+                if cell in self.finished_cells(row["protocol"], row["variant"]):
+                    skipped += 1
+                    continue
+                self.insert_run(row)
+                inserted += 1
+        return inserted, skipped
+
     def protocols(self) -> dict[str, dict[str, Any]]:
         """Stored protocols: name -> parsed content (in name order)."""
         rows = self._conn.execute("SELECT name, json FROM protocols ORDER BY name").fetchall()
