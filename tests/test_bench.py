@@ -109,7 +109,7 @@ def test_run_end_to_end_rows_and_report(tiny: Path, tmp_path: Path) -> None:
         assert 0.0 <= r["acc"] <= 1.0 and 0.0 <= r["nmi"] <= 1.0
         assert r["variant"] == "quick" and r["data_name"] == "digits"
         assert r["device"] == "cpu" and r["memory_kind"] == "cpu_max_rss"
-        assert r["command"].startswith("aeclust bench ") and "--quick" in r["command"]
+        assert "aeclust bench tiny " in r["command"] and "--quick" in r["command"]
         assert set(json.loads(r["versions_json"])) >= {"python", "torch", "numpy", "sklearn"}
         config = json.loads(r["config_json"])
         assert (
@@ -165,7 +165,7 @@ def test_benchmarks_md_is_written_atomically_with_machine_header(tiny: Path, tmp
     text = out.read_text()
     assert text.startswith("# aeclust benchmarks")
     assert "## Machines" in text and "torch threads" in text and "CPU " in text
-    assert "`aeclust bench" in text and "## tiny (quick)" in text
+    assert "aeclust bench tiny" in text and "## tiny (quick)" in text
     assert not list(tmp_path.glob(".BENCHMARKS.md.*"))  # no temporary file left
 
 
