@@ -10,6 +10,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import aeclust
 from aeclust import DEC, IDEC, AEKMeans, KMeans
+from aeclust.methods.kdae import DAMIC, KDAE
 from aeclust.metrics import cluster_accuracy
 
 # Small, fast configurations of every estimator (the sklearn checks fit many tiny data sets).
@@ -37,6 +38,22 @@ FAST = [
             random_state=0,
         )
         for cls in (DEC, IDEC)
+    ),
+    *(
+        cls(
+            n_clusters=3,
+            autoencoder=[16, 4],
+            cluster_autoencoder=[8, 3],
+            pretrain_epochs=3,
+            cluster_pretrain_epochs=2,
+            epochs=3,
+            pretrain_loss="mse",
+            batch_size=32,
+            n_init=3,
+            device="cpu",
+            random_state=0,
+        )
+        for cls in (KDAE, DAMIC)
     ),
 ]
 
@@ -130,6 +147,12 @@ def test_pretrain_cache_shares_one_network_between_fits(digits, tmp_path):
 def test_bad_input_gets_a_clear_error(bad, message):
     with pytest.raises(ValueError, match=message):
         AEKMeans(2, pretrain_epochs=1).fit(bad)
+
+
+def test_bce_needs_unit_scaled_input():
+    x = np.random.default_rng(0).normal(size=(40, 4))
+    with pytest.raises(ValueError, match=r"pretrain_loss='bce' needs X scaled to \[0, 1\]"):
+        AEKMeans(2, autoencoder=[4, 2], pretrain_loss="bce", pretrain_epochs=1).fit(x)
 
 
 def test_too_few_samples_for_k():

@@ -7,14 +7,28 @@ Estimators (``fit``, ``predict``, ``transform``, ``fit_predict``, ``save``) and 
 __version__ = "0.1.0"
 
 from aeclust.datasets import list_datasets, load_dataset, load_file
-from aeclust.methods import DCN, DEC, DKM, IDEC, METHODS, AEKMeans, BaseDeepClusterer, KMeans, load
+from aeclust.methods import (
+    DAMIC,
+    DCN,
+    DEC,
+    DKM,
+    IDEC,
+    KDAE,
+    METHODS,
+    AEKMeans,
+    BaseDeepClusterer,
+    KMeans,
+    load,
+)
 from aeclust.metrics import ari, cluster_accuracy, evaluate, nmi, purity, silhouette
 
 __all__ = [
+    "DAMIC",
     "DCN",
     "DEC",
     "DKM",
     "IDEC",
+    "KDAE",
     "METHODS",
     "AEKMeans",
     "BaseDeepClusterer",

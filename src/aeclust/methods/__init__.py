@@ -4,6 +4,7 @@ from aeclust.methods.base import ESTIMATORS, BaseDeepClusterer, load, register_e
 from aeclust.methods.dcn import DCN
 from aeclust.methods.dec import DEC, IDEC
 from aeclust.methods.dkm import DKM
+from aeclust.methods.kdae import DAMIC, KDAE
 from aeclust.methods.kmeans import AEKMeans, KMeans
 
 #: Command-line names of the methods (DESIGN.md: the class names lower-cased).
@@ -14,14 +15,18 @@ METHODS: dict[str, type[BaseDeepClusterer]] = {
     "idec": IDEC,
     "dcn": DCN,
     "dkm": DKM,
+    "kdae": KDAE,
+    "damic": DAMIC,
 }
 
 __all__ = [
+    "DAMIC",
     "DCN",
     "DEC",
     "DKM",
     "ESTIMATORS",
     "IDEC",
+    "KDAE",
     "METHODS",
     "AEKMeans",
     "BaseDeepClusterer",

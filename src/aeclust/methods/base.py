@@ -206,6 +206,12 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         if isinstance(spec, torch.nn.Module):
             spec = copy.deepcopy(spec)
         bce = getattr(self, "pretrain_loss", "mse") == "bce"
+        if bce and (float(x.min()) < 0.0 or float(x.max()) > 1.0):
+            raise ValueError(
+                f"pretrain_loss='bce' needs X scaled to [0, 1] (got values in "
+                f"[{float(x.min()):.4g}, {float(x.max()):.4g}]); rescale X or use "
+                "pretrain_loss='mse'"
+            )
         kwargs = {
             "embedding_dim": getattr(self, "embedding_dim", 10),
             "image_shape": getattr(self, "image_shape", None),
@@ -275,7 +281,7 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             if isinstance(value, (np.integer, np.floating)):
                 return value.item()
             if isinstance(value, tuple):
-                return [encode(f"{prefix}.{i}", v) for i, v in enumerate(value)]
+                return {"__tuple__": [encode(f"{prefix}.{i}", v) for i, v in enumerate(value)]}
             json.dumps(value)  # raises TypeError for anything we cannot store faithfully
             return value
 
@@ -345,6 +351,8 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> BaseDee
             return tensors[prefix].to(dev)
         if isinstance(value, dict) and "__device__" in value:
             return dev
+        if isinstance(value, dict) and "__tuple__" in value:
+            return tuple(decode(f"{prefix}.{i}", v) for i, v in enumerate(value["__tuple__"]))
         return value
 
     params = {k: decode(f"param.{k}", v) for k, v in meta["params"].items()}

@@ -279,14 +279,21 @@ class ConvAutoencoder(Autoencoder):
         }
 
 
-AUTOENCODER_CLASSES: dict[str, type[Autoencoder]] = {
+#: Modules that model files can rebuild from ``config()["class"]`` (see :func:`register_module`).
+AUTOENCODER_CLASSES: dict[str, type[nn.Module]] = {
     "MLPAutoencoder": MLPAutoencoder,
     "ConvAutoencoder": ConvAutoencoder,
 }
 
 
-def autoencoder_from_config(config: dict[str, Any]) -> Autoencoder:
-    """Rebuild an autoencoder from :meth:`Autoencoder.config` output."""
+def register_module(cls: type[nn.Module]) -> type[nn.Module]:
+    """Make a module with a ``config()`` method rebuildable by :func:`autoencoder_from_config`."""
+    AUTOENCODER_CLASSES[cls.__name__] = cls
+    return cls
+
+
+def autoencoder_from_config(config: dict[str, Any]) -> nn.Module:
+    """Rebuild an autoencoder (or another registered module) from its ``config()`` output."""
     cfg = dict(config)
     name = cfg.pop("class", None)
     if name not in AUTOENCODER_CLASSES:

@@ -1,0 +1,382 @@
+"""k-DAE (one autoencoder per cluster) and DAMIC (a gated mixture of autoencoders).
+
+References
+----------
+Opochinsky, Y., Chazan, S. E., Gannot, S. and Goldberger, J. (2020). K-autoencoders deep
+clustering. ICASSP. (k-DAE)
+Chazan, S. E., Gannot, S. and Goldberger, J. (2019). Deep clustering based on a mixture of
+autoencoders. IEEE MLSP. (DAMIC)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+from torch.nn import functional as F
+
+from aeclust.methods.base import BaseDeepClusterer, register_estimator
+from aeclust.nn import BatchedMLPAutoencoder, MLPClassifier
+from aeclust.pretrain import reconstruction_loss
+from aeclust.primitives import kmeans
+from aeclust.training import EarlyStopping, Trainer, batched_apply, make_optimizer
+
+LOSSES = ("hard", "soft")
+DISTANCES = ("squared", "norm")
+
+
+def _errors(models: BatchedMLPAutoencoder, x: torch.Tensor, distance: str) -> torch.Tensor:
+    """Reconstruction error of every row by every model, (N, k), fp32."""
+    x_hat = models(x).float()
+    err = (x_hat - x.float().unsqueeze(0)).pow(2).sum(dim=-1).t()
+    # sqrt'(0) is infinite: keep the norm differentiable at a perfect reconstruction.
+    return torch.sqrt(err + 1e-12) if distance == "norm" else err
+
+
+@register_estimator
+class KDAE(BaseDeepClusterer):
+    """k-DAE clustering: each cluster is an autoencoder; a point goes to its best reconstructor.
+
+    1. Pretrain one autoencoder on all data; k-means (``n_init`` restarts) on its embedding.
+    2. Pretrain autoencoder i on the points of initial cluster i (``cluster_pretrain_epochs``).
+    3. Jointly minimise L = Σ_t min_i d(x_t, f_i(x_t)) (eq. 1), or with ``loss="soft"`` the soft
+       version L = −Σ_t log Σ_i exp(−d(x_t, f_i(x_t))) (eq. 4), with early stopping on the
+       training loss.
+    ``labels_`` and ``predict`` = argmin_i d(x, f_i(x)). The k autoencoders are one batched module
+    (:class:`aeclust.nn.BatchedMLPAutoencoder`). An autoencoder that loses all its points is
+    re-seeded from the largest cluster's autoencoder (plus small noise) so it splits that cluster.
+
+    Parameters
+    ----------
+    n_clusters : int
+    autoencoder, embedding_dim, activation, batch_norm, image_shape
+        The initial autoencoder; default 500-500-2000-10 with ELU and batch norm (the authors'
+        code; the paper prints 1024-256-10, which the protocol file sets).
+    pretrain_epochs, pretrain_lr, pretrain_loss, pretrain_patience, pretrain_corruption
+        Its pretraining: BCE with a sigmoid output, Adam, early stopping (patience 10).
+    batch_size : int
+    n_init : int
+        k-means restarts on the initial embedding (100 in the authors' code).
+    cluster_autoencoder : sequence of int
+        Hidden widths of each cluster's autoencoder (500-100-10 in the authors' code).
+    cluster_pretrain_epochs : int
+        Pretraining epochs of each cluster's autoencoder on its initial cluster.
+    epochs : int
+        Maximum epochs of the joint stage.
+    lr : float
+        Adam learning rate of the per-cluster stages.
+    loss : {"hard", "soft"}
+        Eq. 1 or eq. 4.
+    distance : {"squared", "norm"}
+        d = ‖x − x̂‖² (the paper) or ‖x − x̂‖ (the authors' code).
+    patience : int or None
+        Early stopping of the joint stage on its training loss.
+    reseed_noise : float
+        Relative noise added to a re-seeded autoencoder's copied weights.
+    pretrain_cache, device, precision, random_state, verbose
+        As every estimator; errors and the loss are computed in fp32.
+
+    Attributes
+    ----------
+    labels_ : ndarray (n_samples,)
+    initial_labels_ : ndarray (n_samples,)
+        The k-means clustering that initialised the cluster autoencoders.
+    autoencoders_ : BatchedMLPAutoencoder
+    autoencoder_ : Autoencoder
+        The initial (shared) autoencoder.
+    history_, cluster_pretrain_history_, pretrain_history_ : list of dict
+    n_reseeded_ : int
+        How many times an empty cluster's autoencoder was re-seeded.
+    """
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        autoencoder: str | Sequence[int] | nn.Module = (500, 500, 2000, 10),
+        embedding_dim: int = 10,
+        activation: str = "elu",
+        batch_norm: bool = True,
+        image_shape: Sequence[int] | None = None,
+        pretrain_epochs: int = 80,
+        pretrain_lr: float = 1e-3,
+        pretrain_loss: str = "bce",
+        pretrain_patience: int | None = 10,
+        pretrain_corruption: float = 0.0,
+        batch_size: int = 256,
+        n_init: int = 100,
+        cluster_autoencoder: Sequence[int] = (500, 100, 10),
+        cluster_pretrain_epochs: int = 10,
+        epochs: int = 40,
+        lr: float = 1e-3,
+        loss: str = "hard",
+        distance: str = "squared",
+        patience: int | None = 10,
+        reseed_noise: float = 0.01,
+        pretrain_cache: bool | str = False,
+        device: str = "auto",
+        precision: str = "fp32",
+        random_state: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.autoencoder = autoencoder
+        self.embedding_dim = embedding_dim
+        self.activation = activation
+        self.batch_norm = batch_norm
+        self.image_shape = image_shape
+        self.pretrain_epochs = pretrain_epochs
+        self.pretrain_lr = pretrain_lr
+        self.pretrain_loss = pretrain_loss
+        self.pretrain_patience = pretrain_patience
+        self.pretrain_corruption = pretrain_corruption
+        self.batch_size = batch_size
+        self.n_init = n_init
+        self.cluster_autoencoder = cluster_autoencoder
+        self.cluster_pretrain_epochs = cluster_pretrain_epochs
+        self.epochs = epochs
+        self.lr = lr
+        self.loss = loss
+        self.distance = distance
+        self.patience = patience
+        self.reseed_noise = reseed_noise
+        self.pretrain_cache = pretrain_cache
+        self.device = device
+        self.precision = precision
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- pieces shared with DAMIC ---------------------------------------------------------------
+    def _check_params(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.distance not in DISTANCES:
+            raise ValueError(f"distance must be one of {DISTANCES}, got {self.distance!r}")
+
+    def _initial_clustering(self, x: torch.Tensor, seed: int) -> torch.Tensor:
+        self.autoencoder_ = self._pretrained_autoencoder(x, seed)
+        z = batched_apply(self.autoencoder_.encode, x)
+        gen = self._generator(seed, x.device)
+        labels = kmeans(z, self.n_clusters, n_init=self.n_init, generator=gen).labels
+        self.initial_labels_ = labels.cpu().numpy().astype(np.int64)
+        return labels
+
+    def _build_cluster_autoencoders(self, n_features: int) -> BatchedMLPAutoencoder:
+        return BatchedMLPAutoencoder(
+            self.n_clusters,
+            [n_features, *self.cluster_autoencoder],
+            activation=self.activation,
+            batch_norm=self.batch_norm,
+            output_activation="sigmoid" if self.pretrain_loss == "bce" else None,
+        )
+
+    def _trainer(self, module: nn.Module, epochs: int, seed: int, desc: str, patience=None):
+        optimizer = make_optimizer(module.parameters(), "adam", self.lr)
+        return Trainer(
+            module,
+            optimizer,
+            epochs=epochs,
+            batch_size=self.batch_size,
+            seed=seed,
+            autocast_dtype=self._autocast_dtype(self._device()),
+            early_stopping=EarlyStopping(patience) if patience else None,
+            verbose=self.verbose,
+            desc=desc,
+        )
+
+    def _pretrain_clusters(
+        self, module: nn.Module, models: BatchedMLPAutoencoder, x, labels, seed: int
+    ) -> None:
+        """Pretrain autoencoder i on the points of initial cluster i (all k in one pass)."""
+        kind = self.pretrain_loss
+        gate = getattr(module, "gate", None)
+
+        def loss_fn(idx: torch.Tensor, xb: torch.Tensor, lb: torch.Tensor) -> Any:
+            x_hat = models(xb)[lb, torch.arange(xb.shape[0], device=xb.device)]
+            rec = reconstruction_loss(x_hat, xb, kind)
+            if gate is None:
+                return rec
+            ce = F.cross_entropy(gate(xb).float(), lb)
+            return rec + ce, {"reconstruction": rec, "gate_cross_entropy": ce}
+
+        trainer = self._trainer(module, self.cluster_pretrain_epochs, seed, "cluster pretrain")
+        self.cluster_pretrain_history_ = trainer.run([x, labels], loss_fn)
+
+    def _reseed_empty(self, models, optimizer, x: torch.Tensor, gen: torch.Generator) -> int:
+        """Give every autoencoder that won no point a copy of the largest cluster's one."""
+        labels = self._assign(models, x)
+        counts = torch.bincount(labels, minlength=self.n_clusters)
+        empty = (counts == 0).nonzero().flatten().tolist()
+        for target in empty:
+            source = int(counts.argmax())
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+                models.copy_model(source, target, self.reseed_noise)
+            for p in models.parameters():
+                for value in optimizer.state.get(p, {}).values():
+                    if (
+                        isinstance(value, torch.Tensor)
+                        and value.ndim
+                        and value.shape[0] == self.n_clusters
+                    ):
+                        value[target] = 0
+            counts[target] = counts[source] // 2
+            counts[source] -= counts[target]
+        return len(empty)
+
+    def _assign(self, models: BatchedMLPAutoencoder, x: torch.Tensor) -> torch.Tensor:
+        was = models.training
+        models.eval()
+        errors = batched_apply(lambda xb: _errors(models, xb, self.distance), x, 2048)
+        models.train(was)
+        return errors.argmin(dim=1)
+
+    # -- fit / predict --------------------------------------------------------------------------
+    def _fit(self, x: torch.Tensor, seed: int) -> None:
+        self._check_params()
+        labels = self._initial_clustering(x, seed)
+        models = self._build_cluster_autoencoders(x.shape[1]).to(x.device)
+        self._pretrain_clusters(models, models, x, labels, seed)
+
+        trainer = self._trainer(models, self.epochs, seed, "k-DAE", self.patience)
+        gen = self._generator(seed + 1, torch.device("cpu"))
+        soft = self.loss == "soft"
+        reseeded = 0
+
+        def loss_fn(idx: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+            err = _errors(models, xb, self.distance)
+            if soft:
+                return -torch.logsumexp(-err, dim=1).mean()
+            return err.min(dim=1).values.mean()
+
+        def end(epoch: int, record: dict[str, Any]) -> None:
+            nonlocal reseeded
+            n = self._reseed_empty(models, trainer.optimizer, x, gen)
+            reseeded += n
+            record["reseeded"] = n
+
+        self.history_ = trainer.run([x], loss_fn, on_epoch_end=end)
+        self.autoencoders_ = models.eval()
+        self.n_reseeded_ = reseeded
+        self.n_iter_ = len(self.history_)
+        self.labels_ = self._predict(x).cpu().numpy().astype(np.int64)
+
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self._assign(self.autoencoders_, x)
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        # Like k-means' transform (distances to the centres): the error of each cluster's AE.
+        self.autoencoders_.eval()
+        return batched_apply(lambda xb: _errors(self.autoencoders_, xb, self.distance), x, 2048)
+
+    def reconstruction_errors(self, X: Any) -> np.ndarray:
+        """The n × k matrix of reconstruction errors d(x, f_i(x)) of every cluster's autoencoder."""
+        return self.transform(X)
+
+    def reconstructions(self, X: Any) -> np.ndarray:
+        """Each cluster's reconstruction of ``X``, array (k, n, n_features) (the paper's Fig. 2)."""
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        x = self._to_tensor(X, self._fitted_device())
+        self.autoencoders_.eval()
+        with torch.no_grad():
+            return self.autoencoders_(x).float().cpu().numpy()
+
+
+@register_estimator
+class DAMIC(KDAE):
+    """DAMIC: k autoencoders plus a gate network p(c | x) (Chazan et al., 2019).
+
+    Loss (k-DAE paper, eq. 5): L = −Σ_t log Σ_i p(c_t = i | x_t) exp(−d(x_t, f_i(x_t))). The
+    autoencoders and the gate are initialised as in k-DAE: the gate is pretrained with the cross
+    entropy of the initial k-means labels while autoencoder i is pretrained on cluster i. Clusters
+    come from the gate: ``labels_`` = argmax_i p(c = i | x).
+
+    Parameters
+    ----------
+    gate_hidden : sequence of int
+        Hidden widths of the gate network (it ends in n_clusters logits).
+    (others)
+        As :class:`KDAE` (``loss`` is not used).
+    """
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        autoencoder: str | Sequence[int] | nn.Module = (500, 500, 2000, 10),
+        embedding_dim: int = 10,
+        activation: str = "elu",
+        batch_norm: bool = True,
+        image_shape: Sequence[int] | None = None,
+        pretrain_epochs: int = 80,
+        pretrain_lr: float = 1e-3,
+        pretrain_loss: str = "bce",
+        pretrain_patience: int | None = 10,
+        pretrain_corruption: float = 0.0,
+        batch_size: int = 256,
+        n_init: int = 100,
+        cluster_autoencoder: Sequence[int] = (500, 100, 10),
+        cluster_pretrain_epochs: int = 10,
+        gate_hidden: Sequence[int] = (512, 512),
+        epochs: int = 40,
+        lr: float = 1e-3,
+        distance: str = "squared",
+        patience: int | None = 10,
+        reseed_noise: float = 0.01,
+        pretrain_cache: bool | str = False,
+        device: str = "auto",
+        precision: str = "fp32",
+        random_state: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        # Store exactly the constructor's arguments (KDAE's `loss` is not one: DAMIC's only loss
+        # is the mixture likelihood).
+        params = dict(locals())
+        for name in ("self", "__class__"):
+            params.pop(name, None)
+        vars(self).update(params)
+
+    def _check_params(self) -> None:
+        if self.distance not in DISTANCES:
+            raise ValueError(f"distance must be one of {DISTANCES}, got {self.distance!r}")
+
+    def _fit(self, x: torch.Tensor, seed: int) -> None:
+        self._check_params()
+        labels = self._initial_clustering(x, seed)
+        models = self._build_cluster_autoencoders(x.shape[1])
+        gate = MLPClassifier(
+            [x.shape[1], *self.gate_hidden, self.n_clusters], self.activation, self.batch_norm
+        )
+        module = nn.ModuleDict({"models": models, "gate": gate}).to(x.device)
+        self._pretrain_clusters(module, models, x, labels, seed)
+
+        def loss_fn(idx: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+            err = _errors(models, xb, self.distance)
+            log_p = F.log_softmax(gate(xb).float(), dim=1)
+            return -torch.logsumexp(log_p - err, dim=1).mean()
+
+        trainer = self._trainer(module, self.epochs, seed, "DAMIC", self.patience)
+        self.history_ = trainer.run([x], loss_fn)
+        self.autoencoders_ = models.eval()
+        self.gate_ = gate.eval()
+        self.n_reseeded_ = 0
+        self.n_iter_ = len(self.history_)
+        self.labels_ = self._predict(x).cpu().numpy().astype(np.int64)
+
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        self.gate_.eval()
+        return batched_apply(self.gate_, x).argmax(dim=1)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """The gate's p(c | x) for each row of ``X``."""
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        x = self._to_tensor(X, self._fitted_device())
+        self.gate_.eval()
+        with torch.no_grad():
+            return torch.softmax(batched_apply(self.gate_, x), dim=1).cpu().numpy()
