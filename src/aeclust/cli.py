@@ -47,31 +47,30 @@ def _write_labels(path: Path, labels: np.ndarray) -> None:
         writer.writerows(zip(range(len(labels)), labels.tolist()))
 
 
-def cmd_cluster(args: argparse.Namespace) -> int:
-    """Fit one method on a named dataset or a file; write labels; print metrics when known."""
+def _load_data(args: argparse.Namespace):
     from aeclust.datasets import load_dataset, load_file
-    from aeclust.methods import METHODS
-    from aeclust.metrics import evaluate, format_metrics
 
     if (args.dataset is None) == (args.file is None):
         raise CLIError("give exactly one of --dataset NAME or a FILE")
-    if args.method not in METHODS:
-        raise CLIError(f"unknown method {args.method!r}; valid: {', '.join(sorted(METHODS))}")
     if args.dataset is not None:
         data = load_dataset(args.dataset, args.data_home)
     else:
         data = load_file(args.file, label_column=args.label_column, scale=args.scale)
-    n_clusters = args.n_clusters or data.n_classes
-    if n_clusters is None:
-        raise CLIError("--n-clusters is required when the data carry no labels")
+    if not np.isfinite(data.x).all():
+        bad = int((~np.isfinite(data.x)).any(axis=1).sum())
+        raise CLIError(f"the data contain NaN or infinite values in {bad} rows; clean them first")
+    return data
+
+
+def _build_estimator(args: argparse.Namespace, data: Any, n_clusters: int) -> Any:
+    from aeclust.methods import METHODS
+
+    if args.method not in METHODS:
+        raise CLIError(f"unknown method {args.method!r}; valid: {', '.join(sorted(METHODS))}")
     if n_clusters > data.n_samples:
         raise CLIError(
             f"--n-clusters {n_clusters} is larger than the number of samples ({data.n_samples})"
         )
-    if not np.isfinite(data.x).all():
-        bad = int((~np.isfinite(data.x)).any(axis=1).sum())
-        raise CLIError(f"the data contain NaN or infinite values in {bad} rows; clean them first")
-
     cls = METHODS[args.method]
     params: dict[str, Any] = dict(_parse_param(p) for p in args.param)
     valid = cls().get_params()
@@ -91,7 +90,18 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         params.setdefault("pretrain_cache", str(args.cache_dir) if args.cache_dir else True)
     if "verbose" in valid:
         params["verbose"] = args.verbose
-    model = cls(**params)
+    return cls(**params)
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    """Fit one method on a named dataset or a file; write labels; print metrics when known."""
+    from aeclust.metrics import evaluate, format_metrics
+
+    data = _load_data(args)
+    n_clusters = args.n_clusters or data.n_classes
+    if n_clusters is None:
+        raise CLIError("--n-clusters is required when the data carry no labels")
+    model = _build_estimator(args, data, n_clusters)
     start = time.perf_counter()
     labels = model.fit_predict(data.x)
     elapsed = time.perf_counter() - start
@@ -105,6 +115,22 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         print(f"model saved to {args.save_model}")
     if data.y is not None:
         print(format_metrics(evaluate(data.y, labels), keys=("acc", "nmi", "ari")))
+    return 0
+
+
+def cmd_select_k(args: argparse.Namespace) -> int:
+    """Elbow / silhouette sweep over k for one method; print a table and the best k."""
+    from aeclust.selection import best_k, select_k
+
+    data = _load_data(args)
+    if not 2 <= args.k_min <= args.k_max:
+        raise CLIError(f"need 2 <= --k-min <= --k-max, got {args.k_min} and {args.k_max}")
+    model = _build_estimator(args, data, args.k_max)
+    rows = select_k(model, data.x, range(args.k_min, args.k_max + 1), space=args.space)
+    print(f"{'k':>4} {'silhouette':>11} {'objective':>12} {'clusters':>9}")
+    for r in rows:
+        print(f"{r['k']:>4} {r['silhouette']:>11.4f} {r['objective']:>12.5g} {r['n_nonempty']:>9}")
+    print(f"best k by silhouette ({args.space} space): {best_k(rows)}")
     return 0
 
 
@@ -274,6 +300,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="do not cache pretrained networks")
     p.add_argument("--save-model", help="save the fitted model to this file")
     p.set_defaults(func=cmd_cluster)
+
+    p = sub.add_parser("select-k", help="elbow / silhouette sweep over the number of clusters")
+    p.add_argument("file", nargs="?", help=".npy, .npz, .csv or a folder of images")
+    p.add_argument("--dataset", help="a named dataset (see `aeclust datasets`)")
+    p.add_argument("--method", required=True, help="see `aeclust methods`")
+    p.add_argument("--k-min", type=int, default=2)
+    p.add_argument("--k-max", type=int, default=15)
+    p.add_argument(
+        "--space",
+        choices=["input", "embedding"],
+        default="input",
+        help="where the silhouette is measured",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--label-column", help="CSV: the label column (ignored for the sweep)")
+    p.add_argument("--scale", choices=["unit", "raw"], default=None)
+    p.add_argument("--data-home", help="dataset folder (default $AECLUST_DATA)")
+    p.add_argument("--cache-dir", help="pretraining cache (default $AECLUST_CACHE)")
+    p.add_argument("--no-cache", action="store_true")
+    p.set_defaults(func=cmd_select_k)
 
     p = sub.add_parser("methods", help="list the methods")
     p.set_defaults(func=cmd_methods)
