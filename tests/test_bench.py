@@ -9,6 +9,7 @@ import sqlite3
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from aeclust.bench import (
@@ -520,3 +521,16 @@ def test_results_export_and_import_merge_without_duplicates(tmp_path):
         main(["results", "import", str(tmp_path / "missing.jsonl"), "--db", str(tmp_path / "d.db")])
         == 2
     )
+
+
+def test_reconstruction_figure_has_one_row_per_input_and_marks_the_assignment():
+    from aeclust.bench.plots import reconstruction_figure
+
+    rng = np.random.default_rng(0)
+    x = rng.random((3, 16)).astype(np.float32)
+    recon = np.stack([x + 0.5, x, x - 0.5])  # cluster 1 reconstructs perfectly
+    fig = reconstruction_figure(x, recon, (1, 4, 4), "k-DAE")
+    axes = fig.get_axes()
+    assert len(axes) == 3 * 4
+    assert all(axes[r * 4 + 2].get_title().startswith("1: 0.0") for r in range(3))
+    assert axes[2].title.get_color() == "red"

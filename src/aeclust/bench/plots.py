@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +176,46 @@ def confusion_figure(y_true: np.ndarray, y_pred: np.ndarray, title: str) -> Any:
     return fig
 
 
+def reconstruction_figure(
+    x: np.ndarray,
+    reconstructions: np.ndarray,
+    image_shape: tuple[int, int, int],
+    title: str,
+) -> Any:
+    """k-DAE's Fig. 2: a few inputs and every cluster's reconstruction of them, with its error.
+
+    Parameters
+    ----------
+    x : ndarray (n, D)
+        Inputs (flattened images).
+    reconstructions : ndarray (k, n, D)
+        Each cluster autoencoder's reconstruction.
+    image_shape : (C, H, W)
+    title : str
+    """
+    k, n, _ = reconstructions.shape
+    errors = ((reconstructions - x[None]) ** 2).sum(axis=2)  # (k, n)
+    fig = _new_figure(1.1 * (k + 1), 1.2 * n + 0.6)
+    grid = fig.subplots(n, k + 1, squeeze=False)
+
+    def show(ax: Any, flat: np.ndarray) -> None:
+        img = flat.reshape(image_shape).transpose(1, 2, 0)
+        ax.imshow(img[..., 0] if img.shape[2] == 1 else img.clip(0, 1), cmap="gray")
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+    for i in range(n):
+        show(grid[i][0], x[i])
+        grid[i][0].set_title("input", fontsize=7)
+        best = int(errors[:, i].argmin())
+        for j in range(k):
+            ax = grid[i][j + 1]
+            show(ax, reconstructions[j, i])
+            ax.set_title(f"{j}: {errors[j, i]:.1f}", fontsize=7, color="red" if j == best else "k")
+    fig.suptitle(f"{title}: reconstruction by each cluster (error; red = assigned)", fontsize=8)
+    return fig
+
+
 def plot_cell(
     folder: str | Path,
     stem: str,
@@ -186,6 +226,7 @@ def plot_cell(
     histories: Mapping[str, Any],
     title: str,
     seed: int = 0,
+    extra: Mapping[str, Callable[[], Any]] | None = None,
 ) -> list[Path]:
     """Write the three figures of one cell; a failing figure is logged and skipped.
 
@@ -205,6 +246,8 @@ def plot_cell(
         Figure title.
     seed : int
         Seed of the point sample and the projection.
+    extra : mapping, optional
+        More figures of this cell, name -> function returning a figure (or None).
 
     Returns
     -------
@@ -219,6 +262,7 @@ def plot_cell(
         ),
         "curves": lambda: curves_figure(histories, title),
         "confusion": lambda: confusion_figure(y_true, labels, title),
+        **(extra or {}),
     }
     for name, make in jobs.items():
         try:

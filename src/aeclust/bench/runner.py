@@ -480,6 +480,20 @@ class _Runner:
             self.plot(row, data, seed, est, embedding, labels)
         return result
 
+    def _extra_figures(self, est: Any, data: _Data, row: str) -> dict[str, Any]:
+        """Method-specific figures: k-DAE's per-cluster reconstructions (its paper's Fig. 2)."""
+        if not hasattr(est, "reconstructions") or data.image_shape is None:
+            return {}
+        from aeclust.bench.plots import reconstruction_figure
+
+        def make() -> Any:
+            rows = data.x[:: max(1, data.x.shape[0] // 5)][:5]
+            return reconstruction_figure(
+                rows, est.reconstructions(rows), data.image_shape, self.proto.label(row)
+            )
+
+        return {"reconstructions": make}
+
     def plot(
         self,
         row: str,
@@ -504,6 +518,7 @@ class _Runner:
                 },
                 title=f"{self.proto.label(row)} on {data.name}, seed {seed}",
                 seed=seed,
+                extra=self._extra_figures(est, data, row),
             )
         except Exception as exc:  # plots never lose results
             logger.warning("plots of %s on %s (seed %d) failed: %s", row, data.name, seed, exc)
