@@ -75,12 +75,19 @@ class PretrainConfig:
 
 
 def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor, kind: str = "mse") -> torch.Tensor:
-    """Mean reconstruction loss, computed in fp32 (``mse`` or ``bce``)."""
-    if kind == "mse":
+    """Reconstruction loss of a batch, computed in fp32.
+
+    ``"mse"`` (alias ``"mean"``): mean over all entries; ``"sum"``: per-sample sum of squares
+    ‖x − x̂‖² averaged over the batch (the least-squares loss of DCN and DKM and their authors'
+    code, D times larger than ``"mse"``); ``"bce"``: binary cross-entropy for outputs in [0, 1].
+    """
+    if kind == "sum":
+        return (x_hat.float() - x.float()).pow(2).sum(dim=1).mean()
+    if kind in ("mse", "mean"):
         return F.mse_loss(x_hat.float(), x.float())
     if kind == "bce":
         return F.binary_cross_entropy(x_hat.float().clamp(1e-7, 1 - 1e-7), x.float())
-    raise ValueError(f"unknown reconstruction loss {kind!r}; valid: 'mse', 'bce'")
+    raise ValueError(f"unknown reconstruction loss {kind!r}; valid: 'mse', 'sum', 'bce'")
 
 
 def data_fingerprint(x: np.ndarray | torch.Tensor) -> str:

@@ -19,30 +19,11 @@ from torch.nn import functional as F
 from aeclust._utils import autocast
 from aeclust.methods.base import BaseDeepClusterer, register_estimator
 from aeclust.nn import Autoencoder
+from aeclust.pretrain import reconstruction_loss
 from aeclust.primitives import assign, kmeans
 from aeclust.training import Trainer, batched_apply, make_optimizer
 
 REC_LOSSES = ("sum", "mean")
-
-
-def squared_reconstruction_error(
-    x_hat: torch.Tensor, x: torch.Tensor, kind: str = "sum"
-) -> torch.Tensor:
-    """Squared reconstruction error of a batch, in fp32.
-
-    Parameters
-    ----------
-    x_hat, x : Tensor (n, D)
-    kind : {"sum", "mean"}
-        ``"sum"``: per-sample sum of squares ``|x - x_hat|^2`` averaged over the batch (the least
-        squares loss of DCN and DKM, and their authors' code); ``"mean"``: the mean over all
-        entries (``F.mse_loss``), which is ``D`` times smaller.
-    """
-    if kind == "sum":
-        return (x_hat.float() - x.float()).pow(2).sum(dim=1).mean()
-    if kind == "mean":
-        return F.mse_loss(x_hat.float(), x.float())
-    raise ValueError(f"unknown rec_loss {kind!r}; valid: {', '.join(map(repr, REC_LOSSES))}")
 
 
 @torch.no_grad()
@@ -307,7 +288,7 @@ class DCN(BaseDeepClusterer):
 
         def loss_fn(idx: torch.Tensor, xb: torch.Tensor) -> Any:
             zb, x_hat = ae(xb)
-            rec = squared_reconstruction_error(x_hat, xb, self.rec_loss)
+            rec = reconstruction_loss(x_hat, xb, self.rec_loss)
             target = model.centers[model.assignments[idx]]
             clu = (zb.float() - target).pow(2).sum(dim=1).mean()
             state["pending"] = idx

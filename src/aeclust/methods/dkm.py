@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from aeclust.methods.base import BaseDeepClusterer, register_estimator
-from aeclust.methods.dcn import REC_LOSSES, squared_reconstruction_error
+from aeclust.methods.dcn import REC_LOSSES
 from aeclust.nn import Autoencoder
-from aeclust.pretrain import PretrainConfig
+from aeclust.pretrain import PretrainConfig, reconstruction_loss
 from aeclust.primitives import assign, kmeans, softmax_assignment, squared_distances
 from aeclust.training import Trainer, batched_apply, make_optimizer
 
@@ -344,7 +344,7 @@ class DKM(BaseDeepClusterer):
 
         def loss_fn(idx: torch.Tensor, xb: torch.Tensor) -> Any:
             zb, x_hat = ae(xb)
-            rec = squared_reconstruction_error(x_hat, xb, self.rec_loss)
+            rec = reconstruction_loss(x_hat, xb, self.rec_loss)
             clu, _ = dkm_clustering_loss(zb, model.representatives, current["alpha"])
             return rec + lam * clu, {"reconstruction": rec, "clustering": clu}
 
