@@ -45,6 +45,17 @@ def register_estimator(cls: type[BaseDeepClusterer]) -> type[BaseDeepClusterer]:
     return cls
 
 
+def store_init_args(estimator: BaseEstimator, args: dict[str, Any]) -> None:
+    """Store an ``__init__``'s arguments unchanged, as scikit-learn requires.
+
+    Call it as the first and only statement of ``__init__``: ``store_init_args(self, locals())``
+    (``locals()`` then holds exactly the parameters).
+    """
+    for name in ("self", "__class__"):
+        args.pop(name, None)
+    vars(estimator).update(args)
+
+
 class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     """Base class of aeclust clusterers (scikit-learn API on top of torch).
 

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from aeclust._utils import autocast
-from aeclust.methods.base import BaseDeepClusterer, register_estimator
+from aeclust.methods.base import BaseDeepClusterer, register_estimator, store_init_args
 from aeclust.nn import Autoencoder
 from aeclust.pretrain import reconstruction_loss
 from aeclust.primitives import assign, kmeans
@@ -235,31 +235,7 @@ class DCN(BaseDeepClusterer):
         random_state: int | None = None,
         verbose: bool = False,
     ) -> None:
-        self.n_clusters = n_clusters
-        self.autoencoder = autoencoder
-        self.embedding_dim = embedding_dim
-        self.activation = activation
-        self.batch_norm = batch_norm
-        self.image_shape = image_shape
-        self.pretrain_epochs = pretrain_epochs
-        self.pretrain_lr = pretrain_lr
-        self.pretrain_loss = pretrain_loss
-        self.pretrain_patience = pretrain_patience
-        self.pretrain_corruption = pretrain_corruption
-        self.batch_size = batch_size
-        self.lam = lam
-        self.epochs = epochs
-        self.optimizer = optimizer
-        self.lr = lr
-        self.momentum = momentum
-        self.rec_loss = rec_loss
-        self.initial_count = initial_count
-        self.n_init = n_init
-        self.pretrain_cache = pretrain_cache
-        self.device = device
-        self.precision = precision
-        self.random_state = random_state
-        self.verbose = verbose
+        store_init_args(self, locals())
 
     def _check_params(self) -> None:
         if self.rec_loss not in REC_LOSSES:

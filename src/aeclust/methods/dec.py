@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from aeclust.methods.base import BaseDeepClusterer, register_estimator
+from aeclust.methods.base import BaseDeepClusterer, register_estimator, store_init_args
 from aeclust.nn import Autoencoder
 from aeclust.pretrain import reconstruction_loss
 from aeclust.primitives import kl_divergence, kmeans, student_t_assignment, target_distribution
@@ -115,31 +115,7 @@ class DEC(BaseDeepClusterer):
         random_state: int | None = None,
         verbose: bool = False,
     ) -> None:
-        self.n_clusters = n_clusters
-        self.autoencoder = autoencoder
-        self.embedding_dim = embedding_dim
-        self.activation = activation
-        self.batch_norm = batch_norm
-        self.image_shape = image_shape
-        self.pretrain_epochs = pretrain_epochs
-        self.pretrain_lr = pretrain_lr
-        self.pretrain_loss = pretrain_loss
-        self.pretrain_patience = pretrain_patience
-        self.pretrain_corruption = pretrain_corruption
-        self.batch_size = batch_size
-        self.optimizer = optimizer
-        self.lr = lr
-        self.momentum = momentum
-        self.max_iter = max_iter
-        self.update_interval = update_interval
-        self.tol = tol
-        self.alpha = alpha
-        self.n_init = n_init
-        self.pretrain_cache = pretrain_cache
-        self.device = device
-        self.precision = precision
-        self.random_state = random_state
-        self.verbose = verbose
+        store_init_args(self, locals())
 
     def _reconstruction_weight(self) -> float:
         # DEC drops the decoder after pretraining.
@@ -289,34 +265,7 @@ class IDEC(DEC):
         random_state: int | None = None,
         verbose: bool = False,
     ) -> None:
-        super().__init__(
-            n_clusters,
-            autoencoder=autoencoder,
-            embedding_dim=embedding_dim,
-            activation=activation,
-            batch_norm=batch_norm,
-            image_shape=image_shape,
-            pretrain_epochs=pretrain_epochs,
-            pretrain_lr=pretrain_lr,
-            pretrain_loss=pretrain_loss,
-            pretrain_patience=pretrain_patience,
-            pretrain_corruption=pretrain_corruption,
-            batch_size=batch_size,
-            optimizer=optimizer,
-            lr=lr,
-            momentum=momentum,
-            max_iter=max_iter,
-            update_interval=update_interval,
-            tol=tol,
-            alpha=alpha,
-            n_init=n_init,
-            pretrain_cache=pretrain_cache,
-            device=device,
-            precision=precision,
-            random_state=random_state,
-            verbose=verbose,
-        )
-        self.gamma = gamma
+        store_init_args(self, locals())
 
     def _reconstruction_weight(self) -> float:
         return 1.0

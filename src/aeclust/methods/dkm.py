@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from aeclust.methods.base import BaseDeepClusterer, register_estimator
+from aeclust.methods.base import BaseDeepClusterer, register_estimator, store_init_args
 from aeclust.methods.dcn import REC_LOSSES
 from aeclust.nn import Autoencoder
 from aeclust.pretrain import PretrainConfig, reconstruction_loss
@@ -247,34 +247,7 @@ class DKM(BaseDeepClusterer):
         random_state: int | None = None,
         verbose: bool = False,
     ) -> None:
-        self.n_clusters = n_clusters
-        self.autoencoder = autoencoder
-        self.embedding_dim = embedding_dim
-        self.activation = activation
-        self.batch_norm = batch_norm
-        self.image_shape = image_shape
-        self.pretrain_epochs = pretrain_epochs
-        self.pretrain_lr = pretrain_lr
-        self.pretrain_loss = pretrain_loss
-        self.pretrain_patience = pretrain_patience
-        self.pretrain_corruption = pretrain_corruption
-        self.batch_size = batch_size
-        self.lam = lam
-        self.pretrained = pretrained
-        self.alpha = alpha
-        self.n_alpha_steps = n_alpha_steps
-        self.epochs_per_alpha = epochs_per_alpha
-        self.alphas = alphas
-        self.optimizer = optimizer
-        self.lr = lr
-        self.rec_loss = rec_loss
-        self.reinit = reinit
-        self.n_init = n_init
-        self.pretrain_cache = pretrain_cache
-        self.device = device
-        self.precision = precision
-        self.random_state = random_state
-        self.verbose = verbose
+        store_init_args(self, locals())
 
     def alpha_schedule(self) -> list[float]:
         """The alpha values this configuration trains with, one per ``epochs_per_alpha`` epochs."""

@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 
-from aeclust.methods.base import BaseDeepClusterer, register_estimator
+from aeclust.methods.base import BaseDeepClusterer, register_estimator, store_init_args
 from aeclust.nn import BatchedMLPAutoencoder, MLPClassifier
 from aeclust.pretrain import reconstruction_loss
 from aeclust.primitives import kmeans
@@ -123,32 +123,7 @@ class KDAE(BaseDeepClusterer):
         random_state: int | None = None,
         verbose: bool = False,
     ) -> None:
-        self.n_clusters = n_clusters
-        self.autoencoder = autoencoder
-        self.embedding_dim = embedding_dim
-        self.activation = activation
-        self.batch_norm = batch_norm
-        self.image_shape = image_shape
-        self.pretrain_epochs = pretrain_epochs
-        self.pretrain_lr = pretrain_lr
-        self.pretrain_loss = pretrain_loss
-        self.pretrain_patience = pretrain_patience
-        self.pretrain_corruption = pretrain_corruption
-        self.batch_size = batch_size
-        self.n_init = n_init
-        self.cluster_autoencoder = cluster_autoencoder
-        self.cluster_pretrain_epochs = cluster_pretrain_epochs
-        self.epochs = epochs
-        self.lr = lr
-        self.loss = loss
-        self.distance = distance
-        self.patience = patience
-        self.reseed_noise = reseed_noise
-        self.pretrain_cache = pretrain_cache
-        self.device = device
-        self.precision = precision
-        self.random_state = random_state
-        self.verbose = verbose
+        store_init_args(self, locals())
 
     # -- pieces shared with DAMIC ---------------------------------------------------------------
     def _check_params(self) -> None:
@@ -334,12 +309,7 @@ class DAMIC(KDAE):
         random_state: int | None = None,
         verbose: bool = False,
     ) -> None:
-        # Store exactly the constructor's arguments (KDAE's `loss` is not one: DAMIC's only loss
-        # is the mixture likelihood).
-        params = dict(locals())
-        for name in ("self", "__class__"):
-            params.pop(name, None)
-        vars(self).update(params)
+        store_init_args(self, locals())
 
     def _check_params(self) -> None:
         if self.distance not in DISTANCES:

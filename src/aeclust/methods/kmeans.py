@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from sklearn.cluster import KMeans as SKLearnKMeans
 
-from aeclust.methods.base import BaseDeepClusterer, register_estimator
+from aeclust.methods.base import BaseDeepClusterer, register_estimator, store_init_args
 from aeclust.primitives import assign, kmeans
 
 
@@ -60,14 +60,7 @@ class KMeans(BaseDeepClusterer):
         precision: str = "fp32",
         verbose: bool = False,
     ) -> None:
-        self.n_clusters = n_clusters
-        self.n_init = n_init
-        self.max_iter = max_iter
-        self.tol = tol
-        self.random_state = random_state
-        self.device = device
-        self.precision = precision
-        self.verbose = verbose
+        store_init_args(self, locals())
 
     def _device(self) -> torch.device:
         return torch.device("cpu")
@@ -175,24 +168,7 @@ class AEKMeans(BaseDeepClusterer):
         random_state: int | None = None,
         verbose: bool = False,
     ) -> None:
-        self.n_clusters = n_clusters
-        self.autoencoder = autoencoder
-        self.embedding_dim = embedding_dim
-        self.activation = activation
-        self.batch_norm = batch_norm
-        self.image_shape = image_shape
-        self.pretrain_epochs = pretrain_epochs
-        self.pretrain_lr = pretrain_lr
-        self.pretrain_loss = pretrain_loss
-        self.pretrain_patience = pretrain_patience
-        self.pretrain_corruption = pretrain_corruption
-        self.batch_size = batch_size
-        self.n_init = n_init
-        self.pretrain_cache = pretrain_cache
-        self.device = device
-        self.precision = precision
-        self.random_state = random_state
-        self.verbose = verbose
+        store_init_args(self, locals())
 
     def _fit(self, x: torch.Tensor, seed: int) -> None:
         self.autoencoder_ = self._pretrained_autoencoder(x, seed)
