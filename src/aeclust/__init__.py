@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 
 from aeclust.datasets import list_datasets, load_dataset, load_file
 from aeclust.methods import (
+    CT,
     DAMIC,
     DCN,
     DEC,
@@ -23,6 +24,7 @@ from aeclust.methods import (
 from aeclust.metrics import ari, cluster_accuracy, evaluate, nmi, purity, silhouette
 
 __all__ = [
+    "CT",
     "DAMIC",
     "DCN",
     "DEC",

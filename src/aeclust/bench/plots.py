@@ -16,7 +16,13 @@ import numpy as np
 
 from aeclust._utils import atomic_path
 
-__all__ = ["confusion_figure", "curves_figure", "embedding_figure", "plot_cell"]
+__all__ = [
+    "confusion_figure",
+    "curves_figure",
+    "embedding_figure",
+    "membership_histogram_figure",
+    "plot_cell",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -213,6 +219,30 @@ def reconstruction_figure(
             show(ax, reconstructions[j, i])
             ax.set_title(f"{j}: {errors[j, i]:.1f}", fontsize=7, color="red" if j == best else "k")
     fig.suptitle(f"{title}: reconstruction by each cluster (error; red = assigned)", fontsize=8)
+    return fig
+
+
+def membership_histogram_figure(before: np.ndarray, after: np.ndarray, title: str) -> Any:
+    """CT's Fig. 3: histograms of each point's highest soft-assignment value, before and after
+    fine-tuning.
+
+    Parameters
+    ----------
+    before, after : ndarray (n_samples,)
+        max_k G_k(z_i) with the initial and the final network and centroids.
+    title : str
+    """
+    fig = _new_figure(9, 3.4)
+    bins = np.linspace(0.0, 1.0, 41)
+    for i, (name, values) in enumerate(
+        (("before fine-tuning", before), ("after fine-tuning", after)), start=1
+    ):
+        ax = fig.add_subplot(1, 2, i)
+        ax.hist(np.asarray(values, dtype=np.float64), bins=bins, color="tab:blue")
+        ax.set_xlabel("highest cluster membership")
+        ax.set_ylabel("points")
+        ax.set_title(f"{name} (mean {float(np.mean(values)):.3f})", fontsize=9)
+    fig.suptitle(title, fontsize=9)
     return fig
 
 

@@ -481,18 +481,26 @@ class _Runner:
         return result
 
     def _extra_figures(self, est: Any, data: _Data, row: str) -> dict[str, Any]:
-        """Method-specific figures: k-DAE's per-cluster reconstructions (its paper's Fig. 2)."""
-        if not hasattr(est, "reconstructions") or data.image_shape is None:
-            return {}
-        from aeclust.bench.plots import reconstruction_figure
+        """Method-specific figures: k-DAE's per-cluster reconstructions (its paper's Fig. 2), CT's
+        membership histograms (its Fig. 3)."""
+        from aeclust.bench import plots
 
-        def make() -> Any:
-            rows = data.x[:: max(1, data.x.shape[0] // 5)][:5]
-            return reconstruction_figure(
-                rows, est.reconstructions(rows), data.image_shape, self.proto.label(row)
+        figures: dict[str, Any] = {}
+        title = self.proto.label(row)
+        if hasattr(est, "reconstructions") and data.image_shape is not None:
+
+            def reconstructions() -> Any:
+                rows = data.x[:: max(1, data.x.shape[0] // 5)][:5]
+                return plots.reconstruction_figure(
+                    rows, est.reconstructions(rows), data.image_shape, title
+                )
+
+            figures["reconstructions"] = reconstructions
+        if hasattr(est, "initial_max_membership_") and hasattr(est, "max_membership_"):
+            figures["memberships"] = lambda: plots.membership_histogram_figure(
+                est.initial_max_membership_, est.max_membership_, title
             )
-
-        return {"reconstructions": make}
+        return figures
 
     def plot(
         self,

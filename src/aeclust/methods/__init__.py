@@ -1,6 +1,7 @@
 """Clustering methods, one module each, all on :class:`BaseDeepClusterer`."""
 
 from aeclust.methods.base import ESTIMATORS, BaseDeepClusterer, load, register_estimator
+from aeclust.methods.ct import CT
 from aeclust.methods.dcn import DCN
 from aeclust.methods.dec import DEC, IDEC
 from aeclust.methods.dkm import DKM
@@ -17,9 +18,11 @@ METHODS: dict[str, type[BaseDeepClusterer]] = {
     "dkm": DKM,
     "kdae": KDAE,
     "damic": DAMIC,
+    "ct": CT,
 }
 
 __all__ = [
+    "CT",
     "DAMIC",
     "DCN",
     "DEC",
