@@ -280,3 +280,13 @@ def test_dae_deterministic_and_save_load(digits, tmp_path):
 )
 def test_sklearn_contract(estimator, check):
     check(estimator)
+
+
+def test_fig2_figure_from_the_snapshots(blobs, tmp_path):
+    from aeclust.bench.plots import _save, shift_snapshots_figure
+
+    x, y = blobs
+    model = CCAE(4, shift="centre+rival", keep_snapshots=True, **TINY_CCAE).fit(x)
+    fig = shift_snapshots_figure(model.embedding_snapshots_, model.stage_labels_, y, "CCAE-2")
+    assert len(fig.axes) == 3  # standard AE + 2 shifts
+    assert _save(fig, tmp_path / "fig2.png").stat().st_size > 0

@@ -22,6 +22,7 @@ __all__ = [
     "embedding_figure",
     "membership_histogram_figure",
     "plot_cell",
+    "shift_snapshots_figure",
 ]
 
 logger = logging.getLogger(__name__)
@@ -302,3 +303,68 @@ def plot_cell(
         except Exception as exc:  # a figure must never lose a result
             logger.warning("plot %s for %s failed: %s", name, stem, exc)
     return written
+
+
+def shift_snapshots_figure(
+    snapshots: Sequence[np.ndarray],
+    stage_labels: np.ndarray,
+    y_true: np.ndarray,
+    title: str,
+    clusters: tuple[int, int] | None = None,
+    seed: int = 0,
+) -> Any:
+    """CCAE's Fig. 2: two clusters' codes after each stage (2-D PCA; marker cluster, colour class).
+
+    Parameters
+    ----------
+    snapshots : sequence of ndarray (n, d)
+        Codes of the training data after each stage (``CCAE(keep_snapshots=True)
+        .embedding_snapshots_``; stage 0 is the standard AE).
+    stage_labels : ndarray (n_stages, n)
+        Clusters after each stage (``CCAE.stage_labels_``).
+    y_true : ndarray (n,)
+        Classes, for the colours only.
+    title : str
+    clusters : (int, int), optional
+        The two clusters to show; by default the two whose stage-0 centres are closest (the pair
+        the shifts have most to separate; chosen without labels).
+    seed : int
+        Seed of the point sample (at most 2,000 points per panel).
+    """
+    from sklearn.decomposition import PCA
+
+    stage_labels = np.asarray(stage_labels)
+    y_true = np.asarray(y_true)
+    if clusters is None:
+        z0, l0 = np.asarray(snapshots[0], dtype=np.float64), stage_labels[0]
+        ids = np.unique(l0)
+        if len(ids) < 2:
+            return None
+        centres = np.stack([z0[l0 == c].mean(axis=0) for c in ids])
+        d = ((centres[:, None] - centres[None]) ** 2).sum(-1) + np.diag(np.full(len(ids), np.inf))
+        i, j = np.unravel_index(int(d.argmin()), d.shape)
+        clusters = (int(ids[i]), int(ids[j]))
+    _, class_codes = np.unique(y_true, return_inverse=True)
+    n_stages = len(snapshots)
+    fig = _new_figure(3.2 * n_stages, 3.4)
+    rng = np.random.default_rng(seed)
+    for s, z in enumerate(snapshots):
+        ax = fig.add_subplot(1, n_stages, s + 1)
+        idx = np.flatnonzero(np.isin(stage_labels[s], clusters))
+        if len(idx) > 2000:
+            idx = np.sort(rng.choice(idx, 2000, replace=False))
+        if len(idx) >= 2:
+            xy = PCA(n_components=2, random_state=seed).fit_transform(np.asarray(z)[idx])
+            for c, marker in zip(clusters, ("o", "^")):
+                sel = stage_labels[s][idx] == c
+                ax.scatter(xy[sel, 0], xy[sel, 1], c=class_codes[idx][sel], cmap="tab10",
+                           vmin=0, vmax=max(9, int(class_codes.max())), marker=marker, s=8,
+                           alpha=0.7, linewidths=0)  # fmt: skip
+        ax.set_title("standard AE" if s == 0 else f"after shift {s}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(
+        f"{title}: clusters {clusters[0]} (o) and {clusters[1]} (^), colour = class, PCA",
+        fontsize=9,
+    )
+    return fig
