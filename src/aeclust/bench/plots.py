@@ -22,6 +22,7 @@ __all__ = [
     "embedding_figure",
     "membership_histogram_figure",
     "plot_cell",
+    "shift_accuracy_figure",
     "shift_snapshots_figure",
 ]
 
@@ -303,6 +304,50 @@ def plot_cell(
         except Exception as exc:  # a figure must never lose a result
             logger.warning("plot %s for %s failed: %s", name, stem, exc)
     return written
+
+
+def shift_accuracy_figure(
+    curves: Mapping[str, Mapping[str, np.ndarray]],
+    baselines: Mapping[str, Mapping[str, float]],
+    classifier_labels: Mapping[str, str],
+    title: str,
+) -> Any:
+    """The dAE paper's Figs. 3-4: test accuracy after each target shift, one panel per classifier.
+
+    Parameters
+    ----------
+    curves : mapping
+        Representation label -> classifier -> array (n_splits, n_stages) of accuracies; stage 0
+        is the standard AE. The mean over splits is drawn, with ± one standard deviation.
+    baselines : mapping
+        Representation label -> classifier -> mean accuracy of an encoder-free input (pixels),
+        drawn as a dashed horizontal line.
+    classifier_labels : mapping
+        Classifier key -> display name (panel titles).
+    title : str
+    """
+    classifiers = list(
+        dict.fromkeys(c for per in curves.values() for c in per if c in classifier_labels)
+    ) or list(dict.fromkeys(c for per in curves.values() for c in per))
+    fig = _new_figure(4.0 * max(1, len(classifiers)), 3.6)
+    for i, clf in enumerate(classifiers, start=1):
+        ax = fig.add_subplot(1, len(classifiers), i)
+        for label, per in curves.items():
+            acc = np.asarray(per.get(clf, []), dtype=float)
+            if acc.ndim != 2 or acc.size == 0:
+                continue
+            mean, std = acc.mean(axis=0), acc.std(axis=0)
+            stages = np.arange(acc.shape[1])
+            ax.plot(stages, mean, marker="o", linewidth=1.2, label=label)
+            ax.fill_between(stages, mean - std, mean + std, alpha=0.2)
+        for label, per in baselines.items():
+            if clf in per:
+                ax.axhline(per[clf], linestyle="--", linewidth=1.0, color="grey", label=label)
+        ax.set_xlabel("shift (0 = standard AE)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{title}: {classifier_labels.get(clf, clf)}", fontsize=9)
+        ax.legend(fontsize=7)
+    return fig
 
 
 def shift_snapshots_figure(

@@ -9,7 +9,7 @@ the numbers the paper printed, so that a run can be set beside them. Keys (see
     citation = "..."                  # the paper
     table = "Table 2"                 # which table(s) of the paper
     page = 3                          # optional
-    kind = "clustering"               # or "classification" (not run yet)
+    kind = "clustering"               # or "classification" (see below)
     metrics = ["nmi", "ari", "acc"]   # what the paper reports
     nmi_average = "arithmetic"        # or "geometric" (CCAE)
     seeds = 5                         # the paper's number of runs
@@ -48,6 +48,23 @@ the numbers the paper printed, so that a run can be set beside them. Keys (see
     [quick.pretrain]                  # overrides for every method
     [quick.methods.<row>]             # overrides for one method
 
+A ``kind = "classification"`` protocol (the dAE paper's Tables 4-5, run by
+:mod:`aeclust.evaluation`) has *representations* as ``[methods.<name>]`` (``estimator`` is an
+:data:`aeclust.evaluation.ENCODERS` name: ``"pixels"`` or ``"dae"``; ``stage = 0`` takes the codes
+after that stage of the same fit, e.g. the standard AE before any shift) and adds::
+
+    [classifiers.<name>]              # one column of the paper's table
+    type = "svm"                      # aeclust.evaluation.CLASSIFIERS kind
+    label = "SVM"
+    standardize = false               # optional StandardScaler before the classifier
+    C = 1.0                           # constructor arguments
+
+    [datasets.<key>.split]            # how a seed becomes a train / test split
+    scheme = "kfold"                  # per-class k-fold (n_folds) or "random" (train_size)
+    n_folds = 5
+
+Its rows are ``<method>-<classifier>`` (``dae-2-svm``); a seed is one split.
+
 Resolution of one cell's parameters, later entries winning: ``[pretrain]``, then
 ``[datasets.<key>.pretrain]`` (only the keys the estimator accepts), then ``[methods.<row>]``,
 then ``[datasets.<key>.methods.<row>]`` (every key must be accepted), then, for the quick
@@ -71,6 +88,7 @@ __all__ = [
     "KNOWN_ESTIMATORS",
     "PRETRAIN_KEYS",
     "RUNNER_PARAMS",
+    "ClassifierSpec",
     "DatasetSpec",
     "MethodSpec",
     "Protocol",
@@ -144,14 +162,26 @@ _TOP_KEYS = frozenset(
         "paper",
         "row_labels",
         "quick",
+        "classifiers",
     }
 )
 _REQUIRED = ("name", "title", "citation", "table", "kind", "metrics", "nmi_average", "seeds")
 _DATASET_KEYS = frozenset(
-    {"name", "label", "note", "available", "downsample", "n_clusters", "pretrain", "methods"}
+    {
+        "name",
+        "label",
+        "note",
+        "available",
+        "downsample",
+        "n_clusters",
+        "pretrain",
+        "methods",
+        "split",
+    }
 )
 _QUICK_KEYS = frozenset({"seeds", "datasets", "pretrain", "methods", "note"})
-_METHOD_META = frozenset({"estimator", "label", "shared_pretrain"})
+_METHOD_META = frozenset({"estimator", "label", "shared_pretrain", "stage"})
+_CLASSIFIER_META = frozenset({"type", "label", "standardize"})
 
 
 class ProtocolError(ValueError):
@@ -175,6 +205,8 @@ class MethodSpec:
     shared_pretrain : bool
         Whether the shared ``[pretrain]`` parameters are given to this method (false for
         end-to-end methods with their own network, e.g. VCC and ICAE).
+    stage : int or None
+        Classification protocols: the encoder stage whose codes are used (None: the final).
     """
 
     name: str
@@ -182,6 +214,32 @@ class MethodSpec:
     params: dict[str, Any]
     label: str
     shared_pretrain: bool = True
+    stage: int | None = None
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    """One classifier column of a classification protocol.
+
+    Parameters
+    ----------
+    name : str
+        Column key (the suffix of the row names, e.g. ``svm`` in ``dae-2-svm``).
+    kind : str
+        :data:`aeclust.evaluation.CLASSIFIERS` kind.
+    params : dict
+        Constructor arguments (over :data:`aeclust.evaluation.DEFAULT_PARAMS`).
+    label : str
+        Display name.
+    standardize : bool
+        Standardise the codes (fitted on the training part) before the classifier.
+    """
+
+    name: str
+    kind: str
+    params: dict[str, Any]
+    label: str
+    standardize: bool = False
 
 
 @dataclass(frozen=True)
@@ -208,6 +266,8 @@ class DatasetSpec:
         Overrides of the shared ``[pretrain]``.
     methods : dict
         Per-method parameter overrides.
+    split : dict
+        Classification protocols: the split scheme (:func:`aeclust.evaluation.check_split_spec`).
     """
 
     key: str
@@ -219,6 +279,7 @@ class DatasetSpec:
     n_clusters: int | None = None
     pretrain: dict[str, Any] = field(default_factory=dict)
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    split: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -246,6 +307,7 @@ class Protocol:
     quick: dict[str, Any]
     raw: dict[str, Any]
     source: str = ""
+    classifiers: dict[str, ClassifierSpec] = field(default_factory=dict)
 
     # -- derived --------------------------------------------------------------------------------
     @property
@@ -255,16 +317,29 @@ class Protocol:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def rows(self) -> list[str]:
-        """Every row name: the paper's rows in the order printed, then methods without numbers."""
+        """Every row name: the paper's rows in the order printed, then methods without numbers
+        (classification: ``<method>-<classifier>`` rows)."""
         out = list(self.paper)
-        out += [m for m in self.methods if m not in self.paper]
+        runnable = list(self.classification_cells()) if self.kind == "classification" else []
+        out += [m for m in runnable or self.methods if m not in self.paper]
         return out
+
+    def classification_cells(self) -> dict[str, tuple[str, str]]:
+        """Classification protocols: row name -> (method, classifier), methods first."""
+        if self.kind != "classification":
+            return {}
+        return {f"{m}-{c}": (m, c) for m in self.methods for c in self.classifiers}
 
     def label(self, row: str) -> str:
         """Display name of a row."""
         if row in self.methods:
             return self.methods[row].label
-        return self.row_labels.get(row, row)
+        if row in self.row_labels:
+            return self.row_labels[row]
+        cell = self.classification_cells().get(row)
+        if cell is not None:
+            return f"{self.methods[cell[0]].label}, {self.classifiers[cell[1]].label}"
+        return row
 
     def seeds_for(self, quick: bool) -> int:
         """Number of seeds of a variant."""
@@ -492,7 +567,8 @@ def validate(data: Mapping[str, Any], *, source: str = "<protocol>") -> Protocol
     pretrain = _check_params("[pretrain]", data.get("pretrain", {}), errors, pretrain=True)
 
     # methods
-    known = _known_estimators()
+    classification = kind == "classification"
+    known = _known_encoders() if classification else _known_estimators()
     methods: dict[str, MethodSpec] = {}
     raw_methods = data.get("methods", {})
     if not isinstance(raw_methods, dict):
@@ -507,10 +583,22 @@ def validate(data: Mapping[str, Any], *, source: str = "<protocol>") -> Protocol
         estimator = spec.get("estimator", row)
         if estimator not in known:
             hint = "" if "estimator" in spec else ' (or add estimator = "<cli name>")'
+            what = (
+                "an encoder name (aeclust.evaluation.ENCODERS)"
+                if classification
+                else ("a method CLI name")
+            )
             errors.append(
-                f"[methods.{row}]: {estimator!r} is not a method CLI name{hint}; "
+                f"[methods.{row}]: {estimator!r} is not {what}{hint}; "
                 f"valid: {', '.join(sorted(known))}"
             )
+        stage = spec.get("stage")
+        if stage is not None and not classification:
+            errors.append(f"[methods.{row}].stage is only for classification protocols")
+        elif stage is not None and (
+            isinstance(stage, bool) or not isinstance(stage, int) or stage < 0
+        ):
+            errors.append(f"[methods.{row}].stage must be a non-negative integer")
         label = spec.get("label", row)
         if not isinstance(label, str):
             errors.append(f"[methods.{row}].label must be a string")
@@ -520,7 +608,9 @@ def validate(data: Mapping[str, Any], *, source: str = "<protocol>") -> Protocol
             errors.append(f"[methods.{row}].shared_pretrain must be true or false")
         params = {k: v for k, v in spec.items() if k not in _METHOD_META}
         params = _check_params(f"[methods.{row}]", params, errors, pretrain=False)
-        methods[row] = MethodSpec(row, str(estimator), params, label, bool(shared_pretrain))
+        methods[row] = MethodSpec(
+            row, str(estimator), params, label, bool(shared_pretrain), stage=stage
+        )
 
     # datasets
     datasets: dict[str, DatasetSpec] = {}
@@ -564,6 +654,17 @@ def validate(data: Mapping[str, Any], *, source: str = "<protocol>") -> Protocol
             if row not in raw_methods:
                 errors.append(f"{where}.methods.{row}: no [methods.{row}] table")
             checked[row] = _check_params(f"{where}.methods.{row}", params, errors, pretrain=False)
+        split: dict[str, Any] = {}
+        if "split" in spec:
+            if not classification:
+                errors.append(f"{where}.split is only for classification protocols")
+            else:
+                try:
+                    split = _check_split(spec["split"])
+                except ValueError as exc:
+                    errors.append(f"{where}.split: {exc}")
+        elif classification:
+            split = _check_split(None)
         datasets[key] = DatasetSpec(
             key=key,
             name=str(name),
@@ -574,7 +675,14 @@ def validate(data: Mapping[str, Any], *, source: str = "<protocol>") -> Protocol
             n_clusters=n_clusters,
             pretrain=ds_pretrain,
             methods=checked,
+            split=split,
         )
+
+    classifiers = _check_classifiers(data.get("classifiers", {}), classification, errors)
+    for row in raw_methods:
+        for c in classifiers:
+            if f"{row}-{c}" in raw_methods:
+                errors.append(f"row name {row}-{c} is both a method and a method-classifier pair")
 
     # paper numbers
     paper: dict[str, dict[str, dict[str, float]]] = {}
@@ -615,8 +723,9 @@ def validate(data: Mapping[str, Any], *, source: str = "<protocol>") -> Protocol
     if not isinstance(row_labels, dict) or not all(isinstance(v, str) for v in row_labels.values()):
         errors.append("[row_labels] must map row names to strings")
         row_labels = {}
+    cells = {f"{m}-{c}" for m in methods for c in classifiers}
     for row in row_labels:
-        if row not in paper and row not in methods:
+        if row not in paper and row not in methods and row not in cells:
             errors.append(f"[row_labels].{row}: no such row in [paper] or [methods]")
 
     # quick variant
@@ -671,7 +780,58 @@ def validate(data: Mapping[str, Any], *, source: str = "<protocol>") -> Protocol
         quick=copy.deepcopy(quick),
         raw=copy.deepcopy(data),
         source=source,
+        classifiers=classifiers,
     )
+
+
+def _known_encoders() -> set[str]:
+    from aeclust.evaluation import ENCODERS
+
+    return set(ENCODERS)
+
+
+def _check_split(spec: Any) -> dict[str, Any]:
+    from aeclust.evaluation import check_split_spec
+
+    if spec is not None and not isinstance(spec, dict):
+        raise ValueError("must be a table (scheme = ...)")
+    return check_split_spec(spec)
+
+
+def _check_classifiers(
+    raw: Any, classification: bool, errors: list[str]
+) -> dict[str, ClassifierSpec]:
+    from aeclust.evaluation import make_classifier
+
+    if not isinstance(raw, dict):
+        errors.append("[classifiers] must be a table of tables")
+        return {}
+    if raw and not classification:
+        errors.append("[classifiers] is only for classification protocols")
+        return {}
+    out: dict[str, ClassifierSpec] = {}
+    for name, spec in raw.items():
+        where = f"[classifiers.{name}]"
+        if not isinstance(spec, dict):
+            errors.append(f"{where} must be a table")
+            continue
+        kind = spec.get("type")
+        params = {k: v for k, v in spec.items() if k not in _CLASSIFIER_META}
+        standardize = spec.get("standardize", False)
+        if not isinstance(standardize, bool):
+            errors.append(f"{where}.standardize must be true or false")
+            continue
+        label = spec.get("label", name)
+        if not isinstance(label, str):
+            errors.append(f"{where}.label must be a string")
+            continue
+        try:
+            make_classifier(str(kind), params)
+        except ValueError as exc:
+            errors.append(f"{where}: {exc}")
+            continue
+        out[name] = ClassifierSpec(name, str(kind), params, label, standardize)
+    return out
 
 
 def _check_dataset_name(name: Any) -> list[str]:

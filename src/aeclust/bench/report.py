@@ -6,6 +6,11 @@ difference (ours − paper), silhouette and wall times. Rows the paper reports t
 for show the paper's number and "—". A quick run on a substitute data set (``mnist_test`` for
 ``mnist``) is marked and not differenced. :func:`write_benchmarks_md` renders every protocol in
 the database, with the machines and the exact commands, into ``BENCHMARKS.md``.
+
+A classification protocol (the dAE paper's Tables 4-5) gets two more tables per data set: the
+paper's layout (input × classifier, ours beside the paper's, in %) and the mean accuracy after
+each target shift (the paper's Figs. 3-4, drawn by ``aeclust bench`` as
+``accuracy-vs-shift-<variant>.png``; :func:`shift_curves` gives the numbers).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ __all__ = [
     "render_csv",
     "render_markdown",
     "render_report",
+    "shift_curves",
     "summarize",
     "write_benchmarks_md",
 ]
@@ -194,6 +200,107 @@ def summarize(store: ResultStore, proto: Protocol, variant: str) -> dict[str, li
     return out
 
 
+def shift_curves(
+    proto: Protocol, runs: Sequence[dict]
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, float]]]:
+    """Accuracy after each shift of a classification protocol's runs (one data set).
+
+    Parameters
+    ----------
+    proto : Protocol
+    runs : sequence of dict
+        Stored runs of one data set (``ResultStore.runs`` rows).
+
+    Returns
+    -------
+    curves : dict
+        Representation label -> classifier -> array (n_seeds, n_stages), from the runs with a
+        per-stage history (seeds whose curve length differs from the first are left out).
+    baselines : dict
+        Representation label -> classifier -> mean accuracy of the encoder-free inputs (pixels).
+    """
+    cells = proto.classification_cells()
+    per: dict[str, dict[str, list[list[float]]]] = {}
+    base: dict[str, dict[str, list[float]]] = {}
+    for r in sorted(runs, key=lambda r: int(r["seed"])):
+        if r["method"] not in cells:
+            continue
+        rep, clf = cells[r["method"]]
+        label = proto.methods[rep].label
+        if r.get("history_json"):
+            curve = [float(h["acc"]) for h in json.loads(r["history_json"])]
+            per.setdefault(label, {}).setdefault(clf, []).append(curve)
+        elif proto.methods[rep].estimator == "pixels":
+            base.setdefault(label, {}).setdefault(clf, []).append(float(r["acc"]))
+    curves = {
+        label: {
+            clf: np.array([c for c in lists if len(c) == len(lists[0])]) for clf, lists in d.items()
+        }
+        for label, d in per.items()
+    }
+    baselines = {label: {c: float(np.mean(v)) for c, v in d.items()} for label, d in base.items()}
+    return curves, baselines
+
+
+def _classification_md(
+    proto: Protocol, key: str, cells: list[CellSummary], runs: list[dict]
+) -> list[str]:
+    """The paper's table layout and the per-shift accuracies for one data set."""
+    lines: list[str] = []
+    layout = proto.classification_cells()
+    by_row = {c.method: c for c in cells}
+    clfs = list(proto.classifiers)
+    if layout and clfs:
+        lines.append(f"{proto.table} layout: accuracy in %, ours (mean ± std over splits) / paper.")
+        lines.append("")
+        header = ["Input", *(proto.classifiers[c].label for c in clfs)]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join("---" for _ in header) + "|")
+        for m in proto.methods:
+            row = [_md_escape(proto.methods[m].label)]
+            for c in clfs:
+                cell = by_row.get(f"{m}-{c}")
+                ours = _DASH
+                paper = ""
+                if cell is not None and "acc" in cell.mean:
+                    std = cell.std.get("acc", math.nan)
+                    ours = f"{100 * cell.mean['acc']:.2f}" + (
+                        "" if math.isnan(std) else f" ± {100 * std:.2f}"
+                    )
+                if cell is not None and "acc" in cell.paper:
+                    p_std = cell.paper.get("acc_std")
+                    paper = f"{100 * cell.paper['acc']:.2f}" + (
+                        "" if p_std is None else f" ± {100 * p_std:.2f}"
+                    )
+                row.append(f"{ours} / {paper}" if paper else ours)
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    curves, _ = shift_curves(proto, [r for r in runs if r["dataset"] == key])
+    if curves:
+        n_stages = max(a.shape[1] for d in curves.values() for a in d.values() if a.size)
+        lines.append(
+            "Accuracy (%) after each target shift, mean over splits (Figs. 3-4; shift 0 is the "
+            "standard AE before any shift):"
+        )
+        lines.append("")
+        header = ["Input, classifier", "Splits", *(str(i) for i in range(n_stages))]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join("---" for _ in header) + "|")
+        for label, per_clf in curves.items():
+            for c in clfs:
+                if c not in per_clf or not per_clf[c].size:
+                    continue
+                means = per_clf[c].mean(axis=0)
+                vals = [f"{100 * v:.2f}" for v in means]
+                vals += [""] * (n_stages - len(vals))
+                name = f"{label}, {proto.classifiers[c].label}"
+                lines.append(
+                    f"| {_md_escape(name)} | {len(per_clf[c])} | " + " | ".join(vals) + " |"
+                )
+        lines.append("")
+    return lines
+
+
 # ---------------------------------------------------------------------------------------------
 # Formatting helpers
 # ---------------------------------------------------------------------------------------------
@@ -326,6 +433,8 @@ def _md_section(store: ResultStore, proto: Protocol, variant: str) -> list[str]:
                 header += [f"{m.upper()} paper", f"Δ {m.upper()}"]
         if proto.kind == "clustering":
             header += ["Silhouette", "Pretrain s", "Fit s"]
+        elif proto.kind == "classification":
+            header.append("Encoder fit s")
         header.append("Note")
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join("---" for _ in header) + "|")
@@ -342,9 +451,13 @@ def _md_section(store: ResultStore, proto: Protocol, variant: str) -> list[str]:
                 if pre and cell.pretrain_all_cached:
                     pre += " (cache)"
                 row += [sil, pre, _fmt_seconds(cell.fit_seconds)]
+            elif proto.kind == "classification":
+                row.append(_fmt_seconds(cell.fit_seconds))
             row.append(_md_escape(cell.note))
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+        if proto.kind == "classification":
+            lines += _classification_md(proto, key, cells, runs)
 
     failures = store.failures(proto.name, variant)
     if failures:

@@ -6,6 +6,17 @@ shared ``pretrain_cache``, so methods with the same seed start from the same pre
 Deep estimators are pretrained first (:meth:`~aeclust.methods.BaseDeepClusterer.pretrain`, timed
 on its own; a cache hit is fast), then fitted (timed). Labels are used only to evaluate. Cells
 already in the results store are skipped, so an interrupted run restarted finishes the rest.
+
+A ``kind = "classification"`` protocol (the dAE paper's Tables 4-5) is run by
+:mod:`aeclust.evaluation`: each seed is one train / test split of the data set (the column's
+``split``); the protocol's encoders (``[methods.*]``, ``estimator = "pixels"`` or ``"dae"``) are
+fitted on the training part only, representations with the same encoder parameters share one
+fit (``stage = 0`` reads the standard AE codes of that fit), and every classifier of
+``[classifiers.*]`` is scored on the test part. One row is stored per ``<method>-<classifier>``
+cell: ``acc`` is the test accuracy, ``nmi`` / ``ari`` compare the test predictions with the
+labels, ``fit_seconds`` is the encoder's fit, ``history_json`` the accuracy after each shift
+(``[{"stage": 0, "acc": ...}, ...]``, the paper's Figs. 3-4) and ``pretrain_history_json`` the
+encoder's own ``history_``.
 """
 
 from __future__ import annotations
@@ -49,7 +60,7 @@ _NOT_HASHED = ("pretrain_cache", "verbose")
 
 
 class UnsupportedProtocolError(ProtocolError):
-    """The protocol's kind cannot be run yet (e.g. ``classification``)."""
+    """The protocol's kind cannot be run (kept for callers; every kind in ``KINDS`` runs now)."""
 
 
 @dataclass(frozen=True)
@@ -203,6 +214,19 @@ def _load(proto: Protocol, key: str, quick: bool, data_home: Any, download: bool
     x, shape = _downsample(ds.x, ds.image_shape, spec.downsample or 1)
     n_clusters = spec.n_clusters or int(ds.n_classes or len(np.unique(ds.y)))
     return _Data(key, name, x, ds.y, shape, n_clusters, proto.is_substitute(key, quick))
+
+
+def _load_or_skip(
+    proto: Protocol, key: str, quick: bool, data_home: Any, download: bool, summary: RunSummary
+) -> _Data | None:
+    """Load a column's data, or record why it is skipped and return None."""
+    try:
+        return _load(proto, key, quick, data_home, download)
+    except Exception as exc:  # missing file, no download, bad npz: skip the column
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        logger.warning("skipping dataset %s: %s", key, message)
+        summary.skipped_datasets[key] = message
+        return None
 
 
 def _json_safe(value: Any) -> Any:
@@ -618,7 +642,13 @@ def run_protocol(
             db=db,
             plots=plots,
         )
-    rows = _select(methods, list(proto.methods), "method", {})
+    if proto.kind == "classification":
+        cells = proto.classification_cells()
+        groups = {m: [r for r, (mm, _) in cells.items() if mm == m] for m in proto.methods}
+        picked = _select(methods, [*proto.methods, *cells], "method or row", {})
+        rows = list(dict.fromkeys(r for p in picked for r in groups.get(p, [p])))
+    else:
+        rows = _select(methods, list(proto.methods), "method", {})
     keys_all = proto.dataset_keys(quick)
     aliases = {proto.data_name(k, quick): k for k in keys_all}
     keys = _select(datasets, keys_all, "dataset", aliases)
@@ -627,11 +657,8 @@ def run_protocol(
 
     with ResultStore(db_path) as store:
         store.save_protocol(proto.name, proto.fingerprint, proto.source, proto.to_json())
-        if proto.kind != "clustering":
-            raise UnsupportedProtocolError(
-                f"protocol {proto.name} is a {proto.kind} protocol: running it is not supported "
-                "yet (its paper numbers are stored for `aeclust report`)"
-            )
+        if proto.kind not in ("clustering", "classification"):  # pragma: no cover
+            raise UnsupportedProtocolError(f"protocol {proto.name}: cannot run kind {proto.kind}")
         summary = RunSummary(proto.name, variant, db_path, seed_list, command)
         runner = _Runner(
             proto,
@@ -652,6 +679,9 @@ def run_protocol(
                 summary.skipped_datasets[key] = "paper column only (available = false)"
             else:
                 usable.append(key)
+        if proto.kind == "classification":
+            _run_classification(runner, rows, usable, seed_list, data_home, download)
+            return summary
         rows = runner.check_rows(rows, usable)
         finished = store.finished_cells(proto.name, variant)
         for key in usable:
@@ -660,12 +690,8 @@ def run_protocol(
             summary.already_done += [c for c in cells if c in finished]
             if not todo:
                 continue
-            try:
-                data = _load(proto, key, quick, data_home, download)
-            except Exception as exc:  # missing file, no download, bad npz: skip the column
-                message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-                logger.warning("skipping dataset %s: %s", key, message)
-                summary.skipped_datasets[key] = message
+            data = _load_or_skip(proto, key, quick, data_home, download, summary)
+            if data is None:
                 continue
             logger.info(
                 "%s %s: %s (%s), %d samples, %d clusters",
@@ -753,3 +779,330 @@ def _shape_only(proto: Protocol, key: str, runner: _Runner) -> _Data:
         spec.n_clusters or info.n_classes,
         proto.is_substitute(key, runner.quick),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Classification protocols (aeclust.evaluation)
+# ---------------------------------------------------------------------------------------------
+
+
+def _encoder_params(runner: _Runner, rep: str, key: str, seed: int) -> tuple[type | None, dict]:
+    """The encoder class and constructor arguments of a representation on a data set."""
+    from aeclust.evaluation import encoder_class
+
+    spec = runner.proto.methods[rep]
+    cls = encoder_class(spec.estimator)
+    if cls is None:
+        return None, {}
+    valid = cls().get_params()
+    shared, own = runner.proto.cell_params(rep, key, runner.quick)
+    unknown = sorted(set(own) - set(valid))
+    if unknown:
+        raise _ParamMismatch(
+            f"{cls.__name__} does not accept {unknown} (set in the protocol for {rep}); "
+            f"valid: {', '.join(sorted(valid))}"
+        )
+    params = {k: v for k, v in shared.items() if k in valid}
+    params.update(own)
+    extra = {
+        "random_state": seed,
+        "device": runner.device,
+        "precision": runner.precision,
+        "verbose": runner.verbose,
+    }
+    params.update({k: v for k, v in extra.items() if k in valid})
+    return cls, params
+
+
+def _check_encoders(runner: _Runner, reps: list[str], keys: list[str]) -> list[str]:
+    """Drop representations whose encoder cannot be imported or rejects the protocol's params."""
+    kept = []
+    for rep in reps:
+        problem = None
+        try:
+            for key in keys:
+                _encoder_params(runner, rep, key, 0)
+        except ImportError as exc:
+            problem = (
+                f"encoder {runner.proto.methods[rep].estimator!r} is not available ({exc}); "
+                "it is not implemented yet"
+            )
+        except _ParamMismatch as exc:
+            problem = str(exc)
+        if problem:
+            logger.warning("skipping %s: %s", rep, problem)
+            runner.summary.skipped_methods[rep] = problem
+            continue
+        kept.append(rep)
+    return kept
+
+
+def _classification_hash(
+    runner: _Runner, rep: str, clf: str, params: dict, data_name: str, key: str
+) -> str:
+    proto = runner.proto
+    c = proto.classifiers[clf]
+    payload = {
+        "estimator": proto.methods[rep].estimator,
+        "params": {k: v for k, v in _json_safe(params).items() if k not in _NOT_HASHED},
+        "stage": proto.methods[rep].stage,
+        "classifier": {"type": c.kind, "params": c.params, "standardize": c.standardize},
+        "split": proto.datasets[key].split,
+        "data": data_name,
+        "downsample": proto.datasets[key].downsample,
+        "nmi_average": proto.nmi_average,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _run_classification_seed(
+    runner: _Runner, data: _Data, seed: int, todo: list[tuple[str, str, str]]
+) -> list[CellResult]:
+    """Fit the encoders on one split and store every ``(row, representation, classifier)``."""
+    import torch
+
+    from aeclust.evaluation import Representation, evaluate_split, make_classifier, split_for_seed
+    from aeclust.metrics import ari, nmi
+
+    proto = runner.proto
+    spec = proto.datasets[data.key].split
+    train, test = split_for_seed(data.y, spec, seed)
+    reps = list(dict.fromkeys(r for _, r, _ in todo))
+    clf_names = list(dict.fromkeys(c for _, _, c in todo))
+    # one encoder object per distinct (estimator, parameters): representations sharing it share
+    # the fit (the standard AE codes are stage 0 of the dAE-1 fit)
+    params_of: dict[str, dict] = {}
+    shared: dict[str, Any] = {}
+    representations: dict[str, Representation] = {}
+    for rep in reps:
+        cls, params = _encoder_params(runner, rep, data.key, seed)
+        params_of[rep] = params
+        if cls is None:
+            representations[rep] = Representation()
+            continue
+        fit_key = json.dumps(
+            [proto.methods[rep].estimator, _json_safe(params)], sort_keys=True, default=str
+        )
+        if fit_key not in shared:
+            shared[fit_key] = cls(**params)
+        representations[rep] = Representation(shared[fit_key], proto.methods[rep].stage)
+    classifiers = {
+        c: make_classifier(
+            proto.classifiers[c].kind,
+            proto.classifiers[c].params,
+            standardize=proto.classifiers[c].standardize,
+        )
+        for c in clf_names
+    }
+    dev = runner.torch_device
+    reset_peak_memory(dev)
+    started = utc_now()
+    result = evaluate_split(
+        data.x, data.y, train, test, representations, classifiers, seed=seed, stages=True
+    )
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    peak_mb, memory_kind = peak_memory_mb(dev)
+    y_test = data.y[test]
+    out = []
+    for row, rep, clf in todo:
+        pred = result.predictions[(rep, clf)]
+        acc = result.accuracy[(rep, clf)]
+        scores = {
+            "acc": acc,
+            "nmi": nmi(y_test, pred, average_method=proto.nmi_average),
+            "ari": ari(y_test, pred),
+        }
+        curve = result.stage_accuracy.get((rep, clf))
+        history = [{"stage": i, "acc": a} for i, a in enumerate(curve)] if curve else None
+        enc = result.encoders.get(rep)
+        pre_json, n_pre = _history(enc, "history_") if enc is not None else (None, None)
+        c = proto.classifiers[clf]
+        config = {
+            "protocol": proto.name,
+            "protocol_fingerprint": proto.fingerprint,
+            "variant": runner.variant,
+            "method": row,
+            "representation": rep,
+            "estimator": proto.methods[rep].estimator,
+            "class": type(representations[rep].encoder).__name__
+            if representations[rep].encoder is not None
+            else None,
+            "params": _json_safe(params_of[rep]),
+            "stage": proto.methods[rep].stage,
+            "classifier": {
+                "name": clf,
+                "type": c.kind,
+                "params": c.params,
+                "standardize": c.standardize,
+            },
+            "split": {
+                **spec,
+                "seed": seed,
+                "n_train": len(train),
+                "n_test": len(test),
+                "test_index_sha256": hashlib.sha256(np.sort(test).tobytes()).hexdigest()[:16],
+            },
+            "dataset": {
+                "key": data.key,
+                "name": data.name,
+                "downsample": proto.datasets[data.key].downsample,
+                "n_samples": int(data.x.shape[0]),
+                "n_features": int(data.x.shape[1]),
+                "n_classes": data.n_clusters,
+                "substitute": data.substitute,
+            },
+            "nmi_average": proto.nmi_average,
+        }
+        record = {
+            "protocol": proto.name,
+            "variant": runner.variant,
+            "method": row,
+            "dataset": data.key,
+            "seed": seed,
+            "estimator": proto.methods[rep].estimator,
+            "data_name": data.name,
+            "substitute": int(data.substitute),
+            "n_samples": int(data.x.shape[0]),
+            "n_features": int(data.x.shape[1]),
+            "n_clusters": data.n_clusters,
+            **scores,
+            "nmi_average": proto.nmi_average,
+            "pretrain_seconds": None,
+            "fit_seconds": result.fit_seconds[rep],
+            "eval_seconds": result.eval_seconds[(rep, clf)],
+            "peak_memory_mb": peak_mb,
+            "memory_kind": memory_kind,
+            "device": str(dev) + (f" ({runner.machine['gpu']})" if dev.type == "cuda" else ""),
+            "precision": runner.precision,
+            "versions_json": runner.versions,
+            "git_commit": runner.commit,
+            "machine_json": runner.machine,
+            "config_json": config,
+            "config_hash": _classification_hash(
+                runner, rep, clf, params_of[rep], data.name, data.key
+            ),
+            "history_json": None if history is None else json.dumps(history),
+            "pretrain_history_json": pre_json,
+            "n_history": None if history is None else len(history),
+            "n_pretrain_history": n_pre,
+            "command": runner.command,
+            "started_at": started,
+            "finished_at": utc_now(),
+        }
+        runner.store.insert_run(record)
+        out.append(
+            CellResult(
+                proto.name,
+                runner.variant,
+                row,
+                data.key,
+                seed,
+                data.name,
+                scores["acc"],
+                scores["nmi"],
+                scores["ari"],
+                float("nan"),
+                None,
+                result.fit_seconds[rep],
+            )
+        )
+    return out
+
+
+def _run_classification(
+    runner: _Runner,
+    rows: list[str],
+    keys: list[str],
+    seed_list: list[int],
+    data_home: Any,
+    download: bool,
+) -> None:
+    """Run the cells of a classification protocol (see the module docstring)."""
+    proto, store, summary = runner.proto, runner.store, runner.summary
+    cells = proto.classification_cells()
+    if not cells:
+        logger.warning(
+            "protocol %s has no [methods] x [classifiers] to run: paper numbers only", proto.name
+        )
+        return
+    reps = _check_encoders(runner, list(dict.fromkeys(cells[r][0] for r in rows)), keys)
+    rows = [r for r in rows if cells[r][0] in reps]
+    finished = store.finished_cells(proto.name, runner.variant)
+    for key in keys:
+        all_cells = [(proto.name, runner.variant, r, key, s) for s in seed_list for r in rows]
+        todo_cells = [c for c in all_cells if c not in finished]
+        summary.already_done += [c for c in all_cells if c in finished]
+        if not todo_cells:
+            continue
+        data = _load_or_skip(proto, key, runner.quick, data_home, download, summary)
+        if data is None:
+            continue
+        logger.info(
+            "%s %s: %s (%s), %d samples, %d classes, split %s",
+            proto.name,
+            runner.variant,
+            key,
+            data.name,
+            len(data.x),
+            data.n_clusters,
+            proto.datasets[key].split,
+        )
+        for seed in seed_list:
+            todo = [
+                (r, *cells[r])
+                for r in rows
+                if (proto.name, runner.variant, r, key, seed) not in finished
+            ]
+            if not todo:
+                continue
+            try:
+                results = _run_classification_seed(runner, data, seed, todo)
+            except KeyboardInterrupt:
+                logger.warning(
+                    "interrupted during %s seed %d; finished cells are stored, rerun the same "
+                    "command to resume",
+                    key,
+                    seed,
+                )
+                raise
+            except Exception as exc:
+                message = f"{type(exc).__name__}: {exc}".strip()
+                logger.error("split %s seed %d failed: %s", key, seed, message)
+                for row, _, _ in todo:
+                    cell = (proto.name, runner.variant, row, key, seed)
+                    store.record_failure(cell, message, traceback.format_exc(), runner.command)
+                    summary.failures.append((cell, message))
+                continue
+            for result in results:
+                summary.completed.append(result)
+                if runner.on_cell is not None:
+                    runner.on_cell(result)
+        if runner.plots:
+            _plot_shift_curves(runner, key, data.name)
+
+
+def _plot_shift_curves(runner: _Runner, key: str, data_name: str) -> None:
+    """The paper's Figs. 3-4 for one data set: accuracy after each shift, from the store."""
+    try:
+        from aeclust.bench.plots import shift_accuracy_figure
+        from aeclust.bench.report import shift_curves
+
+        proto = runner.proto
+        runs = [r for r in runner.store.runs(proto.name, runner.variant) if r["dataset"] == key]
+        curves, baselines = shift_curves(proto, runs)
+        if not curves:
+            return
+        fig = shift_accuracy_figure(
+            curves,
+            baselines,
+            {c: s.label for c, s in proto.classifiers.items()},
+            f"{proto.table}: {proto.datasets[key].label}, {runner.variant}",
+        )
+        folder = runner.results_dir / "plots" / proto.name / data_name
+        folder.mkdir(parents=True, exist_ok=True)
+        from aeclust.bench.plots import _save
+
+        _save(fig, folder / f"accuracy-vs-shift-{runner.variant}.png")
+    except Exception as exc:  # plots never lose results
+        logger.warning("accuracy-vs-shift figure of %s failed: %s", key, exc)
