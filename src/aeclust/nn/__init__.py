@@ -10,9 +10,11 @@ from aeclust.nn.autoencoders import (
     register_module,
 )
 from aeclust.nn.batched import BatchedMLPAutoencoder, MLPClassifier
+from aeclust.nn.resnet import ResNetAutoencoder
 
 register_module(BatchedMLPAutoencoder)
 register_module(MLPClassifier)
+register_module(ResNetAutoencoder)
 
 __all__ = [
     "Autoencoder",
@@ -20,6 +22,7 @@ __all__ = [
     "ConvAutoencoder",
     "MLPAutoencoder",
     "MLPClassifier",
+    "ResNetAutoencoder",
     "autoencoder_from_config",
     "build_autoencoder",
     "make_activation",

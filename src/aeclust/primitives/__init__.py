@@ -15,14 +15,22 @@ from aeclust.primitives.kmeans import (
     kmeans_plusplus,
     squared_distances,
 )
+from aeclust.primitives.mmd import gaussian_kernel_bandwidths, mmd
+from aeclust.primitives.pedcc import PEDCCResult, min_pairwise_angle, pedcc, simplex_angle
 
 __all__ = [
     "KMeansResult",
+    "PEDCCResult",
     "assign",
+    "gaussian_kernel_bandwidths",
     "inverse_distance_assignment",
     "kl_divergence",
     "kmeans",
     "kmeans_plusplus",
+    "min_pairwise_angle",
+    "mmd",
+    "pedcc",
+    "simplex_angle",
     "softmax_assignment",
     "squared_distances",
     "student_t_assignment",
