@@ -278,14 +278,22 @@ label = "AE"
 stage = 0
 shift = "class"
 embedding_dim = 8
+hidden_dims = [16]
 n_shifts = 2
+epochs = 2
+shift_epochs = 1
+batch_size = 256
 
 [methods.dae-1]
 estimator = "dae"
 label = "dAE-1"
 shift = "class"
 embedding_dim = 8
+hidden_dims = [16]
 n_shifts = 2
+epochs = 2
+shift_epochs = 1
+batch_size = 256
 
 [classifiers.nc]
 type = "nearest-centroid"
@@ -316,19 +324,31 @@ digits = "digits"
 
 
 @pytest.fixture
-def tiny_clf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setitem(ENCODERS, "dae", StagedEncoder)
+def tiny_clf(tmp_path: Path) -> Path:
+    # the real ClassSeparatingAE, tiny (2 epochs, then 1 per shift)
     path = tmp_path / "tinyclf.toml"
     path.write_text(TINY_CLF)
     return path
 
 
-def test_bench_runs_a_classification_protocol_and_resumes(tiny_clf: Path, tmp_path: Path, digits):
+def test_bench_runs_a_classification_protocol_and_resumes(
+    tiny_clf: Path, tmp_path: Path, digits, monkeypatch: pytest.MonkeyPatch
+):
+    from aeclust.methods.ccae import ClassSeparatingAE
+
     db = tmp_path / "r.db"
-    StagedEncoder.n_fits = 0
+    fits = []
+    original = ClassSeparatingAE.fit
+
+    def counting_fit(self, X, y=None):
+        fits.append((len(X), self.random_state))
+        return original(self, X, y)
+
+    monkeypatch.setattr(ClassSeparatingAE, "fit", counting_fit)
     summary = run_protocol(tiny_clf, db=db)
     assert len(summary.completed) == 3 * 2 * 2 and not summary.failures
-    assert StagedEncoder.n_fits == 2  # ae and dae-1 share one fit per split (seed)
+    # ae and dae-1 share one fit per split, on the training half, seeded with the split's seed
+    assert fits == [(898, 0), (898, 1)]
     with ResultStore(db) as store:
         runs = {(r["method"], r["seed"]): r for r in store.runs("tinyclf")}
     for seed in (0, 1):
