@@ -205,3 +205,14 @@ def test_icae_ablation_switches_and_errors(digits):
     with pytest.raises(ValueError, match="autoencoder"):
         ICAE(n_clusters=3, autoencoder="mlp", **TINY).fit(x)
     assert math.isfinite(est.pedcc_min_angle_)
+
+
+def test_plot_generated_grid(tmp_path):
+    pytest.importorskip("matplotlib")
+    from aeclust.bench.plots import plot_generated_grid
+
+    images = np.random.default_rng(0).random((12, 64)).astype(np.float32)
+    path = plot_generated_grid(images, tmp_path / "g" / "grid.png", image_shape=(1, 8, 8), n_rows=3)
+    assert path.exists() and path.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="rows"):
+        plot_generated_grid(images, tmp_path / "x.png", image_shape=(1, 8, 8), n_rows=5)

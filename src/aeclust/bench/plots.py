@@ -20,8 +20,10 @@ __all__ = [
     "confusion_figure",
     "curves_figure",
     "embedding_figure",
+    "generated_grid_figure",
     "membership_histogram_figure",
     "plot_cell",
+    "plot_generated_grid",
     "shift_accuracy_figure",
     "shift_snapshots_figure",
 ]
@@ -413,3 +415,50 @@ def shift_snapshots_figure(
         fontsize=9,
     )
     return fig
+
+
+def generated_grid_figure(
+    images: np.ndarray,
+    image_shape: tuple[int, int, int],
+    n_rows: int,
+    title: str,
+) -> Any:
+    """ICAE's Fig. 3: images decoded from each class centroid, one cluster per row.
+
+    Parameters
+    ----------
+    images : ndarray (n_rows * n_cols, D)
+        Flattened images in [0, 1], row by row (e.g. ``ICAE.generate(n_per_class)``).
+    image_shape : (C, H, W)
+    n_rows : int
+        Number of rows (clusters).
+    title : str
+    """
+    images = np.asarray(images, dtype=np.float32)
+    if n_rows < 1 or images.shape[0] % n_rows:
+        raise ValueError(f"{images.shape[0]} images do not fill {n_rows} rows")
+    n_cols = images.shape[0] // n_rows
+    c, h, w = image_shape
+    tiles = images.reshape(n_rows, n_cols, c, h, w).transpose(0, 3, 1, 4, 2)
+    mosaic = tiles.reshape(n_rows * h, n_cols * w, c).clip(0, 1)
+    fig = _new_figure(0.45 * n_cols + 0.6, 0.45 * n_rows + 0.5)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.imshow(mosaic[..., 0] if c == 1 else mosaic, cmap="gray", vmin=0, vmax=1)
+    ax.set_yticks([(i + 0.5) * h for i in range(n_rows)], [str(i) for i in range(n_rows)])
+    ax.set_xticks([])
+    ax.set_ylabel("cluster", fontsize=7)
+    ax.tick_params(labelsize=6)
+    ax.set_title(f"{title}\nimages decoded from each cluster centre", fontsize=8)
+    return fig
+
+
+def plot_generated_grid(
+    images: np.ndarray,
+    path: str | Path,
+    *,
+    image_shape: tuple[int, int, int],
+    n_rows: int,
+    title: str = "",
+) -> Path:
+    """Save :func:`generated_grid_figure` as a PNG at ``path`` (written atomically)."""
+    return _save(generated_grid_figure(images, image_shape, n_rows, title), Path(path))
