@@ -36,3 +36,25 @@ __all__ = [
     "student_t_assignment",
     "target_distribution",
 ]
+
+from aeclust.primitives.knn import (
+    EdgeSampler,
+    contraction_rates,
+    graph_edges,
+    knn,
+    sample_non_edges,
+    separation_rates,
+    softmax_knn_graph,
+    symmetrize_graph,
+)
+
+__all__ += [
+    "EdgeSampler",
+    "contraction_rates",
+    "graph_edges",
+    "knn",
+    "sample_non_edges",
+    "separation_rates",
+    "softmax_knn_graph",
+    "symmetrize_graph",
+]

@@ -1,0 +1,372 @@
+"""VCC: Very Compact Clusters, end-to-end clustering of an MLP embedding guided by a kNN graph.
+
+References
+----------
+VCC: Very Compact Clusters (Sec. 3, eqs. 3-15; setting in Sec. 4.1). The extracted text carries
+no title page; see ``shared/papers/vcc-very-compact-clusters.txt``. No public code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from aeclust.methods.base import BaseDeepClusterer, register_estimator, store_init_args
+from aeclust.metrics import nmi
+from aeclust.nn import MLPClassifier
+from aeclust.primitives import kl_divergence, kmeans, student_t_assignment, target_distribution
+from aeclust.primitives.knn import (
+    EdgeSampler,
+    contraction_rates,
+    graph_edges,
+    knn,
+    sample_non_edges,
+    separation_rates,
+    softmax_knn_graph,
+    symmetrize_graph,
+)
+from aeclust.training import Trainer, batched_apply, make_optimizer
+
+SOFTMAX_OF = ("distance", "negative_distance")
+# keep_snapshots="auto" keeps the three embeddings only for 2-D embeddings of at most this many
+# points (3 x 20,000 x 2 floats = 480 kB in the model file).
+_SNAPSHOT_MAX_POINTS = 20_000
+# Distances in the latent space are clamped here before log(1 - exp(-d)), whose gradient is 1/d.
+_MIN_DISTANCE = 1e-4
+
+
+class _VCCModel(nn.Module):
+    """The encoder and the learnable cluster centres C, trained and checkpointed together."""
+
+    def __init__(self, encoder: nn.Module, centers: torch.Tensor) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.centers = nn.Parameter(centers.clone())
+
+
+def _latent_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    # Euclidean d(E_i, E_j) in fp32, clamped away from 0 (sqrt and log(1 - e^-d) are singular).
+    return (a.float() - b.float()).pow(2).sum(dim=1).clamp_min(_MIN_DISTANCE**2).sqrt()
+
+
+def _log_one_minus_similarity(d: torch.Tensor) -> torch.Tensor:
+    # log(1 - A_l) = log(1 - exp(-d)), computed as log(-expm1(-d)) for accuracy at small d.
+    return torch.log(-torch.expm1(-d))
+
+
+@register_estimator
+class VCC(BaseDeepClusterer):
+    """Very Compact Clusters: an MLP embedding trained on a kNN graph, then self-trained.
+
+    A kNN graph of the inputs (M neighbours) is weighted by the row-wise softmax of the neighbour
+    distances (eq. 3) and symmetrised, Ã = A + Aᵀ + A∘Aᵀ (eq. 4). An MLP maps x_i to E_i, with
+    latent similarity A_l(i, j) = exp(-|E_i - E_j|) (eq. 5). Each step draws a minibatch of
+
+    * edges from A⁻, edge (i, j) with rate R⁻ = floor(Ã_max / Ã_ij) (eq. 7): the boundary-points
+      separation loss L_bps = -mean(log A_l + log(1 - A_l)) (eq. 8);
+    * edges from A⁺, rate R⁺ = floor(Ã_ij / Ã_mean) (eq. 9): the contraction loss
+      L_c = -mean(log A_l) (eq. 10);
+    * non-edges B_neg (eq. 11): the expansion loss L_e = -mean(log(1 - A_l)) (eq. 12);
+    * points, for the clustering loss L_clu = KL(P || Q) with the Student's t assignment Q to
+      learnable centres C (eq. 13) and DEC's target P (eq. 14);
+
+    and minimises L = L_bps + L_c + L_e + β L_clu with β = γ · epoch (eq. 15). At the start of
+    every epoch the whole data set is embedded, k-means is run on E, and C is replaced by the
+    k-means centres when NMI(k-means labels, argmax Q) < ``nmi_threshold`` (Sec. 3.3); P is then
+    recomputed from Q on the whole data set. ``labels_`` = argmax_j Q_ij. There is no decoder and
+    no pretraining (the paper trains the MLP from scratch, end to end).
+
+    Parameters
+    ----------
+    n_clusters : int
+        K.
+    hidden_dims : sequence of int
+        Hidden widths of the MLP (the paper: 128-500-256-64).
+    embedding_dim : int
+        Dimension of E (2 in the paper's Table 2; Table 4 varies it).
+    activation : str
+        Hidden activation (not stated in the paper; ReLU).
+    n_neighbors : int
+        M (10; 70 for REUTERS-10K). Clipped to n_samples - 1 on tiny inputs.
+    softmax_of : {"distance", "negative_distance"}
+        Eq. 3 is ``softmax(D_i)`` of the distances, read literally by ``"distance"`` (the
+        farthest of the M neighbours gets the largest weight); ``"negative_distance"`` normalises
+        ``exp(-D_i)`` instead (a similarity). See docs for the measured difference.
+    knn_method : {"auto", "exact", "faiss", "pynndescent"}
+        How the kNN graph is built (:func:`aeclust.primitives.knn`).
+    epochs : int
+        Training epochs (not stated in the paper; 30, the length of its Fig. 3).
+    steps_per_epoch : int, optional
+        Minibatch steps per epoch. Default: |A⁻| / batch_size, i.e. every edge is drawn R⁻ times
+        per epoch in expectation, as eq. 7 defines the rates "per epoch".
+    batch_size : int
+        Edges drawn from each of A⁻, A⁺ and B_neg, and points for L_clu, per step (1000).
+    lr, momentum, weight_decay : float
+        SGD (0.01, 0.9, 5e-4 in the paper).
+    gamma : float
+        β = gamma · epoch (epochs counted from 0, so the first epoch has no clustering loss).
+    nmi_threshold : float
+        ϑ of the k-means re-initialisation heuristic (0.8).
+    contraction, expansion : bool
+        Use L_c / L_e (the ablation of the paper's Table 3 turns them off).
+    n_init : int
+        k-means restarts for the centres.
+    keep_snapshots : bool or "auto"
+        Keep the full embedding after the first, middle and last epochs (the paper's Fig. 2);
+        ``"auto"``: only for a 2-D embedding of at most 20,000 points.
+    device, precision, random_state, verbose
+        As for every estimator. Under bf16 the MLP runs in autocast; distances, similarities, Q,
+        P and the KL stay fp32.
+
+    Attributes
+    ----------
+    labels_ : ndarray (n_samples,)
+    cluster_centers_ : ndarray (n_clusters, embedding_dim)
+    encoder_ : MLPClassifier
+        The trained MLP (input -> E).
+    history_ : list of dict
+        Per epoch: the losses (``bps``, ``contraction``, ``expansion``, ``clustering``), ``beta``,
+        ``nmi_kmeans`` (NMI between k-means on E and argmax Q at the epoch start) and
+        ``reinitialized`` (whether C was replaced by the k-means centres).
+    n_edges_ : int
+        Undirected edges of Ã.
+    n_neighbors_ : int
+        M actually used.
+    steps_per_epoch_ : int
+    n_iter_ : int
+        Optimisation steps run.
+    snapshot_epochs_ : list of int
+        Epochs whose embedding is in ``embedding_snapshots_`` (empty when not kept).
+    embedding_snapshots_ : ndarray (n_snapshots, n_samples, embedding_dim)
+        The embedding of the training data after each of ``snapshot_epochs_``.
+    """
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        hidden_dims: Sequence[int] = (128, 500, 256, 64),
+        embedding_dim: int = 2,
+        activation: str = "relu",
+        n_neighbors: int = 10,
+        softmax_of: str = "distance",
+        knn_method: str = "auto",
+        epochs: int = 30,
+        steps_per_epoch: int | None = None,
+        batch_size: int = 1000,
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        gamma: float = 0.01,
+        nmi_threshold: float = 0.8,
+        contraction: bool = True,
+        expansion: bool = True,
+        n_init: int = 10,
+        keep_snapshots: bool | str = "auto",
+        device: str = "auto",
+        precision: str = "fp32",
+        random_state: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        store_init_args(self, locals())
+
+    # -- validation -----------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        if self.softmax_of not in SOFTMAX_OF:
+            raise ValueError(f"softmax_of must be one of {SOFTMAX_OF}, got {self.softmax_of!r}")
+        for name in ("embedding_dim", "n_neighbors", "batch_size", "n_init"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, (int, np.integer)):
+            raise ValueError(f"epochs must be an int >= 0, got {self.epochs!r}")
+        if self.epochs < 0:
+            raise ValueError(f"epochs must be an int >= 0, got {self.epochs!r}")
+        if self.steps_per_epoch is not None and (
+            not isinstance(self.steps_per_epoch, (int, np.integer)) or self.steps_per_epoch < 1
+        ):
+            raise ValueError(f"steps_per_epoch must be None or >= 1, got {self.steps_per_epoch!r}")
+        if any(int(h) < 1 for h in self.hidden_dims):
+            raise ValueError(f"hidden_dims must be positive, got {list(self.hidden_dims)}")
+        if not 0.0 <= self.nmi_threshold <= 1.0:
+            raise ValueError(f"nmi_threshold must be in [0, 1], got {self.nmi_threshold!r}")
+        if self.gamma < 0:
+            raise ValueError(f"gamma must be >= 0, got {self.gamma!r}")
+        if self.keep_snapshots not in (True, False, "auto"):
+            raise ValueError(
+                f"keep_snapshots must be True, False or 'auto', got {self.keep_snapshots!r}"
+            )
+
+    # -- graph ----------------------------------------------------------------------------------
+    def _graph(self, x: torch.Tensor, seed: int) -> tuple[torch.Tensor, int]:
+        m = min(int(self.n_neighbors), x.shape[0] - 1)
+        dist, idx = knn(x, m, method=self.knn_method, seed=seed)
+        sign = 1.0 if self.softmax_of == "distance" else -1.0
+        return symmetrize_graph(softmax_knn_graph(dist, idx, sign=sign)), m
+
+    # -- fit ------------------------------------------------------------------------------------
+    def _fit(self, x: torch.Tensor, seed: int) -> None:
+        self._check_params()
+        device = x.device
+        n = x.shape[0]
+        graph, self.n_neighbors_ = self._graph(x, seed)
+        rows, cols, values = graph_edges(graph)
+        separation = EdgeSampler(separation_rates(values))
+        plus_rates = contraction_rates(values)
+        # R⁺ is 0 for every edge only if all weights are equal; then every edge is "strong".
+        contraction = EdgeSampler(plus_rates if int(plus_rates.sum()) > 0 else plus_rates + 1)
+        self.n_edges_ = int(values.numel())
+        bs = int(self.batch_size)
+        steps = self.steps_per_epoch or max(1, math.ceil(separation.total / bs))
+        self.steps_per_epoch_ = int(steps)
+
+        dims = [x.shape[1], *(int(h) for h in self.hidden_dims), int(self.embedding_dim)]
+        encoder = MLPClassifier(dims, activation=self.activation, batch_norm=False).to(device)
+        model = _VCCModel(encoder, torch.zeros(self.n_clusters, self.embedding_dim, device=device))
+        optimizer = make_optimizer(
+            model.parameters(),
+            "sgd",
+            self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+        )
+        autocast_dtype = self._autocast_dtype(device)
+        sampler_gen = self._generator(seed + 1, torch.device("cpu"))
+        kmeans_gen = self._generator(seed + 2, device)
+        keep = self.keep_snapshots
+        if keep == "auto":
+            keep = int(self.embedding_dim) == 2 and n <= _SNAPSHOT_MAX_POINTS
+        snapshot_epochs = sorted({0, (self.epochs - 1) // 2, self.epochs - 1}) if keep else []
+        snapshot_epochs = [e for e in snapshot_epochs if e >= 0]
+        snapshots: list[np.ndarray] = []
+        state: dict[str, Any] = {"p": None, "beta": 0.0, "initialized": False}
+
+        def embed_all() -> torch.Tensor:
+            was_training = model.training
+            model.eval()
+            e = batched_apply(encoder, x, autocast_dtype=autocast_dtype)
+            model.train(was_training)
+            return e
+
+        def on_epoch_start(epoch: int) -> None:
+            # Sec. 3.3: k-means centres replace C while VCC's own assignment disagrees with
+            # k-means (NMI < ϑ); both label vectors come from the model, never from labels.
+            e = embed_all()
+            km = kmeans(e, self.n_clusters, n_init=self.n_init, generator=kmeans_gen)
+            with torch.no_grad():
+                if state["initialized"]:
+                    own = student_t_assignment(e, model.centers).argmax(dim=1)
+                    agreement = nmi(own.cpu().numpy(), km.labels.cpu().numpy())
+                else:
+                    agreement = 0.0  # C has no value yet: take the k-means centres
+                reinit = agreement < self.nmi_threshold
+                if reinit:
+                    model.centers.copy_(km.centers.to(model.centers.dtype))
+                    # stale momentum would pull the new centres back towards the old ones
+                    optimizer.state.pop(model.centers, None)
+                state["initialized"] = True
+                state["p"] = target_distribution(student_t_assignment(e, model.centers))
+            state["beta"] = self.gamma * epoch
+            state["nmi_kmeans"] = float(agreement)
+            state["reinitialized"] = bool(reinit)
+
+        def loss_fn(idx: torch.Tensor, points: torch.Tensor) -> Any:
+            em = separation.sample(bs, sampler_gen).to(device)
+            parts_idx = [points, rows[em], cols[em]]
+            if self.contraction:
+                ep = contraction.sample(bs, sampler_gen).to(device)
+                parts_idx += [rows[ep], cols[ep]]
+            if self.expansion:
+                neg_r, neg_c = sample_non_edges(graph, bs, sampler_gen)
+                parts_idx += [neg_r, neg_c]
+            sizes = [t.numel() for t in parts_idx]
+            # one forward pass of every point the step needs
+            emb = encoder(x[torch.cat(parts_idx)]).float().split(sizes)
+            d_minus = _latent_distance(emb[1], emb[2])
+            # eq. 8: -log A_l - log(1 - A_l), with -log A_l = d
+            bps = (d_minus - _log_one_minus_similarity(d_minus)).mean()
+            loss = bps
+            parts: dict[str, torch.Tensor] = {"bps": bps}
+            k = 3
+            if self.contraction:
+                lc = _latent_distance(emb[k], emb[k + 1]).mean()  # eq. 10: -log A_l = d
+                loss = loss + lc
+                parts["contraction"] = lc
+                k += 2
+            if self.expansion:
+                if sizes[k] > 0:
+                    le = -_log_one_minus_similarity(_latent_distance(emb[k], emb[k + 1])).mean()
+                else:  # a complete graph has no non-edges
+                    le = emb[0].new_zeros(())
+                loss = loss + le
+                parts["expansion"] = le
+            q = student_t_assignment(emb[0], model.centers)
+            clu = kl_divergence(state["p"][points], q)
+            parts["clustering"] = clu
+            if state["beta"] > 0:
+                loss = loss + state["beta"] * clu
+            return loss, parts
+
+        def on_epoch_end(epoch: int, record: dict[str, Any]) -> None:
+            record["beta"] = state["beta"]
+            record["nmi_kmeans"] = state["nmi_kmeans"]
+            record["reinitialized"] = state["reinitialized"]
+            if epoch in snapshot_epochs:
+                snapshots.append(embed_all().cpu().numpy())
+
+        # One Trainer epoch = `steps` minibatches of points for L_clu (each point about equally
+        # often); the edges of each step are drawn inside loss_fn.
+        point_ids = torch.arange(steps * bs, device=device) % n
+        trainer = Trainer(
+            model,
+            optimizer,
+            epochs=self.epochs,
+            batch_size=bs,
+            seed=seed,
+            autocast_dtype=autocast_dtype,
+            verbose=self.verbose,
+            desc=type(self).__name__,
+        )
+        self.history_ = trainer.run(
+            [point_ids],
+            loss_fn,
+            on_epoch_start=on_epoch_start,
+            on_epoch_end=on_epoch_end,
+        )
+        if not state["initialized"]:  # epochs=0: centres from k-means on the untrained MLP
+            on_epoch_start(0)
+        self.encoder_ = encoder.eval()
+        self.cluster_centers_ = model.centers.detach().cpu().numpy()
+        self.n_iter_ = trainer.n_steps
+        self.snapshot_epochs_ = snapshot_epochs[: len(snapshots)]
+        self.embedding_snapshots_ = (
+            np.stack(snapshots)
+            if snapshots
+            else np.zeros((0, n, int(self.embedding_dim)), dtype=np.float32)
+        )
+        self.labels_ = self._predict(x).cpu().numpy().astype(np.int64)
+
+    # -- inference ------------------------------------------------------------------------------
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        self.encoder_.eval()
+        return batched_apply(self.encoder_, x, autocast_dtype=self._autocast_dtype(x.device))
+
+    def _soft_assignment(self, x: torch.Tensor) -> torch.Tensor:
+        centers = torch.from_numpy(self.cluster_centers_).to(x.device)
+        return student_t_assignment(self._embed(x), centers)
+
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self._soft_assignment(x).argmax(dim=1)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Soft assignment Q (eq. 13) of each row of ``X`` to each cluster."""
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        with torch.no_grad():
+            return self._soft_assignment(self._to_tensor(X, self._fitted_device())).cpu().numpy()

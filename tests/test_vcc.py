@@ -1,0 +1,195 @@
+"""VCC and its graph primitives: kNN, eqs. 3-4, the R⁻/R⁺ samplers, non-edges, the estimator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import aeclust
+from aeclust.methods.vcc import VCC
+from aeclust.metrics import cluster_accuracy
+from aeclust.primitives.knn import (
+    EdgeSampler,
+    contraction_rates,
+    graph_edges,
+    knn,
+    sample_non_edges,
+    separation_rates,
+    softmax_knn_graph,
+    symmetrize_graph,
+)
+
+FAST = VCC(
+    n_clusters=3,
+    hidden_dims=[16],
+    embedding_dim=2,
+    n_neighbors=3,
+    epochs=2,
+    steps_per_epoch=3,
+    batch_size=16,
+    n_init=2,
+    device="cpu",
+    random_state=0,
+)
+
+
+# -- kNN ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("screening", ["bf16", "none"])
+def test_knn_matches_brute_force(digits, screening):
+    x = torch.from_numpy(digits[0][:600])
+    d, i = knn(x, 7, method="exact", screening=screening, chunk_size=128)
+    full = torch.cdist(x.double(), x.double())
+    full.fill_diagonal_(float("inf"))
+    ref_d, _ = full.topk(7, dim=1, largest=False)
+    assert torch.allclose(d.double(), ref_d, atol=1e-4)
+    # the returned neighbours are at the returned distances, never the point itself
+    assert torch.allclose(full.gather(1, i), ref_d, atol=1e-4)
+    assert not (i == torch.arange(600)[:, None]).any()
+    assert (d[:, 1:] >= d[:, :-1]).all()
+
+
+def test_knn_rejects_bad_arguments():
+    x = torch.rand(10, 3)
+    with pytest.raises(ValueError, match="smaller than the number of samples"):
+        knn(x, 10)
+    with pytest.raises(ValueError, match="unknown kNN method"):
+        knn(x, 2, method="annoy")
+    with pytest.raises(ValueError, match="2-D"):
+        knn(torch.rand(10), 2)
+
+
+# -- graph (eqs. 3-4) ---------------------------------------------------------------------------
+def _small_graph():
+    d = torch.tensor([[1.0, 2.0], [1.0, 3.0], [2.0, 3.0], [1.0, 4.0]])
+    i = torch.tensor([[1, 2], [0, 2], [0, 1], [0, 1]])
+    return d, i
+
+
+@pytest.mark.parametrize("sign", [-1.0, 1.0])
+def test_row_softmax_rows_sum_to_one(sign):
+    d, i = _small_graph()
+    a = softmax_knn_graph(d, i, sign=sign).to_dense()
+    assert torch.allclose(a.sum(1), torch.ones(4))
+    expected = torch.softmax(sign * d, dim=1)
+    assert torch.allclose(a[0, [1, 2]], expected[0])
+    if sign < 0:
+        assert a[0, 1] > a[0, 2]  # nearer neighbour, larger similarity
+
+
+def test_symmetrized_graph_is_eq4_and_symmetric():
+    d, i = _small_graph()
+    a = softmax_knn_graph(d, i)
+    s = symmetrize_graph(a)
+    dense = a.to_dense()
+    expected = dense + dense.T + dense * dense.T
+    assert torch.allclose(s.to_dense(), expected)
+    assert torch.allclose(s.to_dense(), s.to_dense().T)
+    rows, cols, values = graph_edges(s)
+    assert (rows < cols).all() and values.numel() == int((expected > 0).sum()) // 2
+
+
+# -- samplers (eqs. 7, 9, 11) -------------------------------------------------------------------
+def test_rates_follow_eqs_7_and_9():
+    v = torch.tensor([0.1, 0.2, 0.4, 0.8])
+    assert separation_rates(v).tolist() == [8, 4, 2, 1]
+    # mean 0.375: floor(v / mean)
+    assert contraction_rates(v).tolist() == [0, 0, 1, 2]
+    with pytest.raises(ValueError, match="positive"):
+        separation_rates(torch.tensor([0.0, 1.0]))
+
+
+def test_sampler_frequencies_are_proportional_to_rates():
+    rates = torch.tensor([8, 4, 2, 1, 0, 5])
+    gen = torch.Generator().manual_seed(0)
+    draws = EdgeSampler(rates).sample(200_000, gen)
+    freq = torch.bincount(draws, minlength=6).double() / 200_000
+    expected = rates.double() / rates.sum()
+    assert freq[4] == 0  # rate 0 is never drawn
+    assert torch.allclose(freq, expected, atol=0.005)
+
+
+def test_sampler_is_deterministic_and_validates():
+    rates = torch.tensor([1, 2, 3])
+    a = EdgeSampler(rates).sample(50, torch.Generator().manual_seed(3))
+    b = EdgeSampler(rates).sample(50, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="all rates are zero"):
+        EdgeSampler(torch.zeros(3, dtype=torch.long))
+
+
+def test_non_edges_avoid_the_graph_and_the_diagonal(digits):
+    x = torch.from_numpy(digits[0][:300])
+    g = symmetrize_graph(softmax_knn_graph(*knn(x, 10)))
+    dense = g.to_dense() > 0
+    r, c = sample_non_edges(g, 5000, torch.Generator().manual_seed(0))
+    assert r.numel() == 5000
+    assert not dense[r, c].any()
+    assert not (r == c).any()
+
+
+# -- estimator ----------------------------------------------------------------------------------
+@parametrize_with_checks([FAST])
+def test_sklearn_contract(estimator, check):
+    check(estimator)
+
+
+def test_deterministic_predict_equals_labels_and_roundtrip(digits, tmp_path):
+    x, _ = digits
+    est = clone(FAST).set_params(n_clusters=10, n_neighbors=5, batch_size=64)
+    a = clone(est).fit(x[:500])
+    b = clone(est).fit(x[:500])
+    assert np.array_equal(a.labels_, b.labels_)
+    assert np.array_equal(a.predict(x[:500]), a.labels_)
+    restored = aeclust.load(a.save(tmp_path / "vcc.pt"))
+    assert np.array_equal(restored.predict(x), a.predict(x))
+    assert np.allclose(restored.transform(x), a.transform(x))
+    assert np.array_equal(restored.embedding_snapshots_, a.embedding_snapshots_)
+
+
+def test_vcc_clusters_blobs_and_keeps_three_snapshots(blobs):
+    x, y = blobs
+    model = VCC(
+        4,
+        hidden_dims=[32, 16],
+        n_neighbors=10,
+        epochs=6,
+        batch_size=64,
+        random_state=0,
+        device="cpu",
+    ).fit(x)
+    assert cluster_accuracy(y, model.labels_) > 0.95
+    assert model.snapshot_epochs_ == [0, 2, 5]
+    assert model.embedding_snapshots_.shape == (3, 300, 2)
+    assert np.allclose(model.embedding_snapshots_[-1], model.transform(x), atol=1e-5)
+    proba = model.predict_proba(x)
+    assert np.allclose(proba.sum(1), 1, atol=1e-5)
+    assert np.array_equal(proba.argmax(1), model.labels_)
+    rec = model.history_[-1]
+    assert {"bps", "contraction", "expansion", "clustering", "beta", "nmi_kmeans"} <= set(rec)
+    assert rec["beta"] == pytest.approx(0.05)
+    assert model.history_[0]["reinitialized"]  # C starts from k-means
+
+
+def test_ablation_switches_drop_the_losses(blobs):
+    x, _ = blobs
+    model = clone(FAST).set_params(contraction=False, expansion=False, keep_snapshots=False)
+    model.fit(x)
+    assert "contraction" not in model.history_[0] and "expansion" not in model.history_[0]
+    assert model.snapshot_epochs_ == [] and model.embedding_snapshots_.shape[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("param", "value", "message"),
+    [
+        ("softmax_of", "cosine", "softmax_of must be one of"),
+        ("nmi_threshold", 1.5, "nmi_threshold must be in"),
+        ("n_neighbors", 0, "n_neighbors must be a positive int"),
+        ("keep_snapshots", "yes", "keep_snapshots must be"),
+    ],
+)
+def test_bad_parameters_get_clear_errors(blobs, param, value, message):
+    with pytest.raises(ValueError, match=message):
+        clone(FAST).set_params(**{param: value}).fit(blobs[0])
