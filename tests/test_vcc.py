@@ -193,3 +193,15 @@ def test_ablation_switches_drop_the_losses(blobs):
 def test_bad_parameters_get_clear_errors(blobs, param, value, message):
     with pytest.raises(ValueError, match=message):
         clone(FAST).set_params(**{param: value}).fit(blobs[0])
+
+
+def test_fig2_snapshot_plot_is_written(blobs, tmp_path):
+    from aeclust.bench.plots import plot_epoch_snapshots
+
+    x, y = blobs
+    model = clone(FAST).set_params(epochs=3).fit(x)
+    assert model.snapshot_epochs_ == [0, 1, 2]
+    path = plot_epoch_snapshots(model, y, tmp_path / "fig2.png", "blobs")
+    assert path is not None and path.stat().st_size > 1000
+    empty = clone(FAST).set_params(keep_snapshots=False).fit(x)
+    assert plot_epoch_snapshots(empty, y, tmp_path / "none.png", "blobs") is None

@@ -462,3 +462,59 @@ def plot_generated_grid(
 ) -> Path:
     """Save :func:`generated_grid_figure` as a PNG at ``path`` (written atomically)."""
     return _save(generated_grid_figure(images, image_shape, n_rows, title), Path(path))
+
+
+def epoch_snapshots_figure(
+    snapshots: np.ndarray,
+    epochs: Sequence[int],
+    y_true: np.ndarray,
+    title: str,
+    seed: int = 0,
+) -> Any | None:
+    """VCC's Fig. 2 (top): the 2-D embedding after the first, middle and last epochs.
+
+    Parameters
+    ----------
+    snapshots : ndarray (n_snapshots, n, 2)
+        ``VCC.embedding_snapshots_`` (higher dimensions are shown by their first two axes).
+    epochs : sequence of int
+        ``VCC.snapshot_epochs_`` (0-based; shown 1-based).
+    y_true : ndarray (n,)
+        Classes, for the colours only.
+    title : str
+    seed : int
+        Seed of the point sample (at most 5,000 points per panel).
+
+    Returns
+    -------
+    Figure, or None when there is no snapshot.
+    """
+    snapshots = np.asarray(snapshots)
+    if snapshots.ndim != 3 or snapshots.shape[0] == 0:
+        return None
+    _, codes = np.unique(np.asarray(y_true), return_inverse=True)
+    idx = np.arange(snapshots.shape[1])
+    if len(idx) > _MAX_POINTS:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, _MAX_POINTS, replace=False))
+    fig = _new_figure(3.2 * len(snapshots), 3.4)
+    for s, (z, epoch) in enumerate(zip(snapshots, epochs)):
+        ax = fig.add_subplot(1, len(snapshots), s + 1)
+        xy = z[idx, :2] if z.shape[1] >= 2 else np.c_[z[idx, :1], np.zeros(len(idx))]
+        ax.scatter(xy[:, 0], xy[:, 1], c=codes[idx], cmap="tab10", s=2, alpha=0.6,
+                   vmin=0, vmax=max(9, int(codes.max())), linewidths=0)  # fmt: skip
+        ax.set_title(f"epoch {int(epoch) + 1}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{title}: embedding during training, colour = class", fontsize=9)
+    return fig
+
+
+def plot_epoch_snapshots(model: Any, y_true: np.ndarray, path: Path, title: str) -> Path | None:
+    """Write :func:`epoch_snapshots_figure` of a fitted model with ``embedding_snapshots_`` and
+    ``snapshot_epochs_`` (VCC) to ``path``; None when the model kept no snapshot."""
+    snaps = getattr(model, "embedding_snapshots_", None)
+    epochs = getattr(model, "snapshot_epochs_", None)
+    if snaps is None or epochs is None:
+        return None
+    fig = epoch_snapshots_figure(snaps, epochs, y_true, title)
+    return _save(fig, Path(path)) if fig is not None else None
