@@ -328,9 +328,10 @@ def shift_accuracy_figure(
         Classifier key -> display name (panel titles).
     title : str
     """
-    classifiers = list(
-        dict.fromkeys(c for per in curves.values() for c in per if c in classifier_labels)
-    ) or list(dict.fromkeys(c for per in curves.values() for c in per))
+    # panels in the paper's order (the protocol's classifier order), then any others
+    present = list(dict.fromkeys(c for per in curves.values() for c in per))
+    classifiers = [c for c in classifier_labels if c in present]
+    classifiers += [c for c in present if c not in classifiers]
     fig = _new_figure(4.0 * max(1, len(classifiers)), 3.6)
     for i, clf in enumerate(classifiers, start=1):
         ax = fig.add_subplot(1, len(classifiers), i)
