@@ -8,32 +8,40 @@ __version__ = "0.1.0"
 
 from aeclust.datasets import list_datasets, load_dataset, load_file
 from aeclust.methods import (
+    CCAE,
     CT,
     DAMIC,
     DCN,
     DEC,
     DKM,
+    ICAE,
     IDEC,
     KDAE,
     METHODS,
+    VCC,
     AEKMeans,
     BaseDeepClusterer,
+    ClassSeparatingAE,
     KMeans,
     load,
 )
 from aeclust.metrics import ari, cluster_accuracy, evaluate, nmi, purity, silhouette
 
 __all__ = [
+    "CCAE",
     "CT",
     "DAMIC",
     "DCN",
     "DEC",
     "DKM",
+    "ICAE",
     "IDEC",
     "KDAE",
     "METHODS",
+    "VCC",
     "AEKMeans",
     "BaseDeepClusterer",
+    "ClassSeparatingAE",
     "KMeans",
     "__version__",
     "ari",

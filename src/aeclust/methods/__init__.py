@@ -1,12 +1,15 @@
 """Clustering methods, one module each, all on :class:`BaseDeepClusterer`."""
 
 from aeclust.methods.base import ESTIMATORS, BaseDeepClusterer, load, register_estimator
+from aeclust.methods.ccae import CCAE, ClassSeparatingAE
 from aeclust.methods.ct import CT
 from aeclust.methods.dcn import DCN
 from aeclust.methods.dec import DEC, IDEC
 from aeclust.methods.dkm import DKM
+from aeclust.methods.icae import ICAE
 from aeclust.methods.kdae import DAMIC, KDAE
 from aeclust.methods.kmeans import AEKMeans, KMeans
+from aeclust.methods.vcc import VCC
 
 #: Command-line names of the methods (DESIGN.md: the class names lower-cased).
 METHODS: dict[str, type[BaseDeepClusterer]] = {
@@ -19,20 +22,27 @@ METHODS: dict[str, type[BaseDeepClusterer]] = {
     "kdae": KDAE,
     "damic": DAMIC,
     "ct": CT,
+    "ccae": CCAE,
+    "icae": ICAE,
+    "vcc": VCC,
 }
 
 __all__ = [
+    "CCAE",
     "CT",
     "DAMIC",
     "DCN",
     "DEC",
     "DKM",
     "ESTIMATORS",
+    "ICAE",
     "IDEC",
     "KDAE",
     "METHODS",
+    "VCC",
     "AEKMeans",
     "BaseDeepClusterer",
+    "ClassSeparatingAE",
     "KMeans",
     "load",
     "register_estimator",
