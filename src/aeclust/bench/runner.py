@@ -216,6 +216,25 @@ def _load(proto: Protocol, key: str, quick: bool, data_home: Any, download: bool
     return _Data(key, name, x, ds.y, shape, n_clusters, proto.is_substitute(key, quick))
 
 
+def _merged_params(
+    cls: type, proto: Protocol, row: str, key: str, quick: bool
+) -> tuple[dict, list[str], dict]:
+    """A cell's constructor arguments from the protocol: the shared ones the estimator accepts,
+    then its own (every one must be accepted); also the shared keys ignored and the valid ones."""
+    valid = cls().get_params()
+    shared, own = proto.cell_params(row, key, quick)
+    unknown = sorted(set(own) - set(valid))
+    if unknown:
+        raise _ParamMismatch(
+            f"{cls.__name__} does not accept {unknown} (set in the protocol for {row}); "
+            f"valid: {', '.join(sorted(valid))}"
+        )
+    params = {k: v for k, v in shared.items() if k in valid}
+    ignored = sorted(k for k in shared if k not in valid and k not in own)
+    params.update(own)
+    return params, ignored, valid
+
+
 def _load_or_skip(
     proto: Protocol, key: str, quick: bool, data_home: Any, download: bool, summary: RunSummary
 ) -> _Data | None:
@@ -298,17 +317,7 @@ class _Runner:
 
         spec = self.proto.methods[row]
         cls = METHODS[spec.estimator]
-        valid = cls().get_params()
-        shared, own = self.proto.cell_params(row, data.key, self.quick)
-        unknown = sorted(set(own) - set(valid))
-        if unknown:
-            raise _ParamMismatch(
-                f"{cls.__name__} does not accept {unknown} (set in the protocol for {row}); "
-                f"valid: {', '.join(sorted(valid))}"
-            )
-        params = {k: v for k, v in shared.items() if k in valid}
-        ignored = sorted(k for k in shared if k not in valid and k not in own)
-        params.update(own)
+        params, ignored, valid = _merged_params(cls, self.proto, row, data.key, self.quick)
         params["n_clusters"] = data.n_clusters
         params["random_state"] = seed
         runner = {
@@ -794,16 +803,7 @@ def _encoder_params(runner: _Runner, rep: str, key: str, seed: int) -> tuple[typ
     cls = encoder_class(spec.estimator)
     if cls is None:
         return None, {}
-    valid = cls().get_params()
-    shared, own = runner.proto.cell_params(rep, key, runner.quick)
-    unknown = sorted(set(own) - set(valid))
-    if unknown:
-        raise _ParamMismatch(
-            f"{cls.__name__} does not accept {unknown} (set in the protocol for {rep}); "
-            f"valid: {', '.join(sorted(valid))}"
-        )
-    params = {k: v for k, v in shared.items() if k in valid}
-    params.update(own)
+    params, _, valid = _merged_params(cls, runner.proto, rep, key, runner.quick)
     extra = {
         "random_state": seed,
         "device": runner.device,
