@@ -185,6 +185,7 @@ def test_ablation_switches_drop_the_losses(blobs):
     ("param", "value", "message"),
     [
         ("softmax_of", "cosine", "softmax_of must be one of"),
+        ("separation_loss", "mse", "separation_loss must be one of"),
         ("nmi_threshold", 1.5, "nmi_threshold must be in"),
         ("n_neighbors", 0, "n_neighbors must be a positive int"),
         ("keep_snapshots", "yes", "keep_snapshots must be"),
