@@ -114,7 +114,9 @@ class CT(BaseDeepClusterer):
     alpha : float
         Parameter of G (Table 4: 3 for MNIST and COIL100, 2.5 for USPS, 2 otherwise).
     assignment : {"inverse-distance", "softmax", "student-t"}
-        The soft assignment G (see :func:`centering_loss`).
+        The soft assignment G (see :func:`centering_loss`). The default, DKM's softmax with the
+        paper's small alpha, won our ablation (``benchmarks/protocols/ct-assignment.toml``;
+        docs/METHODS.md).
     reinit : {"kmeans", "none"}
         ``"none"`` is the paper's "Ours-rein" ablation (Tables 5-6): mu stays at the initial
         k-means centres and ``labels_`` is the nearest of them.
@@ -173,7 +175,7 @@ class CT(BaseDeepClusterer):
         epochs: int = 100,
         lam: float = 10.0,
         alpha: float = 2.5,
-        assignment: str = "inverse-distance",
+        assignment: str = "softmax",
         reinit: str = "kmeans",
         optimizer: str = "adam",
         lr: float = 1e-3,
