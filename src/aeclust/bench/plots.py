@@ -348,8 +348,9 @@ def shift_accuracy_figure(
                 ax.axhline(per[clf], linestyle="--", linewidth=1.0, color="grey", label=label)
         ax.set_xlabel("shift (0 = standard AE)")
         ax.set_ylabel("accuracy")
-        ax.set_title(f"{title}: {classifier_labels.get(clf, clf)}", fontsize=9)
+        ax.set_title(f"({chr(96 + i)}) {classifier_labels.get(clf, clf)}", fontsize=9)
         ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
     return fig
 
 
