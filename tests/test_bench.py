@@ -558,3 +558,36 @@ def test_reconstruction_figure_has_one_row_per_input_and_marks_the_assignment():
     assert len(axes) == 3 * 4
     assert all(axes[r * 4 + 2].get_title().startswith("1: 0.0") for r in range(3))
     assert axes[2].title.get_color() == "red"
+
+
+def test_method_specific_figures_follow_the_fitted_attributes() -> None:
+    """CT's memberships, CCAE's / VCC's snapshots and ICAE's generated grid are drawn when the
+    estimator carries what they need (and only then)."""
+    from types import SimpleNamespace
+
+    from aeclust.bench.runner import _Data, _Runner
+
+    rng = np.random.default_rng(0)
+    n = 40
+    data = _Data("d", "d", rng.random((n, 16)), rng.integers(0, 2, n), (1, 4, 4), 2, False)
+    fake = SimpleNamespace(proto=SimpleNamespace(label=lambda row: row))
+    ct = SimpleNamespace(initial_max_membership_=rng.random(n), max_membership_=rng.random(n))
+    ccae = SimpleNamespace(
+        embedding_snapshots_=[rng.random((n, 3)) for _ in range(3)],
+        stage_labels_=rng.integers(0, 2, (3, n)),
+    )
+    vcc = SimpleNamespace(embedding_snapshots_=rng.random((3, n, 2)), snapshot_epochs_=[0, 5, 9])
+    icae = SimpleNamespace(
+        n_clusters=2, image_shape_=(1, 4, 4), generate=lambda k: rng.random((2 * k, 16))
+    )
+    expected = {
+        "memberships": ct,
+        "shift-snapshots": ccae,
+        "epoch-snapshots": vcc,
+        "generated": icae,
+    }
+    for name, est in expected.items():
+        figures = _Runner._extra_figures(fake, est, data, "row", 0)
+        assert set(figures) == {name}
+        assert figures[name]() is not None
+    assert _Runner._extra_figures(fake, SimpleNamespace(), data, "row", 0) == {}

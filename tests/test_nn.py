@@ -66,3 +66,15 @@ def test_build_autoencoder_presets_and_errors():
         build_autoencoder("conv", 30)
     with pytest.raises(ValueError, match="unknown activation"):
         MLPAutoencoder([4, 2], activation="swishy")
+
+
+def test_resnet_preset_builds_icae_network():
+    from aeclust.nn import build_autoencoder
+    from aeclust.nn.resnet import ResNetAutoencoder
+
+    ae = build_autoencoder("resnet", 28 * 28, embedding_dim=12)
+    assert isinstance(ae, ResNetAutoencoder)
+    z, x_hat = ae(torch.rand(3, 28 * 28))
+    assert z.shape == (3, 12) and x_hat.shape == (3, 28 * 28)
+    with pytest.raises(ValueError, match="needs image_shape"):
+        build_autoencoder("resnet", 30)

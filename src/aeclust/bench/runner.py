@@ -513,9 +513,10 @@ class _Runner:
             self.plot(row, data, seed, est, embedding, labels)
         return result
 
-    def _extra_figures(self, est: Any, data: _Data, row: str) -> dict[str, Any]:
+    def _extra_figures(self, est: Any, data: _Data, row: str, seed: int = 0) -> dict[str, Any]:
         """Method-specific figures: k-DAE's per-cluster reconstructions (its paper's Fig. 2), CT's
-        membership histograms (its Fig. 3)."""
+        membership histograms (Fig. 3), CCAE's and VCC's embedding snapshots (their Fig. 2) and
+        ICAE's images generated from the PEDCC centres (Fig. 3)."""
         from aeclust.bench import plots
 
         figures: dict[str, Any] = {}
@@ -532,6 +533,22 @@ class _Runner:
         if hasattr(est, "initial_max_membership_") and hasattr(est, "max_membership_"):
             figures["memberships"] = lambda: plots.membership_histogram_figure(
                 est.initial_max_membership_, est.max_membership_, title
+            )
+        snapshots = getattr(est, "embedding_snapshots_", None)
+        if snapshots is not None and hasattr(est, "stage_labels_"):  # CCAE's Fig. 2
+            figures["shift-snapshots"] = lambda: plots.shift_snapshots_figure(
+                snapshots, est.stage_labels_, data.y, title, seed=seed
+            )
+        elif snapshots is not None and hasattr(est, "snapshot_epochs_"):  # VCC's Fig. 2
+            figures["epoch-snapshots"] = lambda: plots.epoch_snapshots_figure(
+                snapshots, est.snapshot_epochs_, data.y, title, seed=seed
+            )
+        if hasattr(est, "generate") and data.image_shape is not None:  # ICAE's Fig. 3
+            figures["generated"] = lambda: plots.generated_grid_figure(
+                est.generate(10),
+                getattr(est, "image_shape_", data.image_shape),
+                est.n_clusters,
+                title,
             )
         return figures
 
@@ -559,7 +576,7 @@ class _Runner:
                 },
                 title=f"{self.proto.label(row)} on {data.name}, seed {seed}",
                 seed=seed,
-                extra=self._extra_figures(est, data, row),
+                extra=self._extra_figures(est, data, row, seed),
             )
         except Exception as exc:  # plots never lose results
             logger.warning("plots of %s on %s (seed %d) failed: %s", row, data.name, seed, exc)

@@ -318,10 +318,12 @@ def build_autoencoder(
 
     Parameters
     ----------
-    spec : {"mlp", "conv"}, sequence of int or Autoencoder
+    spec : {"mlp", "conv", "resnet"}, sequence of int or Autoencoder
         ``"mlp"`` -> ``[n_features, *hidden_dims, embedding_dim]``; a sequence of widths from the
         first hidden layer to the embedding (the input width is prepended when it is missing);
-        ``"conv"`` -> :class:`ConvAutoencoder` (needs ``image_shape``); a module is returned as is
+        ``"conv"`` -> :class:`ConvAutoencoder`, ``"resnet"`` ->
+        :class:`aeclust.nn.resnet.ResNetAutoencoder` (ICAE's network; both need ``image_shape``
+        for non-square inputs); a module is returned as is
         (callers copy it so a shared pretrained network is never mutated).
     n_features : int
         Input dimension.
@@ -349,14 +351,21 @@ def build_autoencoder(
             return MLPAutoencoder(
                 dims, activation, batch_norm=batch_norm, output_activation=output_activation
             )
-        if spec == "conv":
+        if spec in ("conv", "resnet"):
             if image_shape is None:
                 side = round(n_features**0.5)
                 if side * side != n_features:
                     raise ValueError(
-                        "autoencoder='conv' needs image_shape=(C, H, W) for non-square inputs"
+                        f"autoencoder={spec!r} needs image_shape=(C, H, W) for non-square inputs"
                     )
                 image_shape = (1, side, side)
+            if spec == "resnet":
+                # Imported here: aeclust.nn.resnet builds on this module.
+                from aeclust.nn.resnet import ResNetAutoencoder
+
+                return ResNetAutoencoder(
+                    image_shape, embedding_dim=embedding_dim, output_activation=output_activation
+                )
             return ConvAutoencoder(
                 image_shape,
                 embedding_dim=embedding_dim,
@@ -364,7 +373,7 @@ def build_autoencoder(
                 batch_norm=batch_norm,
                 output_activation=output_activation,
             )
-        raise ValueError(f"unknown autoencoder preset {spec!r}; valid: 'mlp', 'conv'")
+        raise ValueError(f"unknown autoencoder preset {spec!r}; valid: 'mlp', 'conv', 'resnet'")
     dims = [int(d) for d in spec]
     if not dims:
         raise ValueError("autoencoder dims must not be empty")
