@@ -15,7 +15,7 @@
 
 The paper states none of the classifiers' hyper-parameters (k, C, gamma, regularisation) nor any
 feature scaling; :data:`DEFAULT_PARAMS` holds our choices (scikit-learn's defaults, see
-``docs/drafts/evaluation.md``) and every one can be overridden by name.
+``docs/METHODS.md``) and every one can be overridden by name.
 """
 
 from __future__ import annotations
