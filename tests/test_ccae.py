@@ -15,13 +15,13 @@ from aeclust.methods.ccae import (
     CCAE,
     ClassSeparatingAE,
     group_means,
-    masked_knn,
     neighbour_means,
     rival_means,
     shift_away,
     shift_towards,
 )
 from aeclust.metrics import cluster_accuracy
+from aeclust.primitives import grouped_knn
 
 TINY_CCAE = dict(
     autoencoder=[16, 4],
@@ -104,14 +104,14 @@ def test_rival_all_is_the_mean_of_every_other_group():
 def test_knn_within_and_across_clusters_by_hand():
     z = torch.tensor([[0.0], [1.0], [3.0], [10.0], [11.0], [30.0]])
     labels = torch.tensor([0, 0, 0, 1, 1, 2])
-    idx, valid = masked_knn(z, labels, 2, same=True)
+    idx, valid = grouped_knn(z, labels, 2, same=True)
     assert idx[0].tolist() == [1, 2] and valid[0].all()
     assert idx[3, 0] == 4 and valid[3].tolist() == [True, False]  # cluster of two
     assert not valid[5].any()  # singleton: no neighbour
-    idx, valid = masked_knn(z, labels, 1, same=False)
+    idx, valid = grouped_knn(z, labels, 1, same=False)
     assert idx[:, 0].tolist() == [3, 3, 3, 2, 2, 4] and valid.all()
     t = torch.arange(12.0).reshape(6, 2)
-    idx, valid = masked_knn(z, labels, 2, same=True)
+    idx, valid = grouped_knn(z, labels, 2, same=True)
     m = neighbour_means(t, idx, valid)
     assert torch.allclose(m[0], (t[1] + t[2]) / 2)
     assert torch.allclose(m[3], t[4])
@@ -122,7 +122,7 @@ def test_knn_matches_brute_force_on_more_rows_than_one_chunk():
     gen = torch.Generator().manual_seed(2)
     z = torch.randn(300, 3, generator=gen)
     labels = torch.randint(0, 4, (300,), generator=gen)
-    idx, valid = masked_knn(z, labels, 5, same=True)
+    idx, valid = grouped_knn(z, labels, 5, same=True, chunk_size=64)  # 5 blocks
     d = torch.cdist(z, z)
     d[labels[:, None] != labels[None, :]] = float("inf")
     d.fill_diagonal_(float("inf"))

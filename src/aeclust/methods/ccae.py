@@ -34,7 +34,7 @@ from aeclust._utils import local_seed, seed_from
 from aeclust.methods.base import BaseDeepClusterer, register_estimator, store_init_args
 from aeclust.nn import Autoencoder, build_autoencoder
 from aeclust.pretrain import PretrainConfig, pretrain_autoencoder, reconstruction_loss
-from aeclust.primitives import kmeans, squared_distances
+from aeclust.primitives import grouped_knn, kmeans, squared_distances
 from aeclust.primitives.kmeans import cluster_sums
 from aeclust.training import Trainer, batched_apply, make_optimizer
 
@@ -45,7 +45,6 @@ __all__ = [
     "RIVALS",
     "ClassSeparatingAE",
     "group_means",
-    "masked_knn",
     "neighbour_means",
     "rival_means",
     "shift_away",
@@ -145,45 +144,6 @@ def rival_means(
     nearest = d.argmin(dim=1)
     has_rival = torch.isfinite(d.min(dim=1).values).unsqueeze(1)
     return torch.where(has_rival, means[nearest], t)
-
-
-def masked_knn(
-    z: torch.Tensor, labels: torch.Tensor, k: int, *, same: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact k nearest neighbours of every row of ``z``, within (or outside) its own group.
-
-    A chunked ``matmul`` + ``topk``: a block of rows against all rows at a time, so memory is
-    O(chunk x N), never N x N. ``same=True``: neighbours of the same group, the sample itself
-    excluded (eq. 10's N_i); ``same=False``: the nearest samples of the other groups (eq. 13's
-    R_i). Distances are squared Euclidean in fp32.
-
-    Returns
-    -------
-    idx : LongTensor (N, k')
-        k' = min(k, N); entries that do not exist (a group smaller than k + 1) are marked invalid.
-    valid : BoolTensor (N, k')
-    """
-    n = z.shape[0]
-    k = min(int(k), n)
-    z = z.float()
-    sq = (z * z).sum(dim=1)
-    rows = max(1, min(n, (1 << 24) // max(n, 1)))
-    idx_parts, valid_parts = [], []
-    for start in range(0, n, rows):
-        stop = min(start + rows, n)
-        d = sq[start:stop, None] - 2.0 * (z[start:stop] @ z.T) + sq[None, :]
-        d.clamp_min_(0.0)
-        same_group = labels[start:stop, None] == labels[None, :]
-        if same:
-            d.masked_fill_(~same_group, torch.inf)
-            r = torch.arange(stop - start, device=z.device)
-            d[r, r + start] = torch.inf
-        else:
-            d.masked_fill_(same_group, torch.inf)
-        vals, idx = d.topk(k, dim=1, largest=False, sorted=True)
-        idx_parts.append(idx)
-        valid_parts.append(torch.isfinite(vals))
-    return torch.cat(idx_parts), torch.cat(valid_parts)
 
 
 def neighbour_means(targets: torch.Tensor, idx: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -442,10 +402,10 @@ class CCAE(BaseDeepClusterer):
                 m = rival_means(t, labels, k, rival=self.rival, points=codes, centres=centres)
                 t = shift_away(t, m, self.beta)
             return t
-        idx, valid = masked_knn(codes, labels, self.n_neighbours, same=True)
+        idx, valid = grouped_knn(codes, labels, self.n_neighbours, same=True)
         t = shift_towards(t, neighbour_means(t, idx, valid), self.alpha)
         if self.shift == "neighbours+rivals":
-            idx, valid = masked_knn(codes, labels, self.n_rivals, same=False)
+            idx, valid = grouped_knn(codes, labels, self.n_rivals, same=False)
             t = shift_away(t, neighbour_means(t, idx, valid), self.beta)
         return t
 

@@ -23,11 +23,13 @@ import math
 import torch
 
 from aeclust._utils import has_native_bf16
+from aeclust.primitives.kmeans import squared_distances
 
 __all__ = [
     "EdgeSampler",
     "contraction_rates",
     "graph_edges",
+    "grouped_knn",
     "knn",
     "sample_non_edges",
     "separation_rates",
@@ -149,6 +151,45 @@ def _knn_exact(
             out_d[start + s : start + s + c.shape[0]] = best.values.sqrt_()
             out_i[start + s : start + s + c.shape[0]] = c.gather(1, best.indices)
     return out_d, out_i
+
+
+@torch.no_grad()
+def grouped_knn(
+    z: torch.Tensor, labels: torch.Tensor, k: int, *, same: bool, chunk_size: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact k nearest neighbours of every row of ``z`` within (or outside) its own group.
+
+    Chunked distances (:func:`aeclust.primitives.squared_distances`) + ``topk``: a block of rows
+    against all rows at a time, so memory is O(chunk x N), never N x N. ``same=True``: neighbours
+    of the same group, the row itself excluded (CCAE's eq. 10, N_i); ``same=False``: the nearest
+    rows of the other groups (CCAE's eq. 13, R_i). Squared Euclidean distances in fp32.
+    ``chunk_size`` rows per block (default: as many as fit in 128 MiB of distances).
+
+    Returns
+    -------
+    idx : LongTensor (N, k')
+        k' = min(k, N); entries that do not exist (a group smaller than k + 1) are marked invalid.
+    valid : BoolTensor (N, k')
+    """
+    n = z.shape[0]
+    k = min(int(k), n)
+    z = z.float()
+    rows = chunk_size or max(1, min(n, _BLOCK_ELEMENTS // max(n, 1)))
+    idx_parts, valid_parts = [], []
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        d = squared_distances(z[start:stop], z)
+        same_group = labels[start:stop, None] == labels[None, :]
+        if same:
+            d.masked_fill_(~same_group, math.inf)
+            r = torch.arange(stop - start, device=z.device)
+            d[r, r + start] = math.inf
+        else:
+            d.masked_fill_(same_group, math.inf)
+        vals, idx = d.topk(k, dim=1, largest=False, sorted=True)
+        idx_parts.append(idx)
+        valid_parts.append(torch.isfinite(vals))
+    return torch.cat(idx_parts), torch.cat(valid_parts)
 
 
 def _knn_faiss(x: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
