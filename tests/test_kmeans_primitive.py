@@ -75,3 +75,30 @@ def test_cluster_sums_match_a_direct_computation():
             mask = labels[r] == k
             assert counts[r, k] == mask.sum()
             assert torch.allclose(sums[r, k], x[mask].sum(0), atol=1e-3)
+
+
+def test_lloyd_labels_are_the_nearest_centres_of_every_restart():
+    from aeclust.primitives.kmeans import _batched_labels, squared_distances
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(5000, 6, generator=gen)  # several row blocks for 7 x 9 centres
+    centers = torch.randn(7, 9, 6, generator=gen)
+    labels = _batched_labels(x, centers)
+    assert labels.shape == (7, 5000)
+    assert torch.equal(labels, squared_distances(x, centers).argmin(dim=-1))
+
+
+def test_batched_restarts_equal_separate_runs_from_the_same_seeds():
+    # Converged restarts leave the batch early; each must still end where it would alone.
+    from aeclust.primitives.kmeans import kmeans_plusplus
+
+    gen = torch.Generator().manual_seed(1)
+    x = torch.cat([torch.randn(300, 3, generator=gen) + 3 * i for i in range(5)])
+    seeds = kmeans_plusplus(x, 5, 8, torch.Generator().manual_seed(7))
+    alone = [kmeans(x, 5, init=seeds[r], max_iter=300) for r in range(8)]
+    batched = kmeans(x, 5, n_init=8, max_iter=300, generator=torch.Generator().manual_seed(7))
+    best = min(alone, key=lambda r: r.inertia)
+    assert len({round(r.inertia, 3) for r in alone}) > 1  # the restarts really differ
+    assert batched.inertia == pytest.approx(best.inertia, rel=1e-6)
+    assert torch.equal(batched.labels, best.labels)
+    assert batched.n_iter == max(r.n_iter for r in alone)

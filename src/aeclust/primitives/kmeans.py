@@ -67,13 +67,32 @@ def _batched_assign(x: torch.Tensor, centers: torch.Tensor) -> tuple[torch.Tenso
     return torch.cat(labels, dim=1), torch.cat(mins, dim=1)
 
 
+def _batched_labels(x: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """Nearest-centre labels (R, N) for R sets of centres (R, k, d), without the distances.
+
+    A Lloyd step needs only the argmin, and ``|x|^2`` does not change it: one matrix product of a
+    row block with all R*k centres plus ``|c|^2``, in blocks small enough to stay in cache (about
+    2x faster than the full distances on the CPU for 70k x 10 points and 20 restarts).
+    """
+    n_runs, k, d = centers.shape
+    flat = centers.reshape(n_runs * k, d)
+    c2 = (flat * flat).sum(dim=1)
+    ct = flat.T.contiguous()
+    out = torch.empty(n_runs, x.shape[0], dtype=torch.long, device=x.device)
+    block = max(256, (1 << 20) // max(1, n_runs * k))
+    for start in range(0, x.shape[0], block):
+        scores = torch.addmm(c2, x[start : start + block], ct, alpha=-2.0)
+        out[:, start : start + block] = scores.view(-1, n_runs, k).argmin(dim=-1).T
+    return out
+
+
 def cluster_sums(
     x: torch.Tensor, labels: torch.Tensor, n_clusters: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-cluster sums and counts of ``x`` (N, d) for labels (R, N) of R runs at once.
 
-    A chunked one-hot matrix product rather than ``scatter_add``: scatter uses atomics on CUDA,
-    whose float sums depend on thread order, and the same seed must give the same labels.
+    On CUDA a chunked one-hot matrix product rather than ``scatter_add``: scatter uses atomics
+    there, whose float sums depend on thread order, and the same seed must give the same labels.
 
     Returns
     -------
@@ -81,12 +100,22 @@ def cluster_sums(
     counts : Tensor (R, k)
     """
     n_runs, n = labels.shape
+    x = x.float()
+    if x.device.type == "cpu":
+        # On the CPU index_add_ runs sequentially (deterministic) and, one run at a time, beats
+        # the one-hot product ~1.5x without copying x per run.
+        sums = torch.zeros(n_runs, n_clusters, x.shape[1], device=x.device)
+        for run in range(n_runs):
+            sums[run].index_add_(0, labels[run], x)
+        offsets = torch.arange(n_runs, device=x.device).unsqueeze(1) * n_clusters
+        counts = torch.bincount((labels + offsets).reshape(-1), minlength=n_runs * n_clusters)
+        return sums, counts.float().view(n_runs, n_clusters)
     sums = torch.zeros(n_runs, n_clusters, x.shape[1], device=x.device)
     counts = torch.zeros(n_runs, n_clusters, device=x.device)
     chunk = max(1024, (1 << 24) // max(1, n_runs * n_clusters))
     for start in range(0, n, chunk):
         onehot = torch.nn.functional.one_hot(labels[:, start : start + chunk], n_clusters).float()
-        sums += onehot.transpose(1, 2) @ x[start : start + chunk].float()
+        sums += onehot.transpose(1, 2) @ x[start : start + chunk]
         counts += onehot.sum(dim=1)
     return sums, counts
 
@@ -193,18 +222,24 @@ def kmeans(
         raise ValueError(f"init must be 'k-means++', 'random' or a tensor, got {init!r}")
 
     threshold = tol * x.var(dim=0).mean()
+    # Restarts that have converged leave the batch, so n_init restarts cost the sum of their own
+    # iteration counts rather than n_init times the slowest one.
+    active = torch.arange(centers.shape[0], device=x.device)
     n_iter = 0
     for n_iter in range(1, max_iter + 1):  # noqa: B007 - n_iter is reported
-        labels, _ = _batched_assign(x, centers)  # (R, N)
+        current = centers[active]
+        labels = _batched_labels(x, current)  # (R_active, N)
         sums, counts = cluster_sums(x, labels, n_clusters)
         # An empty cluster keeps its previous centre rather than collapsing to the origin.
         new_centers = torch.where(
-            counts.unsqueeze(-1) > 0, sums / counts.clamp_min(1).unsqueeze(-1), centers
+            counts.unsqueeze(-1) > 0, sums / counts.clamp_min(1).unsqueeze(-1), current
         )
-        shift = ((new_centers - centers) ** 2).sum(dim=(1, 2))
-        centers = new_centers
-        if bool((shift <= threshold).all()):
+        shift = ((new_centers - current) ** 2).sum(dim=(1, 2))
+        centers[active] = new_centers
+        moving = shift > threshold
+        if not bool(moving.any()):
             break
+        active = active[moving]
     labels, mins = _batched_assign(x, centers)
     inertia = mins.sum(dim=1)
     best = int(inertia.argmin())
