@@ -159,6 +159,23 @@ def test_report_csv(tiny: Path, tmp_path: Path) -> None:
     assert by_method["dec"]["n_seeds"] == "0" and by_method["dec"]["acc_mean"] == ""
 
 
+def test_bf16_runs_are_stored_beside_the_fp32_ones(tiny: Path, tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    kw = {"quick": True, "methods": ["ae-kmeans"], "device": "cpu", "db": db, "plots": False}
+    run_protocol(tiny, precision="fp32", **kw)
+    summary = run_protocol(tiny, precision="bf16", **kw)
+    assert summary.completed and not summary.already_done  # not mistaken for the fp32 cell
+    rows = {(r["protocol"], r["precision"]) for r in _rows(db)}
+    assert rows == {("tiny", "fp32"), ("tiny+bf16", "bf16")}
+    assert "aeclust bench tiny --quick" in summary.command and "+bf16" not in summary.command
+    text = render_report(db, fmt="md")
+    assert "## tiny+bf16 (quick)" in text and "[bf16]" in text
+    with pytest.raises(ValueError, match="precision must be one of"):
+        run_protocol(tiny, precision="fp16", **kw)
+    with ResultStore(db) as store:
+        assert set(store.protocols()) == {"tiny", "tiny+bf16"}
+
+
 def test_benchmarks_md_is_written_atomically_with_machine_header(tiny: Path, tmp_path: Path):
     db = tmp_path / "r.db"
     run_protocol(tiny, quick=True, methods=["kmeans"], device="cpu", db=db, plots=False)

@@ -80,7 +80,7 @@ import math
 import os
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -395,6 +395,21 @@ class Protocol:
                     own[k] = v
             own.update(quick_own)
         return copy.deepcopy(shared), copy.deepcopy(own)
+
+    def at_precision(self, precision: str) -> Protocol:
+        """This protocol as run in a non-default precision: its results are kept apart.
+
+        Runs are stored per (protocol, variant, method, data set, seed); a ``bf16`` (or ``auto``)
+        run of ``baselines`` is stored as protocol ``baselines+bf16`` so that it sits beside the
+        fp32 one instead of replacing it, and the report shows both and their difference.
+        ``fp32`` returns the protocol unchanged.
+        """
+        if precision == "fp32":
+            return self
+        name = f"{self.name}+{precision}"
+        title = f"{self.title} [{precision}]"
+        raw = {**self.raw, "name": name, "title": title}
+        return replace(self, name=name, title=title, raw=raw)
 
     def to_json(self) -> str:
         """The parsed protocol as JSON (stored with every run)."""

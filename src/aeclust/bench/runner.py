@@ -650,7 +650,12 @@ def run_protocol(
     KeyboardInterrupt
         Passed on; every cell finished before it is in the database.
     """
-    proto = load_protocol(protocol)
+    from aeclust._utils import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    base = load_protocol(protocol)
+    proto = base.at_precision(precision)
     variant = "quick" if quick else "full"
     if seeds is not None and (isinstance(seeds, bool) or int(seeds) < 1):
         raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
@@ -658,7 +663,7 @@ def run_protocol(
     results = Path(results_dir) if results_dir is not None else db_path.parent
     if command is None:
         command = format_command(
-            proto.name,
+            base.name,
             quick=quick,
             seeds=seeds,
             methods=methods,
