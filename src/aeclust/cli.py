@@ -169,11 +169,68 @@ def _csv_list(text: str | None) -> list[str] | None:
     return items
 
 
+def cmd_speed(args: argparse.Namespace) -> int:
+    """``aeclust bench --speed``: the throughput table (aeclust against a bare torch loop)."""
+    from aeclust.bench.speed import run_speed
+
+    if args.protocol is not None:
+        raise CLIError("--speed takes no protocol (it measures throughput, not a paper table)")
+    datasets = _csv_list(args.datasets) or ["mnist_test"]
+    if len(datasets) != 1:
+        raise CLIError(f"--speed measures on one dataset, got {datasets}")
+    precisions = [args.precision] if args.precision else ["fp32", "bf16"]
+    phases = _csv_list(args.phases) or ["pretrain", "cluster", "primitive"]
+    parts = ["aeclust", "bench", "--speed", "--datasets", datasets[0]]
+    if args.methods:
+        parts += ["--methods", args.methods]
+    if args.precision:
+        parts += ["--precision", args.precision]
+    if args.phases:
+        parts += ["--phases", args.phases]
+    if args.repeats != 2:
+        parts += ["--repeats", str(args.repeats)]
+    if args.device != "auto":
+        parts += ["--device", args.device]
+
+    def show(row) -> None:
+        rate = "" if row.samples_per_s is None else f"{row.samples_per_s:9.0f} samples/s"
+        ref = row.reference_samples_per_s
+        vs = (
+            ""
+            if ref is None or row.samples_per_s is None
+            else f"  ({row.samples_per_s / ref:.2f}x bare fp32)"
+        )
+        print(
+            f"{row.phase:<9} {row.name:<36} {row.precision:<8} {row.seconds:8.2f} s {rate}{vs}",
+            flush=True,
+        )
+
+    run_speed(
+        dataset=datasets[0],
+        methods=_csv_list(args.methods),
+        precisions=precisions,
+        phases=phases,
+        repeats=args.repeats,
+        device=args.device,
+        db=args.db,
+        data_home=args.data_home,
+        command=" ".join(parts),
+        on_row=show,
+    )
+    print(f"stored in {args.db}; `aeclust report --out BENCHMARKS.md` renders the table")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run a benchmark protocol into the results database (resumes finished cells)."""
     from aeclust.bench import format_command, run_protocol
     from aeclust.metrics import format_metrics
 
+    if args.speed:
+        return cmd_speed(args)
+    if args.protocol is None:
+        raise CLIError("bench needs a protocol (see benchmarks/protocols) or --speed")
+    args.precision = args.precision or "fp32"
     if args.seeds is not None and args.seeds < 1:
         raise CLIError(f"--seeds must be a positive integer, got {args.seeds}")
     methods, datasets = _csv_list(args.methods), _csv_list(args.datasets)
@@ -337,13 +394,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run every (dataset, seed, method) cell of a protocol; cells already in the "
         "database are skipped, so an interrupted run resumes.",
     )
-    p.add_argument("protocol", help="a protocol file, or a name in benchmarks/protocols")
+    p.add_argument("protocol", nargs="?", help="a protocol file, or a name in benchmarks/protocols")
     p.add_argument("--quick", action="store_true", help="the CPU variant ([quick] section)")
     p.add_argument("--seeds", type=int, help="number of seeds (default: the protocol's)")
     p.add_argument("--methods", help="comma-separated method rows (default: all)")
     p.add_argument("--datasets", help="comma-separated dataset columns (default: all)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "auto"],
+        help="default fp32; a bf16/auto run is stored as protocol NAME+PRECISION. "
+        "With --speed: only this precision (default: fp32 and bf16)",
+    )
+    p.add_argument(
+        "--speed",
+        action="store_true",
+        help="instead of a protocol: throughput of pretraining, of each method's clustering "
+        "phase and of k-means / kNN, against a bare torch loop, in fp32 and bf16",
+    )
+    p.add_argument("--phases", help="--speed: comma-separated pretrain, cluster, primitive")
+    p.add_argument("--repeats", type=int, default=2, help="--speed: timed repetitions")
     p.add_argument("--db", default="results/aeclust.db", help="results database")
     p.add_argument(
         "--plots",

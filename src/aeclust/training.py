@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,37 @@ def batch_slices(n: int, batch_size: int) -> list[tuple[int, int]]:
         bounds[-2] = (bounds[-2][0], n)
         bounds.pop()
     return bounds
+
+
+@dataclass
+class TrainingTally:
+    """Optimisation steps and training samples counted by :func:`tally_training`."""
+
+    samples: int = 0
+    steps: int = 0
+
+
+_ACTIVE_TALLIES: list[TrainingTally] = []
+
+
+@contextmanager
+def tally_training() -> Iterator[TrainingTally]:
+    """Count every :class:`Trainer` step taken inside the block (all methods train through it).
+
+    The throughput benchmark (:mod:`aeclust.bench.speed`) divides the samples by the wall time
+    of a method's clustering phase, whatever the method's own notion of an epoch.
+
+    Yields
+    ------
+    TrainingTally
+        Filled as the steps run.
+    """
+    tally = TrainingTally()
+    _ACTIVE_TALLIES.append(tally)
+    try:
+        yield tally
+    finally:
+        _ACTIVE_TALLIES.remove(tally)
 
 
 class Trainer:
@@ -311,6 +343,9 @@ class Trainer:
                 loss.backward()
                 self.optimizer.step()
                 self.n_steps += 1
+                for tally in _ACTIVE_TALLIES:
+                    tally.samples += stop - start
+                    tally.steps += 1
                 weight = float(stop - start)
                 total += loss.detach().float() * weight
                 for key, value in parts.items():

@@ -639,6 +639,157 @@ def _machines_md(store: ResultStore, protos: Iterable[str]) -> list[str]:
     return lines
 
 
+def _fmt_rate(v: float | None) -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:,.0f}"
+
+
+def _fmt_ratio(num: float | None, den: float | None) -> str:
+    return "—" if not num or not den else f"{num / den:.2f}×"
+
+
+def speed_md(store: ResultStore) -> list[str]:
+    """The throughput section: the newest ``aeclust bench --speed`` session of each device."""
+    rows = store.speed_rows()
+    if not rows:
+        return []
+    latest: dict[str, str] = {}
+    for r in rows:
+        latest[r["device"]] = max(latest.get(r["device"], ""), r["session"])
+    lines = [
+        "## Throughput",
+        "",
+        "Samples per second measured by `aeclust bench --speed` in one session on a quiet "
+        "machine (best of the repeats after a warm-up; see `aeclust.bench.speed`). "
+        "*Bare fp32* is the shortest correct hand-written torch loop (plain Adam, MSE) on the "
+        "same architecture and batch size, in fp32; the ratios are aeclust's rate over it. A "
+        "method's rate counts the training samples of every optimisation step of its "
+        "clustering phase over the whole phase's wall time (target refreshes, k-means and "
+        "kNN graphs included); its bare loop trains the method's own autoencoder by "
+        "reconstruction only, so the ratio is its cost per sample relative to plain "
+        "autoencoder training.",
+        "",
+    ]
+    for device, session in latest.items():
+        batch = [r for r in rows if r["session"] == session and r["device"] == device]
+        first = batch[0]
+        lines += [
+            f"### {device}, {session}",
+            "",
+            f"Command: `{first['command'] or 'aeclust bench --speed'}` at commit "
+            f"{(first['git_commit'] or '?')[:10]}.",
+            "",
+        ]
+        pre = [r for r in batch if r["phase"] == "pretrain"]
+        if pre:
+            lines += [
+                "| pretraining | batch | aeclust samples/s | bare loop, same precision "
+                "| bare fp32 | aeclust / bare fp32 |",
+                "|---|---:|---:|---:|---:|---:|",
+            ]
+            for r in pre:
+                cfg = json.loads(r["config_json"] or "{}")
+                arch = "-".join(str(d) for d in cfg.get("architecture", []))
+                lines.append(
+                    f"| {arch} AE, {r['precision']} | {r['batch_size']} "
+                    f"| {_fmt_rate(r['samples_per_s'])} "
+                    f"| {_fmt_rate(cfg.get('bare_same_precision_samples_per_s'))} "
+                    f"| {_fmt_rate(r['reference_samples_per_s'])} "
+                    f"| {_fmt_ratio(r['samples_per_s'], r['reference_samples_per_s'])} |"
+                )
+            lines.append("")
+        cluster = [r for r in batch if r["phase"] == "cluster"]
+        if cluster:
+            precisions = list(dict.fromkeys(r["precision"] for r in cluster))
+            head = "| method | batch | n "
+            head += "".join(f"| {p} s | {p} samples/s " for p in precisions)
+            head += "| bare fp32 AE loop | " + " | ".join(f"{p} / bare" for p in precisions)
+            if "fp32" in precisions and "bf16" in precisions:
+                head += " | bf16 / fp32"
+            lines += [head + " |", "|---" * (head.count("|") - 1) + "|"]
+            for name in dict.fromkeys(r["name"] for r in cluster):
+                by = {r["precision"]: r for r in cluster if r["name"] == name}
+                any_row = next(iter(by.values()))
+                ref = any_row["reference_samples_per_s"]
+                cells = [name, str(any_row["batch_size"] or "—"), f"{any_row['n_samples']:,}"]
+                for p in precisions:
+                    r = by.get(p)
+                    cells += [
+                        "—" if r is None else _fmt_seconds(r["seconds"]),
+                        "—" if r is None else _fmt_rate(r["samples_per_s"]),
+                    ]
+                cells.append(_fmt_rate(ref))
+                cells += [
+                    _fmt_ratio(by[p]["samples_per_s"] if p in by else None, ref) for p in precisions
+                ]
+                if "fp32" in precisions and "bf16" in precisions:
+                    fp, bf = by.get("fp32"), by.get("bf16")
+                    cells.append(
+                        "—" if not fp or not bf else f"{fp['seconds'] / bf['seconds']:.2f}× faster"
+                    )
+                lines.append("| " + " | ".join(cells) + " |")
+            lines.append("")
+        prim = [r for r in batch if r["phase"] == "primitive"]
+        if prim:
+            lines += ["| primitive | precision | seconds | data |", "|---|---|---:|---|"]
+            for r in prim:
+                cfg = json.loads(r["config_json"] or "{}")
+                data = cfg.get("data", "")
+                lines.append(f"| {r['name']} | {r['precision']} | {r['seconds']:.2f} | {data} |")
+            lines.append("")
+    return lines
+
+
+def precision_md(store: ResultStore, protos: dict[str, Protocol]) -> list[str]:
+    """bf16 against fp32: each protocol run in both, per data set and method (same seeds)."""
+    lines: list[str] = []
+    for name in protos:
+        if "+" not in name:
+            continue
+        base, precision = name.rsplit("+", 1)
+        if base not in protos:
+            continue
+        for variant in ("full", "quick"):
+            low = store.runs(name, variant)
+            if not low:
+                continue
+            ref = {(r["dataset"], r["method"], r["seed"]): r for r in store.runs(base, variant)}
+            pairs: dict[tuple[str, str], list[tuple[dict, dict]]] = {}
+            for r in low:
+                other = ref.get((r["dataset"], r["method"], r["seed"]))
+                if other is not None:
+                    pairs.setdefault((r["dataset"], r["method"]), []).append((other, r))
+            if not pairs:
+                continue
+            if not lines:
+                lines += [
+                    "## bf16 against fp32",
+                    "",
+                    "Protocols run in both precisions, on the same seeds (only seeds present in "
+                    "both count): mean ACC in fp32 and in the low precision, their difference in "
+                    "points (low − fp32) and the fit-time ratio (fp32 / low, > 1 = faster). The "
+                    "low-precision rows also have their own tables below (protocol "
+                    "`NAME+bf16`).",
+                    "",
+                    "| protocol | data | method | seeds | fp32 ACC | low ACC | Δ points "
+                    "| fit time fp32 / low |",
+                    "|---|---|---|---:|---:|---:|---:|---:|",
+                ]
+            for (dataset, method), items in sorted(pairs.items()):
+                fp = [a["acc"] for a, _ in items]
+                lo = [b["acc"] for _, b in items]
+                t_fp = sum(a["fit_seconds"] for a, _ in items)
+                t_lo = sum(b["fit_seconds"] for _, b in items)
+                delta = 100 * (float(np.mean(lo)) - float(np.mean(fp)))
+                lines.append(
+                    f"| {base} ({variant}), {precision} | {dataset} | {method} | {len(items)} "
+                    f"| {np.mean(fp):.3f} | {np.mean(lo):.3f} | {delta:+.1f} "
+                    f"| {t_fp / t_lo:.2f} |"
+                )
+    if lines:
+        lines.append("")
+    return lines
+
+
 def write_benchmarks_md(
     db: str | os.PathLike[str] | ResultStore,
     path: str | os.PathLike[str] = "BENCHMARKS.md",
@@ -688,13 +839,19 @@ def write_benchmarks_md(
             "",
         ]
         lines += _machines_md(store, protos)
+        speed, precision = speed_md(store), precision_md(store, protos)
         lines += ["## Contents", ""]
+        if speed:
+            lines.append("- [Throughput](#throughput): `aeclust bench --speed`")
+        if precision:
+            lines.append("- [bf16 against fp32](#bf16-against-fp32): accuracy in both precisions")
         for proto in protos.values():
             for v in _variants(store, proto.name, variant):
                 n = len(store.runs(proto.name, v))
                 title = f"{proto.name} ({v})"
                 lines.append(f"- [{title}](#{_anchor(title)}): {proto.title}; {n} run(s)")
         lines.append("")
+        lines += speed + precision
         for proto in protos.values():
             for v in _variants(store, proto.name, variant):
                 lines += _md_section(store, proto, v)

@@ -16,7 +16,14 @@ Schema (``SCHEMA_VERSION`` 1)::
          command, started_at, finished_at)
     failures(protocol, variant, method, dataset, seed, error, traceback, command, at)
     protocols(name, fingerprint, source, json, updated_at)
+    speed(id, session, phase, name, precision, batch_size, n_samples, seconds,
+          samples_per_s, reference_samples_per_s, reference, device, git_commit,
+          machine_json, config_json, command, measured_at)   -- UNIQUE(session, phase, name,
+                                                                precision)
     meta(key, value)
+
+``speed`` holds the throughput benchmark (:mod:`aeclust.bench.speed`); one ``session`` is one
+``aeclust bench --speed`` run, so its rows were measured together on one quiet machine.
 """
 
 from __future__ import annotations
@@ -30,7 +37,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_DB", "RUN_COLUMNS", "SCHEMA_VERSION", "ResultStore", "utc_now"]
+__all__ = [
+    "DEFAULT_DB",
+    "RUN_COLUMNS",
+    "SCHEMA_VERSION",
+    "SPEED_COLUMNS",
+    "ResultStore",
+    "utc_now",
+]
 
 DEFAULT_DB = Path("results") / "aeclust.db"
 SCHEMA_VERSION = 1
@@ -74,6 +88,26 @@ RUN_COLUMNS: tuple[str, ...] = (
     "command",
     "started_at",
     "finished_at",
+)
+
+#: Columns of ``speed`` a record may set.
+SPEED_COLUMNS: tuple[str, ...] = (
+    "session",
+    "phase",
+    "name",
+    "precision",
+    "batch_size",
+    "n_samples",
+    "seconds",
+    "samples_per_s",
+    "reference_samples_per_s",
+    "reference",
+    "device",
+    "git_commit",
+    "machine_json",
+    "config_json",
+    "command",
+    "measured_at",
 )
 
 _SCHEMA = """
@@ -130,6 +164,26 @@ CREATE TABLE IF NOT EXISTS failures (
     command TEXT,
     at TEXT NOT NULL,
     PRIMARY KEY (protocol, variant, method, dataset, seed)
+);
+CREATE TABLE IF NOT EXISTS speed (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    session TEXT NOT NULL,
+    phase TEXT NOT NULL CHECK (phase IN ('pretrain', 'cluster', 'primitive')),
+    name TEXT NOT NULL,
+    precision TEXT NOT NULL,
+    batch_size INTEGER,
+    n_samples INTEGER,
+    seconds REAL NOT NULL,
+    samples_per_s REAL,
+    reference_samples_per_s REAL,
+    reference TEXT,
+    device TEXT,
+    git_commit TEXT,
+    machine_json TEXT,
+    config_json TEXT,
+    command TEXT,
+    measured_at TEXT NOT NULL,
+    UNIQUE (session, phase, name, precision)
 );
 CREATE TABLE IF NOT EXISTS protocols (
     name TEXT PRIMARY KEY,
@@ -316,6 +370,44 @@ class ResultStore:
             args.append(variant)
         return [dict(r) for r in self._conn.execute(sql + " ORDER BY at", args).fetchall()]
 
+    # -- throughput -----------------------------------------------------------------------------
+    def insert_speed(self, record: Mapping[str, Any]) -> bool:
+        """Store one throughput measurement; False (nothing written) if it is already stored.
+
+        Parameters
+        ----------
+        record : mapping
+            Column values (see :data:`SPEED_COLUMNS`); dicts and lists are stored as JSON.
+
+        Returns
+        -------
+        bool
+            Whether a row was written.
+        """
+        unknown = sorted(set(record) - set(SPEED_COLUMNS))
+        if unknown:
+            raise ValueError(f"unknown speed column(s) {unknown}")
+        cols = list(record)
+        values = [
+            json.dumps(v) if isinstance(v, (dict, list, tuple)) else v for v in record.values()
+        ]
+        sql = (
+            f"INSERT OR IGNORE INTO speed ({', '.join(cols)}) "
+            f"VALUES ({', '.join('?' for _ in cols)})"
+        )
+        with self.transaction() as conn:
+            return conn.execute(sql, values).rowcount == 1
+
+    def speed_rows(self, session: str | None = None) -> list[dict]:
+        """Throughput rows (of one session, or all), oldest session first."""
+        sql = "SELECT * FROM speed"
+        args: list[Any] = []
+        if session is not None:
+            sql += " WHERE session = ?"
+            args.append(session)
+        sql += " ORDER BY session, id"
+        return [dict(r) for r in self._conn.execute(sql, args).fetchall()]
+
     # -- protocols ------------------------------------------------------------------------------
     def save_protocol(self, name: str, fingerprint: str, source: str, data_json: str) -> None:
         """Store (or update) a protocol's content."""
@@ -327,7 +419,7 @@ class ResultStore:
             )
 
     def export_jsonl(self, path: str | os.PathLike[str]) -> int:
-        """Write every stored protocol and run as JSON lines, atomically.
+        """Write every stored protocol, run and throughput row as JSON lines, atomically.
 
         The database lives outside git (``results/``); this text export is what is committed
         (``benchmarks/results/runs.jsonl``), so runs made on another machine (a GPU session) or
@@ -356,11 +448,15 @@ class ResultStore:
             for run in runs:
                 run = {k: v for k, v in run.items() if k != "id"}
                 fh.write(json.dumps({"table": "runs", "row": run}, sort_keys=True) + "\n")
+            for row in self.speed_rows():
+                row = {k: v for k, v in row.items() if k != "id"}
+                fh.write(json.dumps({"table": "speed", "row": row}, sort_keys=True) + "\n")
         return len(runs)
 
     def import_jsonl(self, path: str | os.PathLike[str]) -> tuple[int, int]:
         """Merge a :meth:`export_jsonl` file: runs whose cell is not stored yet are inserted (each
-        in its own transaction), stored cells are kept; protocols are added when missing.
+        in its own transaction), stored cells are kept; protocols and throughput rows are added
+        when missing.
 
         Returns
         -------
@@ -380,6 +476,9 @@ class ResultStore:
                     raise ValueError(
                         f"{path}:{number}: not a results export line ({exc})"
                     ) from None
+                if table == "speed":
+                    self.insert_speed(row)
+                    continue
                 if table == "protocols":
                     if row["name"] not in known:
                         self.save_protocol(

@@ -1,0 +1,494 @@
+"""Throughput benchmark: aeclust against a bare hand-written torch loop, in fp32 and bf16.
+
+One call of :func:`run_speed` (``aeclust bench --speed``) measures, on one machine and in one
+session, so that the figures can be compared with each other:
+
+``pretrain``
+    Samples per second of :func:`aeclust.pretrain.pretrain_autoencoder` on the d-500-500-2000-10
+    MLP autoencoder (MSE, Adam lr 1e-3) at the given batch size, beside the shortest correct torch
+    loop training the same architecture on the same data (:func:`bare_autoencoder_loop`; plain
+    ``torch.optim.Adam``, autocast when bf16). The reference figure stored with every row is the
+    bare loop **in fp32**, the baseline the issue measures against; the bare loop in the row's own
+    precision is stored in ``config_json``.
+``cluster``
+    Each method's clustering phase (its ``fit`` after the shared pretraining, which is cached and
+    not timed): training samples per second, counted over every optimisation step the method
+    takes (:func:`aeclust.training.tally_training`) and divided by the phase's whole wall time,
+    so target refreshes, k-means and kNN graphs count against it. The reference is the bare fp32
+    loop training the method's own fitted autoencoder (same architecture, same batch size) by
+    reconstruction alone, when the method has one (``autoencoder_``): the ratio is then the
+    method's cost per sample relative to plain autoencoder training.
+``primitive``
+    Wall seconds of k-means on a 70,000 x 10 embedding (one run and 20 restarts) and of the exact
+    10-NN graph of 70,000 x 784 MNIST (random data of that shape when MNIST is not available).
+
+Timings take the best of ``repeats`` after a warm-up. Run it on a quiet machine: two torch jobs
+on the 2-core test machine slow each other several-fold.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from aeclust._utils import autocast, resolve_device, resolve_precision
+from aeclust.bench.env import git_commit, machine_info
+from aeclust.bench.store import DEFAULT_DB, ResultStore, utc_now
+
+__all__ = [
+    "SPEED_METHODS",
+    "SpeedRow",
+    "bare_autoencoder_loop",
+    "run_speed",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Short clustering phases for the throughput table (not for accuracy): enough steps for a
+#: stable rate, shared pretraining of one epoch (cached, untimed). ``n_samples`` caps the data
+#: for the slow convolutional ICAE.
+SPEED_METHODS: dict[str, dict[str, Any]] = {
+    "ae-kmeans": {},
+    "dec": {"max_iter": 400, "tol": 0.0},
+    "idec": {"max_iter": 400, "tol": 0.0},
+    "dcn": {"epochs": 3},
+    "dkm": {"n_alpha_steps": 1, "epochs_per_alpha": 3},
+    "ct": {"epochs": 3},
+    "kdae": {"cluster_pretrain_epochs": 1, "epochs": 3, "n_init": 10, "pretrain_patience": None},
+    "damic": {"cluster_pretrain_epochs": 1, "epochs": 3, "n_init": 10, "pretrain_patience": None},
+    "ccae": {"autoencoder": "mlp", "n_shifts": 1, "shift_epochs": 3, "shift": "neighbours"},
+    "vcc": {"epochs": 3},
+    "icae": {"epochs": 1, "n_samples": 2000},
+}
+
+_SHARED_PRETRAIN = {"pretrain_epochs": 1}
+_MLP = [500, 500, 2000, 10]
+
+
+@dataclass
+class SpeedRow:
+    """One throughput measurement (a row of the ``speed`` table)."""
+
+    phase: str
+    name: str
+    precision: str
+    seconds: float
+    batch_size: int | None = None
+    n_samples: int | None = None
+    samples_per_s: float | None = None
+    reference_samples_per_s: float | None = None
+    reference: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def bare_autoencoder_loop(
+    ae: torch.nn.Module,
+    x: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    dtype: torch.dtype | None,
+) -> None:
+    """The reference: the shortest correct torch loop training ``ae`` to reconstruct ``x``.
+
+    Plain ``torch.optim.Adam`` (lr 1e-3, torch's default kernel), MSE, a fresh permutation per
+    epoch, autocast to ``dtype`` when given; ``ae(x)`` must return ``(z, x_hat)``.
+    """
+    opt = torch.optim.Adam(ae.parameters(), lr=1e-3)
+    n = x.shape[0]
+    ae.train()
+    for _ in range(epochs):
+        perm = torch.randperm(n, device=x.device)
+        for i in range(0, n, batch_size):
+            xb = x[perm[i : i + batch_size]]
+            with autocast(x.device, dtype):
+                loss = F.mse_loss(ae(xb)[1].float(), xb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    _sync(x.device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _best_rate(fn: Callable[[], Any], n_items: int, repeats: int, device: torch.device) -> float:
+    """Items per second of ``fn`` (best of ``repeats`` after one warm-up call)."""
+    fn()
+    best = 0.0
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        best = max(best, n_items / (time.perf_counter() - start))
+    return best
+
+
+def _best_seconds(fn: Callable[[], Any], repeats: int, device: torch.device) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+# ---------------------------------------------------------------------------------------------
+# The three phases
+# ---------------------------------------------------------------------------------------------
+
+
+def measure_pretraining(
+    x: torch.Tensor, precisions: Sequence[str], *, batch_size: int, epochs: int, repeats: int
+) -> list[SpeedRow]:
+    """aeclust's pretraining against the bare loop (see the module docstring)."""
+    from aeclust.nn import MLPAutoencoder
+    from aeclust.pretrain import PretrainConfig, pretrain_autoencoder
+
+    device = x.device
+    dims = [x.shape[1], *_MLP]
+    n = x.shape[0] * epochs
+
+    def fresh() -> torch.nn.Module:
+        return MLPAutoencoder(dims).to(device)
+
+    def bare(dtype: torch.dtype | None) -> float:
+        return _best_rate(
+            lambda: bare_autoencoder_loop(
+                fresh(), x, epochs=epochs, batch_size=batch_size, dtype=dtype
+            ),
+            n,
+            repeats,
+            device,
+        )
+
+    bare_fp32 = bare(None)
+    config = PretrainConfig(epochs=epochs, batch_size=batch_size, lr=1e-3)
+    rows = []
+    for precision in precisions:
+        dtype = resolve_precision(precision, device)
+        ours = _best_rate(
+            lambda dtype=dtype, precision=precision: pretrain_autoencoder(
+                fresh(), x, config, autocast_dtype=dtype, precision=precision
+            ),
+            n,
+            repeats,
+            device,
+        )
+        same = bare_fp32 if dtype is None else bare(dtype)
+        rows.append(
+            SpeedRow(
+                phase="pretrain",
+                name="autoencoder",
+                precision=precision,
+                seconds=n / ours,
+                batch_size=batch_size,
+                n_samples=x.shape[0],
+                samples_per_s=ours,
+                reference_samples_per_s=bare_fp32,
+                reference="bare torch loop, fp32",
+                config={
+                    "architecture": dims,
+                    "epochs": epochs,
+                    "bare_same_precision_samples_per_s": same,
+                },
+            )
+        )
+        logger.info("pretrain %s: %.0f samples/s (bare fp32 %.0f)", precision, ours, bare_fp32)
+    return rows
+
+
+def _reference_rate(est: Any, x: torch.Tensor, repeats: int) -> float | None:
+    from aeclust.nn import Autoencoder
+
+    ae = getattr(est, "autoencoder_", None)
+    if not isinstance(ae, Autoencoder):
+        return None
+    batch = int(getattr(est, "batch_size", 256))
+    return _best_rate(
+        lambda: bare_autoencoder_loop(copy.deepcopy(ae), x, epochs=1, batch_size=batch, dtype=None),
+        x.shape[0],
+        repeats,
+        x.device,
+    )
+
+
+def measure_methods(
+    x: np.ndarray,
+    n_clusters: int,
+    image_shape: tuple[int, ...] | None,
+    methods: Sequence[str],
+    precisions: Sequence[str],
+    *,
+    device: torch.device,
+    repeats: int,
+    cache_dir: Path,
+) -> list[SpeedRow]:
+    """Each method's clustering phase in each precision (see the module docstring)."""
+    from aeclust.methods import METHODS
+    from aeclust.training import tally_training
+
+    rows = []
+    for name in methods:
+        params = dict(SPEED_METHODS[name])
+        n_max = params.pop("n_samples", None)
+        data = x[:n_max] if n_max else x
+        cls = METHODS[name]
+        valid = cls().get_params()
+        base = {k: v for k, v in _SHARED_PRETRAIN.items() if k in valid}
+        if valid.get("autoencoder") == "mlp" and name != "ccae":
+            base["autoencoder"] = _MLP
+        if "image_shape" in valid and image_shape is not None:
+            base["image_shape"] = tuple(image_shape)
+        reference = None
+        for precision in precisions:
+            est = cls(
+                **base,
+                **params,
+                n_clusters=n_clusters,
+                random_state=0,
+                device=str(device),
+                precision=precision,
+                **({"pretrain_cache": str(cache_dir)} if "pretrain_cache" in valid else {}),
+            )
+            if hasattr(est, "pretrain_epochs"):
+                est.pretrain(data)  # cached: the timed fit below starts from it
+
+            def fit(est: Any = est, data: np.ndarray = data) -> Any:
+                return est.fit(data)
+
+            fit()  # warm-up (also fills per-method caches such as compiled kernels)
+            best, samples = float("inf"), 0
+            for _ in range(repeats):
+                with tally_training() as tally:
+                    _sync(device)
+                    start = time.perf_counter()
+                    fit()
+                    _sync(device)
+                    seconds = time.perf_counter() - start
+                if seconds < best:
+                    best, samples = seconds, tally.samples
+            if reference is None:
+                reference = _reference_rate(est, torch.from_numpy(data).to(device), repeats)
+            rate = samples / best if samples else None
+            rows.append(
+                SpeedRow(
+                    phase="cluster",
+                    name=name,
+                    precision=precision,
+                    seconds=best,
+                    batch_size=int(getattr(est, "batch_size", 0)) or None,
+                    n_samples=data.shape[0],
+                    samples_per_s=rate,
+                    reference_samples_per_s=reference,
+                    reference=None
+                    if reference is None
+                    else "bare torch loop, fp32, reconstruction on the method's autoencoder",
+                    config={"params": {**base, **params}, "training_samples": samples},
+                )
+            )
+            logger.info("%s %s: %.2f s, %s samples/s", name, precision, best, rate)
+    return rows
+
+
+def measure_primitives(
+    mnist: np.ndarray | None, *, device: torch.device, repeats: int, n_samples: int = 70_000
+) -> list[SpeedRow]:
+    """k-means on 70k x 10 and the 10-NN graph of 70k x 784 (see the module docstring)."""
+    from aeclust.primitives import kmeans, knn
+
+    gen = torch.Generator().manual_seed(0)
+    if mnist is not None:
+        x = torch.from_numpy(mnist[:n_samples]).to(device)
+        source = f"MNIST ({x.shape[0]:,} x 784)"
+    else:
+        x = torch.rand(n_samples, 784, generator=gen).to(device)
+        source = f"uniform random {n_samples:,} x 784 (MNIST not available)"
+    size = f"{x.shape[0] // 1000}k" if x.shape[0] >= 1000 else str(x.shape[0])
+    # A 10-D embedding with MNIST's structure: its top-10 principal components.
+    centred = x - x.mean(dim=0)
+    _, _, v = torch.pca_lowrank(centred, q=10, center=False)
+    z = (centred @ v).contiguous()
+    rows = []
+    for n_init in (1, 20):
+        seconds = _best_seconds(
+            lambda n_init=n_init: kmeans(
+                z, 10, n_init=n_init, generator=torch.Generator(device=device).manual_seed(0)
+            ),
+            repeats,
+            device,
+        )
+        rows.append(
+            SpeedRow(
+                phase="primitive",
+                name=f"kmeans {size} x 10, k=10, n_init={n_init}",
+                precision="fp32",
+                seconds=seconds,
+                n_samples=z.shape[0],
+                config={"data": f"top-10 principal components of {source}"},
+            )
+        )
+    seconds = _best_seconds(lambda: knn(x, 10), max(1, repeats - 1), device)
+    rows.append(
+        SpeedRow(
+            phase="primitive",
+            name=f"exact 10-NN graph {size} x 784",
+            precision="bf16 screen + fp32 re-rank"
+            if device.type == "cpu"
+            else "fp32",  # knn's screening="auto"
+            seconds=seconds,
+            n_samples=x.shape[0],
+            config={"data": source},
+        )
+    )
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------------------------
+
+
+def run_speed(
+    *,
+    dataset: str = "mnist_test",
+    methods: Sequence[str] | None = None,
+    precisions: Sequence[str] = ("fp32", "bf16"),
+    phases: Sequence[str] = ("pretrain", "cluster", "primitive"),
+    batch_size: int = 256,
+    repeats: int = 2,
+    device: str = "auto",
+    db: str | Path = DEFAULT_DB,
+    data_home: str | None = None,
+    primitive_samples: int = 70_000,
+    command: str = "",
+    on_row: Callable[[SpeedRow], None] | None = None,
+) -> list[SpeedRow]:
+    """Measure the throughput table and store it as one session of the ``speed`` table.
+
+    Parameters
+    ----------
+    dataset : str
+        Data for the pretraining and clustering phases (default ``mnist_test``, 10,000 x 784).
+    methods : sequence of str, optional
+        Methods of :data:`SPEED_METHODS` (default: all).
+    precisions : sequence of {"fp32", "bf16", "auto"}
+    phases : sequence of {"pretrain", "cluster", "primitive"}
+    batch_size : int
+        Batch size of the pretraining comparison.
+    repeats : int
+        Timed repetitions per figure (the best is kept).
+    device : str
+        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    db : path
+        Results database.
+    data_home : str, optional
+        Dataset folder (default ``$AECLUST_DATA``).
+    primitive_samples : int
+        Rows of the primitives' data (70,000: all of MNIST).
+    command : str
+        The command line, stored with the rows.
+    on_row : callable, optional
+        Called with each row as soon as it is measured.
+
+    Returns
+    -------
+    list of SpeedRow
+    """
+    from aeclust.datasets import load_dataset
+
+    for p in precisions:
+        resolve_precision(p, torch.device("cpu"))  # validates the name
+    unknown = sorted(set(phases) - {"pretrain", "cluster", "primitive"})
+    if unknown:
+        raise ValueError(f"unknown speed phase(s) {unknown}; valid: pretrain, cluster, primitive")
+    methods = list(SPEED_METHODS) if methods is None else list(methods)
+    bad = [m for m in methods if m not in SPEED_METHODS]
+    if bad:
+        raise ValueError(
+            f"no speed configuration for method(s) {bad}; valid: {list(SPEED_METHODS)}"
+        )
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    dev = resolve_device(device)
+    data = load_dataset(dataset, data_home=data_home)
+    x = torch.from_numpy(data.x).to(dev)
+    session = utc_now()
+    machine, commit = machine_info(), git_commit()
+    device_name = str(dev) + (f" ({machine.get('gpu')})" if dev.type == "cuda" else "")
+    rows: list[SpeedRow] = []
+
+    with ResultStore(db) as store:
+
+        def keep(batch: list[SpeedRow]) -> None:
+            for row in batch:
+                store.insert_speed(
+                    {
+                        "session": session,
+                        "phase": row.phase,
+                        "name": row.name,
+                        "precision": row.precision,
+                        "batch_size": row.batch_size,
+                        "n_samples": row.n_samples,
+                        "seconds": row.seconds,
+                        "samples_per_s": row.samples_per_s,
+                        "reference_samples_per_s": row.reference_samples_per_s,
+                        "reference": row.reference,
+                        "device": device_name,
+                        "git_commit": commit,
+                        "machine_json": machine,
+                        "config_json": {"dataset": data.name, **row.config},
+                        "command": command,
+                        "measured_at": utc_now(),
+                    }
+                )
+                rows.append(row)
+                if on_row is not None:
+                    on_row(row)
+
+        if "pretrain" in phases:
+            keep(
+                measure_pretraining(x, precisions, batch_size=batch_size, epochs=2, repeats=repeats)
+            )
+        if "cluster" in phases:
+            assert data.n_classes is not None
+            with tempfile.TemporaryDirectory(prefix="aeclust-speed-") as cache:
+                for name in methods:
+                    keep(
+                        measure_methods(
+                            data.x,
+                            data.n_classes,
+                            data.image_shape,
+                            [name],
+                            precisions,
+                            device=dev,
+                            repeats=repeats,
+                            cache_dir=Path(cache),
+                        )
+                    )
+        if "primitive" in phases:
+            try:
+                mnist = load_dataset("mnist", data_home=data_home).x
+            except Exception as exc:  # a missing optional data set must not stop the table
+                logger.warning("MNIST not available (%s): primitives on random data", exc)
+                mnist = None
+            keep(
+                measure_primitives(mnist, device=dev, repeats=repeats, n_samples=primitive_samples)
+            )
+    return rows

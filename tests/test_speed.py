@@ -1,0 +1,113 @@
+"""The throughput benchmark (aeclust bench --speed): what it counts, stores and reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from aeclust.bench import ResultStore, write_benchmarks_md
+from aeclust.bench.speed import bare_autoencoder_loop, run_speed
+from aeclust.cli import main
+from aeclust.nn import MLPAutoencoder
+from aeclust.training import Trainer, make_optimizer, tally_training
+
+
+def test_tally_counts_every_trainer_step_inside_the_block_only():
+    x = torch.randn(100, 5)
+    ae = MLPAutoencoder([5, 8, 2])
+    trainer = Trainer(ae, make_optimizer(ae.parameters()), epochs=3, batch_size=32)
+    with tally_training() as tally:
+        trainer.run([x], lambda idx, xb: ((ae(xb)[1] - xb) ** 2).mean())
+    assert tally.samples == 300 and tally.steps == 3 * 4
+    Trainer(ae, make_optimizer(ae.parameters()), epochs=1, batch_size=32).run(
+        [x], lambda idx, xb: ((ae(xb)[1] - xb) ** 2).mean()
+    )
+    assert tally.samples == 300  # closed: no longer counting
+
+
+def test_bare_loop_trains():
+    torch.manual_seed(0)
+    x = torch.rand(256, 20)
+    ae = MLPAutoencoder([20, 16, 4])
+
+    def error() -> float:
+        with torch.no_grad():
+            return float(((ae(x)[1] - x) ** 2).mean())
+
+    before = error()
+    bare_autoencoder_loop(ae, x, epochs=20, batch_size=64, dtype=None)
+    assert error() < 0.5 * before
+
+
+@pytest.fixture(scope="module")
+def speed_db(tmp_path_factory) -> tuple[Path, list]:
+    db = tmp_path_factory.mktemp("speed") / "r.db"
+    rows = run_speed(
+        dataset="digits",
+        methods=["dcn", "vcc"],
+        precisions=("fp32", "bf16"),
+        repeats=1,
+        device="cpu",
+        db=db,
+        primitive_samples=1500,
+        command="aeclust bench --speed --datasets digits",
+    )
+    return db, rows
+
+
+def test_speed_rows_measure_what_they_say(speed_db):
+    db, rows = speed_db
+    phases = [(r.phase, r.name, r.precision) for r in rows]
+    assert ("pretrain", "autoencoder", "fp32") in phases and ("cluster", "vcc", "bf16") in phases
+    assert sum(r.phase == "primitive" for r in rows) == 3
+    dcn = next(r for r in rows if r.name == "dcn" and r.precision == "fp32")
+    # DCN's 3 epochs over all 1,797 digits, each sample once per epoch.
+    assert dcn.config["training_samples"] == 3 * 1797
+    assert dcn.samples_per_s == pytest.approx(3 * 1797 / dcn.seconds)
+    assert dcn.reference_samples_per_s > 0  # the bare loop on DCN's own autoencoder
+    vcc = next(r for r in rows if r.name == "vcc")
+    assert vcc.reference_samples_per_s is None  # no autoencoder to compare with
+    pre = [r for r in rows if r.phase == "pretrain"]
+    assert all(r.samples_per_s > 0 and r.reference_samples_per_s > 0 for r in pre)
+    with ResultStore(db) as store:
+        assert len(store.speed_rows()) == len(rows)
+
+
+def test_speed_rows_survive_export_import_and_are_reported(speed_db, tmp_path):
+    db, rows = speed_db
+    export = tmp_path / "runs.jsonl"
+    with ResultStore(db) as store:
+        store.export_jsonl(export)
+    other = tmp_path / "other.db"
+    with ResultStore(other) as store:
+        store.import_jsonl(export)
+        store.import_jsonl(export)  # merging twice adds nothing
+        assert len(store.speed_rows()) == len(rows)
+    text = write_benchmarks_md(other, tmp_path / "B.md", notes=[]).read_text()
+    assert "## Throughput" in text and "aeclust bench --speed --datasets digits" in text
+    assert "| dcn |" in text and "bf16 / fp32" in text and "exact 10-NN graph" in text
+
+
+def test_speed_bad_input(tmp_path, capsys):
+    with pytest.raises(ValueError, match="no speed configuration"):
+        run_speed(dataset="digits", methods=["nope"], db=tmp_path / "r.db")
+    with pytest.raises(ValueError, match="unknown speed phase"):
+        run_speed(dataset="digits", phases=("warp",), db=tmp_path / "r.db")
+    assert main(["bench", "baselines", "--speed"]) == 2
+    assert "--speed takes no protocol" in capsys.readouterr().err
+    assert main(["bench"]) == 2
+    assert "needs a protocol" in capsys.readouterr().err
+
+
+def test_cli_speed(tmp_path, capsys):
+    db = tmp_path / "r.db"
+    argv = ["bench", "--speed", "--datasets", "digits", "--methods", "dcn", "--phases"]
+    code = main([*argv, "cluster", "--precision", "fp32", "--repeats", "1", "--db", str(db)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "cluster" in out and "dcn" in out and "samples/s" in out
+    with ResultStore(db) as store:
+        (row,) = store.speed_rows()
+    assert row["command"].startswith("aeclust bench --speed --datasets digits --methods dcn")
