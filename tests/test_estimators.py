@@ -216,3 +216,19 @@ def test_pretrain_matches_fit_and_leaves_the_estimator_unfitted(digits, tmp_path
         assert torch.equal(a, b)
     with pytest.raises(TypeError, match="does not pretrain"):
         KMeans(3).pretrain(x)
+
+
+def test_auto_precision_follows_the_hardware_and_the_method(monkeypatch):
+    import torch
+
+    from aeclust.methods import base as base_module
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(
+        base_module, "resolve_precision", lambda p, d: {"fp32": None}.get(p, torch.bfloat16)
+    )
+    model = AEKMeans(2, precision="auto")
+    assert model._autocast_dtype(cpu) is torch.bfloat16
+    monkeypatch.setattr(AEKMeans, "auto_bf16", False)  # a method that must stay in fp32
+    assert model._autocast_dtype(cpu) is None
+    assert AEKMeans(2, precision="bf16")._autocast_dtype(cpu) is torch.bfloat16  # explicit wins

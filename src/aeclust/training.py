@@ -70,7 +70,7 @@ def _optimizer_kernel(params: list[Any]) -> dict[str, bool]:
 
     The fused kernels update all parameters in one pass; on the 2-core test machine they cut
     Adam's step for the 784-500-500-2000-10 autoencoder from ~9 ms to ~1.5 ms, which is most of
-    what separates a bf16 step from 2x the fp32 one (benchmarks/throughput.py).
+    what separates a bf16 step from 2x the fp32 one (``aeclust bench --speed``).
     """
     tensors = [t for g in params for t in (g["params"] if isinstance(g, dict) else [g])]
     fusable = all(

@@ -66,6 +66,11 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     #: Whether the method trains a network (drives docs/CLI, not behaviour).
     deep: ClassVar[bool] = True
 
+    #: Whether ``precision="auto"`` may run this method in bf16 (on hardware with native bf16):
+    #: False for methods whose accuracy moved by a point or more in bf16 on the benchmark
+    #: (docs/METHODS.md, "Precision"), which then stay in fp32 under ``"auto"``.
+    auto_bf16: ClassVar[bool] = True
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         # Networks compute in float32 whatever the input dtype; transform returns float32.
@@ -88,7 +93,11 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         return resolve_device(getattr(self, "device", "cpu"))
 
     def _autocast_dtype(self, device: torch.device) -> torch.dtype | None:
-        return resolve_precision(getattr(self, "precision", "fp32"), device)
+        precision = getattr(self, "precision", "fp32")
+        if precision == "auto" and not getattr(type(self), "auto_bf16", True):
+            resolve_precision(precision, device)  # still validates the name
+            return None
+        return resolve_precision(precision, device)
 
     def _to_tensor(self, X: np.ndarray, device: torch.device) -> torch.Tensor:
         return torch.from_numpy(X).to(device)
