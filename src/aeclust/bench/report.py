@@ -766,7 +766,10 @@ def precision_md(store: ResultStore, protos: dict[str, Protocol]) -> list[str]:
                     "",
                     "Protocols run in both precisions, on the same seeds (only seeds present in "
                     "both count): mean ACC in fp32 and in the low precision, their difference in "
-                    "points (low − fp32) and the fit-time ratio (fp32 / low, > 1 = faster). The "
+                    "points (low − fp32) ± its standard error over the paired seeds, and the "
+                    "fit-time ratio (fp32 / low, > 1 = faster; only indicative when the two "
+                    "were run in different sessions, on a busier machine or older code: the "
+                    "Throughput section compares speed in one session). The "
                     "low-precision rows also have their own tables below (protocol "
                     "`NAME+bf16`).",
                     "",
@@ -779,10 +782,15 @@ def precision_md(store: ResultStore, protos: dict[str, Protocol]) -> list[str]:
                 lo = [b["acc"] for _, b in items]
                 t_fp = sum(a["fit_seconds"] for a, _ in items)
                 t_lo = sum(b["fit_seconds"] for _, b in items)
-                delta = 100 * (float(np.mean(lo)) - float(np.mean(fp)))
+                diffs = 100 * (np.array(lo) - np.array(fp))
+                se = (
+                    f" ± {np.std(diffs, ddof=1) / np.sqrt(len(diffs)):.1f}"
+                    if len(diffs) > 1
+                    else ""
+                )
                 lines.append(
                     f"| {base} ({variant}), {precision} | {dataset} | {method} | {len(items)} "
-                    f"| {np.mean(fp):.3f} | {np.mean(lo):.3f} | {delta:+.1f} "
+                    f"| {np.mean(fp):.3f} | {np.mean(lo):.3f} | {diffs.mean():+.1f}{se} "
                     f"| {t_fp / t_lo:.2f} |"
                 )
     if lines:
