@@ -102,3 +102,15 @@ def test_batched_restarts_equal_separate_runs_from_the_same_seeds():
     assert batched.inertia == pytest.approx(best.inertia, rel=1e-6)
     assert torch.equal(batched.labels, best.labels)
     assert batched.n_iter == max(r.n_iter for r in alone)
+
+
+def test_a_warm_start_far_from_the_data_still_gives_k_clusters():
+    # Centres of an earlier embedding: two of the three lie far from every point, so a plain
+    # Lloyd step leaves their clusters empty; they must be moved onto the data.
+    gen = torch.Generator().manual_seed(0)
+    x = torch.cat(
+        [torch.randn(100, 2, generator=gen) + torch.tensor(c) for c in ([0, 0], [6, 0], [0, 6])]
+    )
+    init = torch.tensor([[2.0, 2.0], [100.0, 100.0], [-100.0, 100.0]])
+    res = kmeans(x, 3, init=init)
+    assert res.labels.bincount(minlength=3).tolist() == [100, 100, 100]

@@ -120,6 +120,27 @@ def cluster_sums(
     return sums, counts
 
 
+def _relocate_empty(
+    x: torch.Tensor,
+    centers: torch.Tensor,
+    labels: torch.Tensor,
+    new_centers: torch.Tensor,
+    empty: torch.Tensor,
+) -> None:
+    """Move each empty cluster's centre onto a point far from its own centre (in place).
+
+    As scikit-learn does: the points with the largest distance to the centre they are assigned
+    to become the new centres, one distinct point per empty cluster. Without it, a warm start
+    from centres of an earlier embedding (CT's and CCAE's per-epoch k-means) can leave clusters
+    empty for good, far from every point, and the partition with fewer than k clusters.
+    """
+    for run in empty.any(dim=1).nonzero().flatten().tolist():
+        slots = empty[run].nonzero().flatten()
+        own = ((x - centers[run][labels[run]]) ** 2).sum(dim=1)
+        far = own.topk(min(len(slots), x.shape[0])).indices
+        new_centers[run, slots[: len(far)]] = x[far]
+
+
 def kmeans_plusplus(
     x: torch.Tensor, n_clusters: int, n_init: int = 1, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -230,10 +251,12 @@ def kmeans(
         current = centers[active]
         labels = _batched_labels(x, current)  # (R_active, N)
         sums, counts = cluster_sums(x, labels, n_clusters)
-        # An empty cluster keeps its previous centre rather than collapsing to the origin.
         new_centers = torch.where(
             counts.unsqueeze(-1) > 0, sums / counts.clamp_min(1).unsqueeze(-1), current
         )
+        empty = counts == 0
+        if bool(empty.any()):
+            _relocate_empty(x, current, labels, new_centers, empty)
         shift = ((new_centers - current) ** 2).sum(dim=(1, 2))
         centers[active] = new_centers
         moving = shift > threshold
