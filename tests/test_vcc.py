@@ -38,17 +38,38 @@ FAST = VCC(
 
 # -- kNN ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("screening", ["bf16", "none"])
-def test_knn_matches_brute_force(digits, screening):
-    x = torch.from_numpy(digits[0][:600])
-    d, i = knn(x, 7, method="exact", screening=screening, chunk_size=128)
+@pytest.mark.parametrize(
+    ("n", "m", "chunk"),
+    # many blocks; and a set so small that every other point is a candidate, with a last block
+    # smaller than the candidate list
+    [(600, 7, 128), (25, 20, 7)],
+)
+def test_knn_matches_brute_force(digits, screening, n, m, chunk):
+    x = torch.from_numpy(digits[0][:n])
+    d, i = knn(x, m, method="exact", screening=screening, chunk_size=chunk)
     full = torch.cdist(x.double(), x.double())
     full.fill_diagonal_(float("inf"))
-    ref_d, _ = full.topk(7, dim=1, largest=False)
+    ref_d, _ = full.topk(m, dim=1, largest=False)
     assert torch.allclose(d.double(), ref_d, atol=1e-4)
-    # the returned neighbours are at the returned distances, never the point itself
+    # the returned neighbours are at the returned distances, never the point itself, no twice
     assert torch.allclose(full.gather(1, i), ref_d, atol=1e-4)
-    assert not (i == torch.arange(600)[:, None]).any()
+    assert not (i == torch.arange(n)[:, None]).any()
+    assert (i.sort(dim=1).values.diff(dim=1) > 0).all()
     assert (d[:, 1:] >= d[:, :-1]).all()
+
+
+@pytest.mark.parametrize(("n_rows", "k"), [(256, 10), (96, 5), (7, 3), (40, 40)])
+def test_best_rows_is_the_top_k_of_every_column(n_rows, k):
+    from aeclust.primitives.knn import _best_rows
+
+    g = torch.Generator().manual_seed(0)
+    block = torch.randn(n_rows, 300, generator=g)
+    block[: n_rows // 2, :50] += 10.0  # a column's best rows bunched in the same groups
+    block = block.to(torch.bfloat16)
+    values, rows = _best_rows(block[:, 17:], k)  # a column slice, as the screen passes it
+    ref = block[:, 17:].float().T.topk(k, dim=1).values
+    assert torch.equal(values.float().sort(dim=1).values, ref.sort(dim=1).values)
+    assert torch.equal(block[:, 17:].T.gather(1, rows), values)
 
 
 def test_knn_rejects_bad_arguments():

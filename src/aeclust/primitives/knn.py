@@ -46,6 +46,9 @@ APPROX_THRESHOLD = 200_000
 # Elements of one (chunk x N) score block: 2^26 (128 MiB in bf16, 256 MiB in fp32); blocks of
 # ~1000 rows of a 70k set keep the bf16 product near its peak rate.
 _BLOCK_ELEMENTS = 1 << 26
+# Rows and columns of one tile of the bf16 screen (2^26 scores, 128 MiB); square tiles give the
+# group maxima of _best_rows enough rows.
+_SCREEN_TILE = 1 << 13
 # Elements of one (chunk x candidates x D) gather for the exact re-ranking: 16 MiB, small enough
 # to stay in cache (3x faster than 64 MiB blocks on the 2-core test machine).
 _RERANK_ELEMENTS = 1 << 22
@@ -85,15 +88,17 @@ def knn(
         approximate libraries (optional dependencies). ``"auto"``: exact up to
         :data:`APPROX_THRESHOLD` rows, above it faiss or pynndescent when importable, else exact.
     screening : {"auto", "bf16", "none"}
-        For ``method="exact"``: ``"bf16"`` ranks candidates with a bf16 product of the centred
-        data with the ``|x_j|^2`` term fused (bf16 scores; about 4x faster than fp32 on CPUs with
-        AMX/AVX-512 bf16), keeps ``M + max(M, 16)``
-        candidates per row and re-ranks them by exact fp32 distances; ``"none"`` ranks all pairs
+        For ``method="exact"``: ``"bf16"`` ranks candidates by ``-|x_i - x_j|^2 / 2`` from one
+        bf16 product of the centred data with the ``|x|^2`` terms fused (bf16 scores; about 4x
+        faster than fp32 on CPUs with AMX/AVX-512 bf16), each pair computed once (half the
+        products), keeps ``M + max(M, 16)`` candidates per row and re-ranks them by exact fp32
+        distances; ``"none"`` ranks all pairs
         in fp32. ``"auto"``: bf16 on a CPU with native bf16, else none. The screen can only miss
         a true neighbour if more than ``max(M, 16)`` points lie within bf16 rounding (about 0.4%
         of the squared distance) of it, which the tests check does not happen on image data.
     chunk_size : int, optional
-        Rows per block (default: 2^26 score entries per block).
+        Rows per block (default: 2^26 score entries per block); with the bf16 screen, the side of
+        its square tiles (default 8192).
     seed : int
         Seed of the approximate methods.
 
@@ -132,38 +137,103 @@ def _knn_exact(
     # absolute rounding error of the bf16 screen.
     xf = x.float() - x.float().mean(dim=0, keepdim=True)
     sq = (xf * xf).sum(dim=1)
-    n_cand = min(n - 1, m + max(m, 16)) if screen else m
-    if screen:
-        # Rank by x_i.x_j - |x_j|^2 / 2 (largest = nearest), bias fused into one bf16 product:
-        # no fp32 copy of the score block, whose cast and add cost as much as the product.
-        xs = xf.to(torch.bfloat16)
-        xs_t = xs.T.contiguous()
-        bias = (sq * -0.5).to(torch.bfloat16)
     chunk = chunk_size or max(1, min(n, _BLOCK_ELEMENTS // n))
+    if screen:
+        n_cand = min(n - 1, m + max(m, 16))
+        cand = _bf16_screen(xf, sq, n_cand, chunk_size or _SCREEN_TILE)
+    else:
+        n_cand = m
+        cand = torch.empty(n, m, dtype=torch.long, device=x.device)
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            rows = torch.arange(start, stop, device=x.device)
+            # |x_i - x_j|^2 - |x_i|^2 = |x_j|^2 - 2 x_i.x_j ranks the j of row i like the distance.
+            score = torch.matmul(xf[start:stop], xf.T).mul_(-2.0).add_(sq)
+            score[rows - start, rows] = math.inf  # a point is not its own neighbour
+            cand[start:stop] = score.topk(m, dim=1, largest=False, sorted=False).indices
+            del score
     rerank_chunk = max(1, _RERANK_ELEMENTS // (n_cand * dim))
     out_d = torch.empty(n, m, device=x.device)
     out_i = torch.empty(n, m, dtype=torch.long, device=x.device)
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        rows = torch.arange(start, stop, device=x.device)
-        if screen:
-            score = torch.addmm(bias, xs[start:stop], xs_t)
-            score[rows - start, rows] = -math.inf  # a point is not its own neighbour
-            cand = score.topk(n_cand, dim=1, largest=True, sorted=False).indices
-        else:
-            # |x_i - x_j|^2 - |x_i|^2 = |x_j|^2 - 2 x_i.x_j ranks the j of row i like the distance.
-            score = torch.matmul(xf[start:stop], xf.T).mul_(-2.0).add_(sq)
-            score[rows - start, rows] = math.inf
-            cand = score.topk(n_cand, dim=1, largest=False, sorted=False).indices
-        del score
-        for s in range(0, stop - start, rerank_chunk):
-            c = cand[s : s + rerank_chunk]
-            # Exact fp32 distances of the candidates, by differences (no cancellation).
-            d2 = (xf[c] - xf[start + s : start + s + c.shape[0], None, :]).pow_(2).sum(dim=2)
-            best = d2.topk(m, dim=1, largest=False, sorted=True)
-            out_d[start + s : start + s + c.shape[0]] = best.values.sqrt_()
-            out_i[start + s : start + s + c.shape[0]] = c.gather(1, best.indices)
+    for start in range(0, n, rerank_chunk):
+        c = cand[start : start + rerank_chunk]
+        # Exact fp32 distances of the candidates, by differences (no cancellation).
+        d2 = (xf[c] - xf[start : start + c.shape[0], None, :]).pow_(2).sum(dim=2)
+        best = d2.topk(m, dim=1, largest=False, sorted=True)
+        out_d[start : start + c.shape[0]] = best.values.sqrt_()
+        out_i[start : start + c.shape[0]] = c.gather(1, best.indices)
     return out_d, out_i
+
+
+def _bf16_screen(xf: torch.Tensor, sq: torch.Tensor, n_cand: int, tile: int) -> torch.Tensor:
+    """The ``n_cand`` best candidates of every row by a bf16 score, each pair scored once.
+
+    The score -|x_i - x_j|^2 / 2 = x_i.x_j - |x_i|^2/2 - |x_j|^2/2 is symmetric and comes out of
+    one bf16 product of [x, -|x|^2/2, 1] with [x, 1, -|x|^2/2] (no fp32 copy of the block). Row
+    block I is multiplied only with the columns from its own start on, in ``tile``-wide tiles,
+    which halves the products: the block's rows take their best candidates along the tile's rows,
+    and each later point takes its best among the block's rows from the tile's column
+    (:func:`_best_rows`, which avoids transposing the tile). A running best list per point merges
+    the tiles.
+    """
+    n = xf.shape[0]
+    device = xf.device
+    half = (sq * -0.5).unsqueeze(1)
+    ones = torch.ones_like(half)
+    left = torch.cat([xf, half, ones], dim=1).to(torch.bfloat16)
+    right = torch.cat([xf, ones, half], dim=1).to(torch.bfloat16)
+    best_v = torch.full((n, n_cand), -math.inf, dtype=torch.bfloat16, device=device)
+    best_i = torch.zeros(n, n_cand, dtype=torch.long, device=device)
+
+    def merge(lo: int, hi: int, values: torch.Tensor, indices: torch.Tensor) -> None:
+        v = torch.cat([best_v[lo:hi], values], dim=1)
+        keep = v.topk(n_cand, dim=1, sorted=False).indices
+        best_v[lo:hi] = v.gather(1, keep)
+        best_i[lo:hi] = torch.cat([best_i[lo:hi], indices], dim=1).gather(1, keep)
+
+    for start in range(0, n, tile):
+        stop = min(start + tile, n)
+        for col in range(start, n, tile):
+            col_stop = min(col + tile, n)
+            score = left[start:stop] @ right[col:col_stop].T
+            if col == start:
+                diag = torch.arange(min(stop, col_stop) - start, device=device)
+                score[diag, diag] = -math.inf  # a point is not its own neighbour
+            top = score.topk(min(n_cand, col_stop - col), dim=1, sorted=False)
+            merge(start, stop, top.values, top.indices + col)
+            # Points after the block see these products from the other side. (The block's own
+            # rows already took each other in their row pass.)
+            first = max(col, stop)
+            if first < col_stop:
+                values, rows = _best_rows(score[:, first - col :], n_cand)
+                merge(first, col_stop, values, rows + start)
+            del score
+    return best_i
+
+
+def _best_rows(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` largest entries of every column of ``block`` (R, W): values and row indices (W, k).
+
+    Transposing a bf16 tile to run ``topk`` along its rows costs more than the product on a
+    2-core CPU; instead the rows are cut into groups of g, the group maxima (one vectorised pass)
+    pick each column's k best groups, and only those k*g entries are ranked. Exact: each of a
+    column's k largest entries lies in a group whose maximum is among the k largest maxima.
+    """
+    n_rows, width = block.shape
+    k = min(k, n_rows)
+    group = 16
+    while group > 1 and (n_rows // group < k or n_rows % group):
+        group //= 2
+    if group == 1:
+        top = block.T.contiguous().topk(k, dim=1, sorted=False)
+        return top.values, top.indices
+    maxima = block.view(n_rows // group, group, width).amax(dim=1)
+    best_groups = maxima.T.contiguous().topk(k, dim=1, sorted=False).indices  # (W, k)
+    offsets = torch.arange(group, device=block.device)
+    rows = (best_groups.unsqueeze(2) * group + offsets).reshape(width, k * group)
+    values = block[rows, torch.arange(width, device=block.device).unsqueeze(1)]
+    top = values.topk(k, dim=1, sorted=False)
+    return top.values, rows.gather(1, top.indices)
 
 
 @torch.no_grad()
