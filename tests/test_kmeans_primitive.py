@@ -77,6 +77,23 @@ def test_cluster_sums_match_a_direct_computation():
             assert torch.allclose(sums[r, k], x[mask].sum(0), atol=1e-3)
 
 
+def test_incremental_sums_equal_summing_again():
+    from aeclust.primitives.kmeans import _update_cluster_sums, cluster_sums
+
+    g = _gen(3)
+    x = torch.randn(3000, 4, generator=g).double()
+    old = torch.randint(0, 5, (3, 3000), generator=g)
+    new = old.clone()
+    flip = torch.rand(3, 3000, generator=g) < 0.05
+    new[flip] = torch.randint(0, 5, (int(flip.sum()),), generator=g)
+    new[1] = old[1]  # a run where nothing moved
+    sums, counts = cluster_sums(x, old, 5)
+    _update_cluster_sums(x, old, new, sums, counts)
+    ref_sums, ref_counts = cluster_sums(x, new, 5)
+    assert torch.equal(counts, ref_counts)
+    assert torch.allclose(sums, ref_sums, atol=1e-9)
+
+
 def test_lloyd_labels_are_the_nearest_centres_of_every_restart():
     from aeclust.primitives.kmeans import _batched_labels, squared_distances
 

@@ -100,24 +100,55 @@ def cluster_sums(
     counts : Tensor (R, k)
     """
     n_runs, n = labels.shape
-    x = x.float()
+    if x.dtype != torch.float64:
+        x = x.float()
     if x.device.type == "cpu":
         # On the CPU index_add_ runs sequentially (deterministic) and, one run at a time, beats
         # the one-hot product ~1.5x without copying x per run.
-        sums = torch.zeros(n_runs, n_clusters, x.shape[1], device=x.device)
+        sums = torch.zeros(n_runs, n_clusters, x.shape[1], dtype=x.dtype, device=x.device)
         for run in range(n_runs):
             sums[run].index_add_(0, labels[run], x)
         offsets = torch.arange(n_runs, device=x.device).unsqueeze(1) * n_clusters
         counts = torch.bincount((labels + offsets).reshape(-1), minlength=n_runs * n_clusters)
-        return sums, counts.float().view(n_runs, n_clusters)
-    sums = torch.zeros(n_runs, n_clusters, x.shape[1], device=x.device)
-    counts = torch.zeros(n_runs, n_clusters, device=x.device)
+        return sums, counts.to(x.dtype).view(n_runs, n_clusters)
+    sums = torch.zeros(n_runs, n_clusters, x.shape[1], dtype=x.dtype, device=x.device)
+    counts = torch.zeros(n_runs, n_clusters, dtype=x.dtype, device=x.device)
     chunk = max(1024, (1 << 24) // max(1, n_runs * n_clusters))
     for start in range(0, n, chunk):
-        onehot = torch.nn.functional.one_hot(labels[:, start : start + chunk], n_clusters).float()
+        onehot = torch.nn.functional.one_hot(labels[:, start : start + chunk], n_clusters)
+        onehot = onehot.to(x.dtype)
         sums += onehot.transpose(1, 2) @ x[start : start + chunk]
         counts += onehot.sum(dim=1)
     return sums, counts
+
+
+def _update_cluster_sums(
+    x: torch.Tensor,
+    old_labels: torch.Tensor,
+    new_labels: torch.Tensor,
+    sums: torch.Tensor,
+    counts: torch.Tensor,
+) -> None:
+    """Move the points whose label changed between the sums and counts of R runs (in place).
+
+    ``x`` (N, d), labels (R, N), ``sums`` (R, k, d) and ``counts`` (R, k) as from
+    :func:`cluster_sums`. Each run's updates are applied in point order, so a run gives the same
+    sums whichever other runs share the batch.
+    """
+    n_runs, n_clusters = counts.shape
+    run, point = (old_labels != new_labels).nonzero(as_tuple=True)
+    if run.numel() == 0:
+        return
+    moved = x[point]
+    gained = run * n_clusters + new_labels[run, point]
+    lost = run * n_clusters + old_labels[run, point]
+    flat_sums = sums.view(n_runs * n_clusters, -1)
+    flat_sums.index_add_(0, gained, moved)
+    flat_sums.index_add_(0, lost, moved, alpha=-1)
+    flat_counts = counts.view(-1)
+    ones = torch.ones_like(gained, dtype=counts.dtype)
+    flat_counts.index_add_(0, gained, ones)
+    flat_counts.index_add_(0, lost, ones, alpha=-1)
 
 
 def _relocate_empty(
@@ -243,16 +274,27 @@ def kmeans(
         raise ValueError(f"init must be 'k-means++', 'random' or a tensor, got {init!r}")
 
     threshold = tol * x.var(dim=0).mean()
+    # On the CPU the cluster sums are kept in float64 and updated with only the points whose
+    # label changed (few after the first iterations), instead of summed again every iteration,
+    # which was 70% of the time. On CUDA they are recomputed (index_add_ uses atomics there).
+    incremental = x.device.type == "cpu"
+    x64 = x.double() if incremental else x
     # Restarts that have converged leave the batch, so n_init restarts cost the sum of their own
     # iteration counts rather than n_init times the slowest one.
     active = torch.arange(centers.shape[0], device=x.device)
+    prev_labels: torch.Tensor | None = None
     n_iter = 0
     for n_iter in range(1, max_iter + 1):  # noqa: B007 - n_iter is reported
         current = centers[active]
         labels = _batched_labels(x, current)  # (R_active, N)
-        sums, counts = cluster_sums(x, labels, n_clusters)
+        if prev_labels is None or not incremental:
+            sums, counts = cluster_sums(x64, labels, n_clusters)
+        else:
+            _update_cluster_sums(x64, prev_labels, labels, sums, counts)
         new_centers = torch.where(
-            counts.unsqueeze(-1) > 0, sums / counts.clamp_min(1).unsqueeze(-1), current
+            counts.unsqueeze(-1) > 0,
+            (sums / counts.clamp_min(1).unsqueeze(-1)).float(),
+            current,
         )
         empty = counts == 0
         if bool(empty.any()):
@@ -263,6 +305,7 @@ def kmeans(
         if not bool(moving.any()):
             break
         active = active[moving]
+        prev_labels, sums, counts = labels[moving], sums[moving], counts[moving]
     labels, mins = _batched_assign(x, centers)
     inertia = mins.sum(dim=1)
     best = int(inertia.argmin())
