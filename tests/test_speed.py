@@ -90,6 +90,24 @@ def test_speed_rows_survive_export_import_and_are_reported(speed_db, tmp_path):
     assert "| dcn |" in text and "bf16 / fp32" in text and "exact 10-NN graph" in text
 
 
+def test_a_later_primitive_run_replaces_only_the_primitives(speed_db, tmp_path):
+    db = speed_db[0]
+    copy = tmp_path / "r.db"
+    copy.write_bytes(db.read_bytes())
+    with ResultStore(copy) as store:
+        for row in store.speed_rows():
+            if row["phase"] == "primitive":
+                later = {k: v for k, v in row.items() if k != "id"}
+                later.update(session="9999-12-31T00:00:00+00:00", seconds=123.25)
+                later["command"] = "aeclust bench --speed --phases primitive"
+                store.insert_speed(later)
+    text = write_benchmarks_md(copy, tmp_path / "B.md", notes=[]).read_text()
+    section = text.split("## Throughput")[1].split("\n## ")[0]
+    assert "| dcn |" in section and "pretraining" in section  # the first session's phases stay
+    assert "123.25" in section and "--phases primitive" in section
+    assert section.count("exact 10-NN graph") == 1  # the older primitives are replaced
+
+
 def test_speed_bad_input(tmp_path, capsys):
     with pytest.raises(ValueError, match="no speed configuration"):
         run_speed(dataset="digits", methods=["nope"], db=tmp_path / "r.db")

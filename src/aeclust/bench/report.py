@@ -648,18 +648,23 @@ def _fmt_ratio(num: float | None, den: float | None) -> str:
 
 
 def speed_md(store: ResultStore) -> list[str]:
-    """The throughput section: the newest ``aeclust bench --speed`` session of each device."""
+    """The throughput section: per device, the newest ``aeclust bench --speed`` session of each
+    phase (a later ``--phases primitive`` run replaces the primitives only)."""
     rows = store.speed_rows()
     if not rows:
         return []
-    latest: dict[str, str] = {}
+    newest: dict[tuple[str, str], str] = {}
     for r in rows:
-        latest[r["device"]] = max(latest.get(r["device"], ""), r["session"])
+        key = (r["device"], r["phase"])
+        newest[key] = max(newest.get(key, ""), r["session"])
+    sessions = sorted({(device, session) for (device, _), session in newest.items()})
     lines = [
         "## Throughput",
         "",
-        "Samples per second measured by `aeclust bench --speed` in one session on a quiet "
-        "machine (best of the repeats after a warm-up; see `aeclust.bench.speed`). "
+        "Samples per second measured by `aeclust bench --speed` on a quiet machine (best of "
+        "the repeats after a warm-up; see `aeclust.bench.speed`); per device, the newest "
+        "session of each phase (pretraining, clustering phases, primitives), each under its own "
+        "heading. "
         "*Bare fp32* is the shortest correct hand-written torch loop (plain Adam, MSE) on the "
         "same architecture and batch size, in fp32; the ratios are aeclust's rate over it. A "
         "method's rate counts the training samples of every optimisation step of its "
@@ -669,8 +674,14 @@ def speed_md(store: ResultStore) -> list[str]:
         "autoencoder training.",
         "",
     ]
-    for device, session in latest.items():
-        batch = [r for r in rows if r["session"] == session and r["device"] == device]
+    for device, session in sessions:
+        batch = [
+            r
+            for r in rows
+            if r["session"] == session
+            and r["device"] == device
+            and newest[(device, r["phase"])] == session
+        ]
         first = batch[0]
         lines += [
             f"### {device}, {session}",
