@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -203,6 +203,23 @@ def utc_now() -> str:
 Cell = tuple[str, str, str, str, int]
 
 
+def _insert_statement(
+    table: str, columns: Sequence[str], record: Mapping[str, Any], *, or_ignore: bool = False
+) -> tuple[str, list[Any]]:
+    """``INSERT`` SQL and values for one row of ``table``; dicts and lists become JSON.
+
+    Raises ValueError on a column ``table`` does not have.
+    """
+    unknown = sorted(set(record) - set(columns))
+    if unknown:
+        raise ValueError(f"unknown {table} column(s) {unknown}")
+    cols = list(record)
+    values = [json.dumps(v) if isinstance(v, (dict, list, tuple)) else v for v in record.values()]
+    verb = "INSERT OR IGNORE" if or_ignore else "INSERT"
+    marks = ", ".join("?" for _ in cols)
+    return f"{verb} INTO {table} ({', '.join(cols)}) VALUES ({marks})", values
+
+
 class ResultStore:
     """SQLite results database (see the module docstring for the schema).
 
@@ -279,15 +296,7 @@ class ResultStore:
         sqlite3.IntegrityError
             If the cell is already stored or a required column is missing; nothing is written.
         """
-        unknown = sorted(set(record) - set(RUN_COLUMNS))
-        if unknown:
-            raise ValueError(f"unknown run column(s) {unknown}")
-        cols = list(record)
-        values = [
-            json.dumps(v) if isinstance(v, (dict, list, tuple)) else v for v in record.values()
-        ]
-        marks = ", ".join("?" for _ in cols)
-        sql = f"INSERT INTO runs ({', '.join(cols)}) VALUES ({marks})"
+        sql, values = _insert_statement("runs", RUN_COLUMNS, record)
         with self.transaction() as conn:
             cur = conn.execute(sql, values)
             self._clear_failure(
@@ -384,17 +393,7 @@ class ResultStore:
         bool
             Whether a row was written.
         """
-        unknown = sorted(set(record) - set(SPEED_COLUMNS))
-        if unknown:
-            raise ValueError(f"unknown speed column(s) {unknown}")
-        cols = list(record)
-        values = [
-            json.dumps(v) if isinstance(v, (dict, list, tuple)) else v for v in record.values()
-        ]
-        sql = (
-            f"INSERT OR IGNORE INTO speed ({', '.join(cols)}) "
-            f"VALUES ({', '.join('?' for _ in cols)})"
-        )
+        sql, values = _insert_statement("speed", SPEED_COLUMNS, record, or_ignore=True)
         with self.transaction() as conn:
             return conn.execute(sql, values).rowcount == 1
 

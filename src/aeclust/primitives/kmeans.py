@@ -91,6 +91,7 @@ def cluster_sums(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-cluster sums and counts of ``x`` (N, d) for labels (R, N) of R runs at once.
 
+    Computed in float64 when ``x`` is float64 (the k-means loop's incremental sums), else fp32.
     On CUDA a chunked one-hot matrix product rather than ``scatter_add``: scatter uses atomics
     there, whose float sums depend on thread order, and the same seed must give the same labels.
 
