@@ -9,7 +9,7 @@ from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import aeclust
-from aeclust.methods.vcc import VCC
+from aeclust.methods.vcc import VCC, _separation_loss
 from aeclust.metrics import cluster_accuracy
 from aeclust.primitives.knn import (
     EdgeSampler,
@@ -200,6 +200,28 @@ def test_ablation_switches_drop_the_losses(blobs):
     model.fit(x)
     assert "contraction" not in model.history_[0] and "expansion" not in model.history_[0]
     assert model.snapshot_epochs_ == [] and model.embedding_snapshots_.shape[0] == 0
+
+
+def test_separation_loss_forms():
+    d = torch.tensor([0.1, 0.7, 2.0])
+    targets = torch.tensor([1.0, 0.5, 0.2])
+    repulsion = -torch.log(1 - torch.exp(-d))  # -log(1 - A_l), A_l = exp(-d)
+    assert torch.allclose(_separation_loss(d, targets, "attraction"), d.mean())
+    assert torch.allclose(_separation_loss(d, targets, "printed"), (d + repulsion).mean())
+    expected = (targets * d + (1 - targets) * repulsion).mean()
+    assert torch.allclose(_separation_loss(d, targets, "cross_entropy"), expected)
+    ones = torch.ones(3)
+    assert torch.allclose(
+        _separation_loss(d, ones, "cross_entropy"), _separation_loss(d, ones, "attraction")
+    )
+    # eq. 6 with target A_h is smallest where A_l = A_h, i.e. at d = -log A_h
+    grid = torch.linspace(0.05, 5, 2000)
+    best = grid[
+        torch.stack(
+            [_separation_loss(g[None], torch.tensor([0.2]), "cross_entropy") for g in grid]
+        ).argmin()
+    ]
+    assert abs(best.item() + np.log(0.2)) < 0.01
 
 
 @pytest.mark.parametrize(
