@@ -555,6 +555,19 @@ def test_results_export_and_import_merge_without_duplicates(tmp_path):
         assert accs == {0: 0.6, 1: 0.9}
         assert "p" in b.protocols()
         assert b.import_jsonl(tmp_path / "runs.jsonl") == (0, 2)
+    # a protocol saved later than the stored one replaces it; an older one does not
+    with ResultStore(tmp_path / "a.db") as a:
+        a.save_protocol("p", "f2", "src", '{"v": 2}')
+        a.export_jsonl(tmp_path / "newer.jsonl")
+    lines = (tmp_path / "newer.jsonl").read_text().splitlines()
+    older = [ln.replace('"updated_at": "', '"updated_at": "1999') for ln in lines]
+    (tmp_path / "older.jsonl").write_text("\n".join(older) + "\n")
+    with ResultStore(tmp_path / "b.db") as b:
+        b._conn.execute("UPDATE protocols SET updated_at = '2000-01-01T00:00:00+00:00'")
+        b.import_jsonl(tmp_path / "older.jsonl")
+        assert b.protocols()["p"] == {}
+        b.import_jsonl(tmp_path / "newer.jsonl")
+        assert b.protocols()["p"] == {"v": 2}
     (tmp_path / "bad.jsonl").write_text("not json\n")
     with ResultStore(tmp_path / "c.db") as c, pytest.raises(ValueError, match=r"bad\.jsonl:1"):
         c.import_jsonl(tmp_path / "bad.jsonl")

@@ -432,16 +432,17 @@ class ResultStore:
         from aeclust._utils import atomic_path
 
         proto_rows = self._conn.execute(
-            "SELECT name, fingerprint, source, json FROM protocols ORDER BY name"
+            "SELECT name, fingerprint, source, json, updated_at FROM protocols ORDER BY name"
         ).fetchall()
         runs = self.runs()
         with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-            for name, fingerprint, source, data_json in proto_rows:
+            for name, fingerprint, source, data_json, updated_at in proto_rows:
                 row = {
                     "name": name,
                     "fingerprint": fingerprint,
                     "source": source,
                     "json": data_json,
+                    "updated_at": updated_at,
                 }
                 fh.write(json.dumps({"table": "protocols", "row": row}, sort_keys=True) + "\n")
             for run in runs:
@@ -454,8 +455,10 @@ class ResultStore:
 
     def import_jsonl(self, path: str | os.PathLike[str]) -> tuple[int, int]:
         """Merge a :meth:`export_jsonl` file: runs whose cell is not stored yet are inserted (each
-        in its own transaction), stored cells are kept; protocols and throughput rows are added
-        when missing.
+        in its own transaction), stored cells are kept; throughput rows are added when missing;
+        a protocol is added when missing and replaced when the file's version was saved later
+        than the stored one (so rows of a method that only the newer version has get its
+        label in reports).
 
         Returns
         -------
@@ -463,7 +466,7 @@ class ResultStore:
             Runs inserted, runs skipped because their cell was already stored.
         """
         inserted = skipped = 0
-        known = set(self.protocols())
+        known = dict(self._conn.execute("SELECT name, updated_at FROM protocols").fetchall())
         with open(path, encoding="utf-8") as fh:
             for number, line in enumerate(fh, 1):
                 if not line.strip():
@@ -479,11 +482,11 @@ class ResultStore:
                     self.insert_speed(row)
                     continue
                 if table == "protocols":
-                    if row["name"] not in known:
-                        self.save_protocol(
-                            row["name"], row["fingerprint"], row["source"], row["json"]
-                        )
-                        known.add(row["name"])
+                    name, saved = row["name"], row.get("updated_at")
+                    stored = known.get(name, "")
+                    if name not in known or (saved and stored and saved > stored):
+                        self.save_protocol(name, row["fingerprint"], row["source"], row["json"])
+                        known[name] = saved or ""
                     continue
                 cell = (row["protocol"], row["variant"], row["method"], row["dataset"], row["seed"])
                 if cell in self.finished_cells(row["protocol"], row["variant"]):
