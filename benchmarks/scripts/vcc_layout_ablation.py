@@ -1,9 +1,10 @@
 """VCC's graph losses alone (no clustering loss), with switches: which L_bps helps the embedding?
 
 Trains VCC's MLP (d-128-500-256-64-2, SGD 0.01 / 0.9 / 5e-4, batch 1000, 164 steps per epoch as
-on USPS) on L_bps + L_c + L_e only, from the same primitives as :class:`aeclust.methods.vcc.VCC`
-(kNN graph, eqs. 3-4, samplers of eqs. 7, 9, 11), and prints the ACC/NMI of k-means on the
-embedding halfway and at the end. Labels are used for the printed scores only.
+on USPS) on L_bps + L_c + L_e only, from the same primitives and loss helpers as
+:class:`aeclust.methods.vcc.VCC` (kNN graph, eqs. 3-4, samplers of eqs. 7, 9, 11, eqs. 5-6),
+and prints the ACC/NMI of k-means on the embedding halfway and at the end. Labels are used
+for the printed scores only.
 
 Options (JSON, all optional): ``bps`` weight of L_bps (0 drops it); ``target`` of L_bps on the
 sampled A⁻ edges: ``"max"`` (eq. 6 with A_h = Ã/Ã_max), ``"raw"`` (Ã clipped to 1), ``"mean"``
@@ -27,6 +28,7 @@ import time
 import torch
 
 from aeclust.datasets import load_dataset
+from aeclust.methods.vcc import _latent_distance, _log_one_minus_similarity, _separation_loss
 from aeclust.metrics import cluster_accuracy, nmi
 from aeclust.nn import MLPClassifier
 from aeclust.primitives import kmeans
@@ -56,12 +58,17 @@ DEFAULTS = {
 _UMAP_A, _UMAP_B = 1.577, 0.895  # UMAP's curve for min_dist = 0.1
 
 
-def _attraction_repulsion(sq_dist: torch.Tensor, kernel: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """-log A_l and -log(1 - A_l) from squared latent distances."""
+def _edge_losses(
+    a: torch.Tensor, b: torch.Tensor, kernel: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-edge -log A_l and -log(1 - A_l) between embeddings ``a`` and ``b``.
+
+    ``"exp"`` is VCC's own eq. 5 (the estimator's helpers); ``"umap"`` is the experiment.
+    """
     if kernel == "exp":
-        d = sq_dist.clamp_min(1e-8).sqrt().clamp_min(1e-4)
-        return d, -torch.log(-torch.expm1(-d))
-    q = 1.0 / (1.0 + _UMAP_A * sq_dist.clamp_min(1e-8) ** _UMAP_B)
+        d = _latent_distance(a, b)
+        return d, -_log_one_minus_similarity(d)
+    q = 1.0 / (1.0 + _UMAP_A * (a - b).pow(2).sum(1).clamp_min(1e-8) ** _UMAP_B)
     return -torch.log(q.clamp_min(1e-12)), -torch.log((1 - q).clamp_min(1e-4))
 
 
@@ -100,12 +107,16 @@ def main(argv: list[str]) -> None:
             neg_rows, neg_cols = sample_non_edges(graph, batch * neg, generator)
             ids = [rows[e_weak], cols[e_weak], rows[e_strong], cols[e_strong], neg_rows, neg_cols]
             emb = encoder(x[torch.cat(ids)]).split([t.numel() for t in ids])
-            pull, push = _attraction_repulsion((emb[0] - emb[1]).pow(2).sum(1), kernel)
-            t = targets[e_weak]
-            loss = options["bps"] * (t * pull + (1 - t) * push).mean()
-            loss = loss + _attraction_repulsion((emb[2] - emb[3]).pow(2).sum(1), kernel)[0].mean()
-            repulsion = _attraction_repulsion((emb[4] - emb[5]).pow(2).sum(1), kernel)[1]
-            loss = loss + repulsion.mean() * neg
+            if kernel == "exp":  # eq. 6 with these targets, as the estimator computes it
+                d = _latent_distance(emb[0], emb[1])
+                bps = _separation_loss(d, targets[e_weak], "cross_entropy")
+            else:
+                pull, push = _edge_losses(emb[0], emb[1], kernel)
+                t = targets[e_weak]
+                bps = (t * pull + (1 - t) * push).mean()
+            loss = options["bps"] * bps
+            loss = loss + _edge_losses(emb[2], emb[3], kernel)[0].mean()
+            loss = loss + _edge_losses(emb[4], emb[5], kernel)[1].mean() * neg
             opt.zero_grad()
             loss.backward()
             opt.step()
