@@ -10,6 +10,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import aeclust
 from aeclust import DEC, IDEC, AEKMeans, KMeans
+from aeclust.methods.ccae import CCAE, ClassSeparatingAE
 from aeclust.methods.kdae import DAMIC, KDAE
 from aeclust.metrics import cluster_accuracy
 
@@ -236,4 +237,6 @@ def test_auto_precision_follows_the_hardware_and_the_method(monkeypatch):
     # the methods that held their accuracy in bf16 on the benchmark (docs/METHODS.md, Precision)
     assert KDAE(2, precision="auto")._autocast_dtype(cpu) is torch.bfloat16
     assert DAMIC(2, precision="auto")._autocast_dtype(cpu) is torch.bfloat16
+    assert CCAE(2, precision="auto")._autocast_dtype(cpu) is torch.bfloat16
+    assert ClassSeparatingAE(precision="auto")._autocast_dtype(cpu) is None  # not measured
     assert DEC(2, precision="auto")._autocast_dtype(cpu) is None
