@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -323,6 +324,26 @@ digits = "digits"
 """
 
 
+# a representation whose alpha is chosen by inner cross-validation (appended to TINY_CLF)
+TINY_SELECT = """
+[methods.dae-cv]
+estimator = "dae"
+label = "dAE-1, alpha by inner CV"
+shift = "class"
+embedding_dim = 8
+hidden_dims = [16]
+n_shifts = 2
+epochs = 2
+shift_epochs = 1
+batch_size = 256
+
+[methods.dae-cv.select]
+grid = { alpha = [0.3, 0.9] }
+n_folds = 2
+classifiers = ["nc"]
+"""
+
+
 @pytest.fixture
 def tiny_clf(tmp_path: Path) -> Path:
     # the real ClassSeparatingAE, tiny (2 epochs, then 1 per shift)
@@ -406,16 +427,148 @@ def test_bench_selects_rows_or_inputs_and_skips_missing_encoders(
         (("n_neighbors = 3", "k = 3"), "does not accept"),
         (('scheme = "random"', 'scheme = "loo"'), "split scheme"),
         (("stage = 0", "stage = -1"), "stage must be"),
+        (('classifiers = ["nc"]', 'classifiers = ["svm"]'), "not \\[classifiers\\] columns"),
+        (("grid = { alpha = [0.3, 0.9] }", "grid = { alpha = [] }"), "non-empty lists"),
+        (("n_folds = 2", "n_folds = 1"), "n_folds must be"),
+        (("n_folds = 2", "folds = 2"), "unknown keys"),
     ],
 )
 def test_classification_protocol_validation(change, message):
     old, new = change
-    assert old in TINY_CLF
+    text = TINY_CLF + TINY_SELECT
+    assert text.count(old) == 1
+    validate(tomllib.loads(text), source="t")  # valid as it stands
     with pytest.raises(ProtocolError, match=message):
-        validate(tomllib.loads(TINY_CLF.replace(old, new, 1)), source="t")
+        validate(tomllib.loads(text.replace(old, new, 1)), source="t")
 
 
 def test_classifiers_and_splits_are_refused_in_clustering_protocols():
     text = TINY_CLF.replace('kind = "classification"', 'kind = "clustering"')
     with pytest.raises(ProtocolError, match="only for classification"):
         validate(tomllib.loads(text), source="t")
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoder parameters chosen by cross-validation inside the training part
+# ---------------------------------------------------------------------------------------------
+
+
+class NoisyEncoder(TransformerMixin, BaseEstimator):
+    """Identity codes plus ``noise`` times a fixed Gaussian draw: the less noise, the better."""
+
+    fits: ClassVar[list] = []  # (n_samples, noise, random_state) of every fit, class-level
+
+    def __init__(self, noise=0.0, random_state=None):
+        self.noise = noise
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        type(self).fits.append((len(X), self.noise, self.random_state))
+        self.n_features_in_ = np.asarray(X).shape[1]
+        return self
+
+    def transform(self, X):
+        X = np.asarray(X, dtype=np.float64)
+        return X + self.noise * np.random.default_rng(0).normal(size=X.shape)
+
+
+def test_inner_cv_picks_the_better_candidate_and_refits_on_all_the_data():
+    from aeclust.evaluation import InnerCVEncoder
+
+    x, y = _blobs(n_classes=4, per_class=12, dim=6, seed=3)
+    NoisyEncoder.fits = []
+    enc = InnerCVEncoder(
+        NoisyEncoder(), {"noise": [8.0, 0.0]}, classifiers=["nearest-centroid"], random_state=5
+    ).fit(x, y)
+    assert enc.best_params_ == {"noise": 0.0}  # the second candidate: not just the first
+    means = [r["mean_accuracy"] for r in enc.cv_results_]
+    assert means[1] > means[0] + 0.2 and [r["params"] for r in enc.cv_results_] == [
+        {"noise": 8.0},
+        {"noise": 0.0},
+    ]
+    # 2 candidates x 3 inner folds on 2/3 of the data, then one refit on all 48 samples; the
+    # seed goes to every fit
+    assert [f[0] for f in NoisyEncoder.fits] == [32] * 6 + [48]
+    assert {f[2] for f in NoisyEncoder.fits} == {5}
+    assert NoisyEncoder.fits[-1][1] == 0.0 and enc.best_encoder_.noise == 0.0
+    assert len(enc.cv_results_[0]["fold_accuracy"]) == 3
+    np.testing.assert_allclose(enc.transform(x), x, atol=1e-6)
+    # the estimator itself is left unfitted and unchanged (sklearn clone semantics)
+    assert enc.encoder.noise == 0.0 and not hasattr(enc.encoder, "n_features_in_")
+
+
+def test_inner_cv_ties_go_to_the_first_candidate_and_stages_pass_through():
+    from aeclust.evaluation import InnerCVEncoder
+
+    x, y = _blobs(n_classes=3, per_class=9, dim=8)
+    # the stand-in's codes do not depend on its shift kind, so both candidates score the same
+    # and the first one listed must win
+    enc = InnerCVEncoder(
+        StagedEncoder(n_shifts=2), {"shift": ["class+rival", "class"]}, classifiers=["knn"]
+    ).fit(x, y)
+    r = enc.cv_results_
+    assert r[0]["mean_accuracy"] == r[1]["mean_accuracy"]
+    assert enc.best_params_ == {"shift": "class+rival"}
+    assert enc.n_stages_ == 3
+    np.testing.assert_allclose(enc.transform(x, stage=0), enc.best_encoder_.transform(x, stage=0))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"param_grid": {"alpha": [0.1]}}, "does not take"),
+        ({"param_grid": {}}, "at least one parameter"),
+        ({"param_grid": {"noise": [0.0]}, "n_folds": 1}, "n_folds must be"),
+        ({"param_grid": {"noise": [0.0]}, "n_folds": 5}, "at least 5 samples per class"),
+        ({"param_grid": {"noise": [0.0]}, "classifiers": "knn"}, "got the string"),
+        ({"param_grid": {"noise": [0.0]}, "classifiers": ()}, "at least one classifier"),
+    ],
+)
+def test_inner_cv_rejects_bad_settings(kwargs, message):
+    from aeclust.evaluation import InnerCVEncoder
+
+    x, y = _blobs(n_classes=3, per_class=4, dim=5)
+    with pytest.raises(ValueError, match=message):
+        InnerCVEncoder(NoisyEncoder(), **kwargs).fit(x, y)
+
+
+def test_bench_chooses_encoder_parameters_by_inner_cv(
+    tiny_clf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from aeclust.methods.ccae import ClassSeparatingAE
+
+    path = tmp_path / "sel.toml"
+    path.write_text(tiny_clf.read_text() + TINY_SELECT)
+    fits = []
+    original = ClassSeparatingAE.fit
+
+    def counting_fit(self, X, y=None):
+        fits.append((len(X), self.alpha, self.random_state))
+        return original(self, X, y)
+
+    monkeypatch.setattr(ClassSeparatingAE, "fit", counting_fit)
+    db = tmp_path / "s.db"
+    summary = run_protocol(path, db=db, methods=["dae-cv"], quick=True, plots=False)
+    assert sorted(c.method for c in summary.completed) == ["dae-cv-knn", "dae-cv-nc"]
+    # 2 candidates x 2 inner folds of the 898 training images, then the refit on all of them
+    assert [(n, a) for n, a, _ in fits[:4]] == [(449, 0.3), (449, 0.3), (449, 0.9), (449, 0.9)]
+    assert len(fits) == 5 and fits[4][0] == 898 and {s for _, _, s in fits} == {0}
+    with ResultStore(db) as store:
+        run = {r["method"]: r for r in store.runs("tinyclf")}["dae-cv-knn"]
+    select = json.loads(run["config_json"])["select"]
+    assert select["best_params"]["alpha"] == fits[4][1]
+    assert [c["params"] for c in select["cv_mean_accuracy"]] == [{"alpha": 0.3}, {"alpha": 0.9}]
+    assert select["grid"] == {"alpha": [0.3, 0.9]} and select["classifiers"] == ["nc"]
+    assert len(json.loads(run["history_json"])) == 3  # the refit's stage curve
+
+
+def test_select_is_refused_in_clustering_protocols_and_checked_against_the_encoder(
+    tiny_clf: Path, tmp_path: Path
+):
+    text = (TINY_CLF + TINY_SELECT).replace('kind = "classification"', 'kind = "clustering"')
+    with pytest.raises(ProtocolError, match="select\\] is only for classification"):
+        validate(tomllib.loads(text), source="t")
+    path = tmp_path / "bad.toml"
+    path.write_text(tiny_clf.read_text() + TINY_SELECT.replace("alpha = [", "gamma = ["))
+    summary = run_protocol(path, db=tmp_path / "b.db", methods=["dae-cv"], quick=True)
+    assert "gamma" in summary.skipped_methods["dae-cv"] and not summary.completed

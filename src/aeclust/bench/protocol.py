@@ -63,7 +63,14 @@ after that stage of the same fit, e.g. the standard AE before any shift) and add
     scheme = "kfold"                  # per-class k-fold (n_folds) or "random" (train_size)
     n_folds = 5
 
-Its rows are ``<method>-<classifier>`` (``dae-2-svm``); a seed is one split.
+Its rows are ``<method>-<classifier>`` (``dae-2-svm``); a seed is one split. A representation
+may choose encoder parameters by cross-validation inside each training part
+(:class:`aeclust.evaluation.InnerCVEncoder`)::
+
+    [methods.dae-2-cv.select]
+    grid = { alpha = [0.3, 0.6, 0.9] }  # candidates of the encoder's parameters
+    n_folds = 3                         # inner per-class folds (default 3)
+    classifiers = ["mlp", "nc"]         # columns whose mean accuracy decides (default: all)
 
 Resolution of one cell's parameters, later entries winning: ``[pretrain]``, then
 ``[datasets.<key>.pretrain]`` (only the keys the estimator accepts), then ``[methods.<row>]``,
@@ -180,7 +187,7 @@ _DATASET_KEYS = frozenset(
     }
 )
 _QUICK_KEYS = frozenset({"seeds", "datasets", "pretrain", "methods", "note"})
-_METHOD_META = frozenset({"estimator", "label", "shared_pretrain", "stage"})
+_METHOD_META = frozenset({"estimator", "label", "shared_pretrain", "stage", "select"})
 _CLASSIFIER_META = frozenset({"type", "label", "standardize"})
 
 
@@ -207,6 +214,10 @@ class MethodSpec:
         end-to-end methods with their own network, e.g. VCC and ICAE).
     stage : int or None
         Classification protocols: the encoder stage whose codes are used (None: the final).
+    select : dict or None
+        Classification protocols: ``{"grid": {...}, "n_folds": int, "classifiers": [...]}``,
+        encoder parameters chosen by inner cross-validation on each training part (None: the
+        parameters as given).
     """
 
     name: str
@@ -215,6 +226,7 @@ class MethodSpec:
     label: str
     shared_pretrain: bool = True
     stage: int | None = None
+    select: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -621,10 +633,11 @@ def validate(data: Mapping[str, Any], *, source: str = "<protocol>") -> Protocol
         shared_pretrain = spec.get("shared_pretrain", True)
         if not isinstance(shared_pretrain, bool):
             errors.append(f"[methods.{row}].shared_pretrain must be true or false")
+        select = _check_select(row, spec.get("select"), classification, errors)
         params = {k: v for k, v in spec.items() if k not in _METHOD_META}
         params = _check_params(f"[methods.{row}]", params, errors, pretrain=False)
         methods[row] = MethodSpec(
-            row, str(estimator), params, label, bool(shared_pretrain), stage=stage
+            row, str(estimator), params, label, bool(shared_pretrain), stage=stage, select=select
         )
 
     # datasets
@@ -694,6 +707,13 @@ def validate(data: Mapping[str, Any], *, source: str = "<protocol>") -> Protocol
         )
 
     classifiers = _check_classifiers(data.get("classifiers", {}), classification, errors)
+    for m in methods.values():
+        unknown = [c for c in (m.select or {}).get("classifiers") or [] if c not in classifiers]
+        if unknown:
+            errors.append(
+                f"[methods.{m.name}.select].classifiers names {unknown}, not [classifiers] "
+                f"columns; valid: {', '.join(sorted(classifiers))}"
+            )
     for row in raw_methods:
         for c in classifiers:
             if f"{row}-{c}" in raw_methods:
@@ -811,6 +831,42 @@ def _check_split(spec: Any) -> dict[str, Any]:
     if spec is not None and not isinstance(spec, dict):
         raise ValueError("must be a table (scheme = ...)")
     return check_split_spec(spec)
+
+
+def _check_select(
+    row: str, spec: Any, classification: bool, errors: list[str]
+) -> dict[str, Any] | None:
+    """Validate ``[methods.<row>.select]`` (inner cross-validation of encoder parameters)."""
+    if spec is None:
+        return None
+    where = f"[methods.{row}.select]"
+    if not classification:
+        errors.append(f"{where} is only for classification protocols")
+        return None
+    if not isinstance(spec, dict):
+        errors.append(f"{where} must be a table")
+        return None
+    unknown = sorted(set(spec) - {"grid", "n_folds", "classifiers"})
+    if unknown:
+        errors.append(f"{where}: unknown keys {unknown}; valid: classifiers, grid, n_folds")
+    grid = spec.get("grid")
+    if (
+        not isinstance(grid, dict)
+        or not grid
+        or not all(isinstance(v, list) and v for v in grid.values())
+    ):
+        errors.append(f"{where}.grid must be a table of non-empty lists of candidates")
+        grid = {}
+    n_folds = spec.get("n_folds", 3)
+    if isinstance(n_folds, bool) or not isinstance(n_folds, int) or n_folds < 2:
+        errors.append(f"{where}.n_folds must be an integer >= 2, got {n_folds!r}")
+    clfs = spec.get("classifiers")
+    if clfs is not None and (
+        not isinstance(clfs, list) or not clfs or not all(isinstance(c, str) for c in clfs)
+    ):
+        errors.append(f"{where}.classifiers must be a non-empty list of [classifiers] names")
+        clfs = None
+    return {"grid": dict(grid), "n_folds": n_folds, "classifiers": clfs}
 
 
 def _check_classifiers(

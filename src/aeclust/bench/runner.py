@@ -826,6 +826,13 @@ def _encoder_params(runner: _Runner, rep: str, key: str, seed: int) -> tuple[typ
     if cls is None:
         return None, {}
     params, _, valid = _merged_params(cls, runner.proto, rep, key, runner.quick)
+    select = spec.select
+    if select is not None:
+        unknown = sorted(set(select["grid"]) - set(valid))
+        if unknown:
+            raise _ParamMismatch(
+                f"[methods.{rep}.select].grid names {unknown}, which {cls.__name__} does not take"
+            )
     extra = {
         "random_state": seed,
         "device": runner.device,
@@ -874,7 +881,37 @@ def _classification_hash(
         "downsample": proto.datasets[key].downsample,
         "nmi_average": proto.nmi_average,
     }
+    if proto.methods[rep].select is not None:  # absent otherwise: older cells keep their hash
+        payload["select"] = proto.methods[rep].select
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _protocol_classifiers(proto: Protocol, names: Sequence[str]) -> dict[str, Any]:
+    """Unfitted classifiers of the protocol's ``[classifiers.<name>]`` columns."""
+    from aeclust.evaluation import make_classifier
+
+    return {
+        c: make_classifier(
+            proto.classifiers[c].kind,
+            proto.classifiers[c].params,
+            standardize=proto.classifiers[c].standardize,
+        )
+        for c in names
+    }
+
+
+def _inner_cv(proto: Protocol, cls: type, params: dict, select: dict, seed: int) -> Any:
+    """The encoder of a representation with ``[methods.<row>.select]``, as an InnerCVEncoder."""
+    from aeclust.evaluation import InnerCVEncoder
+
+    names = select.get("classifiers") or list(proto.classifiers)
+    return InnerCVEncoder(
+        cls(**params),
+        param_grid=select["grid"],
+        classifiers=_protocol_classifiers(proto, names),
+        n_folds=select["n_folds"],
+        random_state=seed,
+    )
 
 
 def _run_classification_seed(
@@ -883,7 +920,7 @@ def _run_classification_seed(
     """Fit the encoders on one split and store every ``(row, representation, classifier)``."""
     import torch
 
-    from aeclust.evaluation import Representation, evaluate_split, make_classifier, split_for_seed
+    from aeclust.evaluation import Representation, evaluate_split, split_for_seed
     from aeclust.metrics import ari, nmi
 
     proto = runner.proto
@@ -902,20 +939,16 @@ def _run_classification_seed(
         if cls is None:
             representations[rep] = Representation()
             continue
+        select = proto.methods[rep].select
         fit_key = json.dumps(
-            [proto.methods[rep].estimator, _json_safe(params)], sort_keys=True, default=str
+            [proto.methods[rep].estimator, _json_safe(params), select], sort_keys=True, default=str
         )
         if fit_key not in shared:
-            shared[fit_key] = cls(**params)
+            shared[fit_key] = (
+                cls(**params) if select is None else _inner_cv(proto, cls, params, select, seed)
+            )
         representations[rep] = Representation(shared[fit_key], proto.methods[rep].stage)
-    classifiers = {
-        c: make_classifier(
-            proto.classifiers[c].kind,
-            proto.classifiers[c].params,
-            standardize=proto.classifiers[c].standardize,
-        )
-        for c in clf_names
-    }
+    classifiers = _protocol_classifiers(proto, clf_names)
     dev = runner.torch_device
     reset_peak_memory(dev)
     started = utc_now()
@@ -976,6 +1009,15 @@ def _run_classification_seed(
             },
             "nmi_average": proto.nmi_average,
         }
+        if enc is not None and hasattr(enc, "best_params_"):  # inner CV: what it chose and why
+            config["select"] = {
+                **proto.methods[rep].select,
+                "best_params": _json_safe(enc.best_params_),
+                "cv_mean_accuracy": [
+                    {"params": _json_safe(r["params"]), "mean_accuracy": r["mean_accuracy"]}
+                    for r in enc.cv_results_
+                ],
+            }
         record = {
             "protocol": proto.name,
             "variant": runner.variant,

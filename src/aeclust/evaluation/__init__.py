@@ -3,8 +3,10 @@
 Nousi & Tefas (cluster compacting / class separating autoencoders), Sec. 5.3.2: per-subject
 splits (:mod:`~aeclust.evaluation.splits`), the four classifiers
 (:mod:`~aeclust.evaluation.classifiers`) and the protocol tying them to encoders fitted on the
-training part only (:mod:`~aeclust.evaluation.protocol`). ``aeclust bench`` runs it for
-``kind = "classification"`` protocols (``benchmarks/protocols/ccae-tables4-5.toml``).
+training part only (:mod:`~aeclust.evaluation.protocol`), and encoder parameters chosen by
+cross-validation inside the training part (:mod:`~aeclust.evaluation.selection`).
+``aeclust bench`` runs it for ``kind = "classification"`` protocols
+(``benchmarks/protocols/ccae-tables4-5.toml``).
 """
 
 from aeclust.evaluation.classifiers import (
@@ -23,6 +25,7 @@ from aeclust.evaluation.protocol import (
     evaluate,
     evaluate_split,
 )
+from aeclust.evaluation.selection import InnerCVEncoder
 from aeclust.evaluation.splits import (
     SPLIT_SCHEMES,
     check_split_spec,
@@ -38,6 +41,7 @@ __all__ = [
     "PAPER_CLASSIFIERS",
     "SPLIT_SCHEMES",
     "EvaluationResult",
+    "InnerCVEncoder",
     "Representation",
     "SplitResult",
     "check_split_spec",
