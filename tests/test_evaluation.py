@@ -521,7 +521,7 @@ def test_inner_cv_ties_go_to_the_first_candidate_and_stages_pass_through():
         ({"param_grid": {"noise": [0.0]}, "n_folds": 1}, "n_folds must be"),
         ({"param_grid": {"noise": [0.0]}, "n_folds": 5}, "at least 5 samples per class"),
         ({"param_grid": {"noise": [0.0]}, "classifiers": "knn"}, "got the string"),
-        ({"param_grid": {"noise": [0.0]}, "classifiers": ()}, "at least one classifier"),
+        ({"param_grid": {"noise": [0.0]}, "classifiers": ()}, "at least one classifier is needed"),
     ],
 )
 def test_inner_cv_rejects_bad_settings(kwargs, message):

@@ -25,8 +25,8 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.model_selection import ParameterGrid
 from sklearn.utils.validation import check_is_fitted
 
-from aeclust.evaluation.classifiers import make_classifier, score_classifiers
-from aeclust.evaluation.protocol import _check_xy
+from aeclust.evaluation.classifiers import score_classifiers
+from aeclust.evaluation.protocol import _check_xy, _classifiers
 from aeclust.evaluation.splits import per_class_kfold
 
 __all__ = ["InnerCVEncoder"]
@@ -93,17 +93,13 @@ class InnerCVEncoder(TransformerMixin, BaseEstimator):
 
     def _classifier_map(self) -> dict[str, BaseEstimator]:
         clfs = self.classifiers
-        if isinstance(clfs, Mapping):
-            items = list(clfs.items())
-        elif isinstance(clfs, str):
+        if isinstance(clfs, str):
             raise ValueError(
                 f"classifiers must be a sequence of kinds or a mapping, got the string {clfs!r}"
             )
-        else:
-            items = [(str(kind), kind) for kind in clfs]
-        if not items:
-            raise ValueError("classifiers must name at least one classifier")
-        return {name: make_classifier(c) if isinstance(c, str) else c for name, c in items}
+        if not isinstance(clfs, Mapping):
+            clfs = {str(kind): kind for kind in clfs}
+        return _classifiers(clfs)  # the protocol's: kinds built by make_classifier, none empty
 
     def _candidates(self) -> list[dict[str, Any]]:
         if self.encoder is None or not hasattr(self.encoder, "fit"):
