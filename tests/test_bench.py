@@ -145,6 +145,31 @@ def test_run_end_to_end_rows_and_report(tiny: Path, tmp_path: Path) -> None:
     assert "aeclust bench" in md
 
 
+def test_first_seed_runs_later_seeds_alone(tiny: Path, tmp_path: Path) -> None:
+    """--first-seed 1 --seeds 1 stores seed 1 only, as seed 1 of a 0..1 run does."""
+    db = tmp_path / "one.db"
+    summary = run_protocol(
+        tiny,
+        quick=True,
+        seeds=1,
+        first_seed=1,
+        methods=["kmeans"],
+        device="cpu",
+        db=db,
+        plots=False,
+    )
+    assert summary.seeds == [1]
+    rows = _rows(db)
+    assert [(r["method"], r["seed"]) for r in rows] == [("kmeans", 1)]
+    assert "--first-seed 1" in rows[0]["command"]
+    both = tmp_path / "both.db"
+    run_protocol(tiny, quick=True, seeds=2, methods=["kmeans"], device="cpu", db=both, plots=False)
+    twin = next(r for r in _rows(both) if r["seed"] == 1)
+    assert (twin["acc"], twin["nmi"]) == (rows[0]["acc"], rows[0]["nmi"])
+    with pytest.raises(ValueError, match="first_seed"):
+        run_protocol(tiny, quick=True, first_seed=-1, device="cpu", db=db)
+
+
 def test_report_csv(tiny: Path, tmp_path: Path) -> None:
     db = tmp_path / "r.db"
     run_protocol(tiny, quick=True, methods=["kmeans"], device="cpu", db=db, plots=False)
@@ -621,3 +646,15 @@ def test_method_specific_figures_follow_the_fitted_attributes() -> None:
         assert set(figures) == {name}
         assert figures[name]() is not None
     assert _Runner._extra_figures(fake, SimpleNamespace(), data, "row", 0) == {}
+
+
+def test_git_commit_outside_checkout_reads_environment(tmp_path, monkeypatch):
+    """A source copy without .git (shipped to a GPU machine) reports $AECLUST_GIT_COMMIT."""
+    from aeclust.bench.env import git_commit
+
+    monkeypatch.delenv("AECLUST_GIT_COMMIT", raising=False)
+    assert git_commit(tmp_path) == "unknown"
+    monkeypatch.setenv("AECLUST_GIT_COMMIT", "abc123")
+    assert git_commit(tmp_path) == "abc123"
+    # Inside a checkout git wins over the variable.
+    assert git_commit() != "abc123"

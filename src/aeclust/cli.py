@@ -233,6 +233,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     args.precision = args.precision or "fp32"
     if args.seeds is not None and args.seeds < 1:
         raise CLIError(f"--seeds must be a positive integer, got {args.seeds}")
+    if args.first_seed < 0:
+        raise CLIError(f"--first-seed must be a non-negative integer, got {args.first_seed}")
     methods, datasets = _csv_list(args.methods), _csv_list(args.datasets)
     command = format_command(
         args.protocol,
@@ -244,6 +246,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         precision=args.precision,
         db=args.db,
         plots=args.plots,
+        first_seed=args.first_seed,
     )
 
     def show(cell) -> None:
@@ -270,6 +273,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         command=command,
         verbose=args.verbose,
         on_cell=show,
+        first_seed=args.first_seed,
     )
     print(
         f"{summary.protocol} ({summary.variant}): {len(summary.completed)} cell(s) run, "
@@ -397,6 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("protocol", nargs="?", help="a protocol file, or a name in benchmarks/protocols")
     p.add_argument("--quick", action="store_true", help="the CPU variant ([quick] section)")
     p.add_argument("--seeds", type=int, help="number of seeds (default: the protocol's)")
+    p.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="first seed (default 0): --first-seed 2 --seeds 1 runs seed 2 alone",
+    )
     p.add_argument("--methods", help="comma-separated method rows (default: all)")
     p.add_argument("--datasets", help="comma-separated dataset columns (default: all)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")

@@ -143,6 +143,7 @@ def format_command(
     precision: str = "fp32",
     db: str | os.PathLike[str] | None = None,
     plots: bool = True,
+    first_seed: int = 0,
 ) -> str:
     """The ``aeclust bench`` command line equivalent to a :func:`run_protocol` call.
 
@@ -153,6 +154,8 @@ def format_command(
         parts.append("--quick")
     if seeds is not None:
         parts += ["--seeds", str(seeds)]
+    if first_seed:
+        parts += ["--first-seed", str(first_seed)]
     if methods:
         parts += ["--methods", ",".join(methods)]
     if datasets:
@@ -599,6 +602,7 @@ def run_protocol(
     command: str | None = None,
     verbose: bool = False,
     on_cell: Callable[[CellResult], None] | None = None,
+    first_seed: int = 0,
 ) -> RunSummary:
     """Run a benchmark protocol and store one row per finished cell.
 
@@ -609,7 +613,8 @@ def run_protocol(
     quick : bool, default=False
         The CPU variant (``[quick]``: smaller data sets, fewer epochs and seeds).
     seeds : int, optional
-        Number of seeds (0, 1, ..., seeds - 1); default: the variant's count.
+        Number of seeds (``first_seed``, ..., ``first_seed + seeds - 1``); default: the variant's
+        count.
     methods : sequence of str, optional
         Method rows to run (default: all of the protocol's).
     datasets : sequence of str, optional
@@ -634,6 +639,9 @@ def run_protocol(
         Progress bars of the estimators.
     on_cell : callable, optional
         Called with each :class:`CellResult` once it is stored.
+    first_seed : int, default=0
+        The first seed. Lets one protocol's seeds run as separate processes (one per seed on a
+        machine with room for several) into separate databases that are merged afterwards.
 
     Returns
     -------
@@ -659,6 +667,8 @@ def run_protocol(
     variant = "quick" if quick else "full"
     if seeds is not None and (isinstance(seeds, bool) or int(seeds) < 1):
         raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
+    if isinstance(first_seed, bool) or int(first_seed) < 0:
+        raise ValueError(f"first_seed must be a non-negative integer, got {first_seed!r}")
     db_path = Path(db)
     results = Path(results_dir) if results_dir is not None else db_path.parent
     if command is None:
@@ -672,6 +682,7 @@ def run_protocol(
             precision=precision,
             db=db,
             plots=plots,
+            first_seed=first_seed,
         )
     if proto.kind == "classification":
         cells = proto.classification_cells()
@@ -684,7 +695,7 @@ def run_protocol(
     aliases = {proto.data_name(k, quick): k for k in keys_all}
     keys = _select(datasets, keys_all, "dataset", aliases)
     n_seeds = int(seeds) if seeds is not None else proto.seeds_for(quick)
-    seed_list = list(range(n_seeds))
+    seed_list = list(range(int(first_seed), int(first_seed) + n_seeds))
 
     with ResultStore(db_path) as store:
         store.save_protocol(proto.name, proto.fingerprint, proto.source, proto.to_json())
