@@ -240,3 +240,38 @@ def test_auto_precision_follows_the_hardware_and_the_method(monkeypatch):
     assert CCAE(2, precision="auto")._autocast_dtype(cpu) is torch.bfloat16
     assert ClassSeparatingAE(precision="auto")._autocast_dtype(cpu) is None  # not measured
     assert DEC(2, precision="auto")._autocast_dtype(cpu) is None
+
+
+def _bce_under_autocast(device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    from aeclust.pretrain import reconstruction_loss
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(16, 8, generator=gen).to(device)
+    x_hat = torch.rand(16, 8, generator=gen).to(device)
+    plain = reconstruction_loss(x_hat, x, "bce")
+    with torch.autocast(device_type=device, dtype=torch.bfloat16):
+        mixed = reconstruction_loss(x_hat, x, "bce")
+    return plain, mixed
+
+
+def test_bce_runs_outside_autocast(monkeypatch):
+    """CUDA autocast rejects binary_cross_entropy, so the BCE loss must switch autocast off."""
+    import aeclust.pretrain as pretrain
+
+    seen: list[bool] = []
+    real = pretrain.F.binary_cross_entropy
+
+    def spy(*args, **kwargs):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pretrain.F, "binary_cross_entropy", spy)
+    plain, mixed = _bce_under_autocast("cpu")
+    assert seen == [False, False]
+    assert mixed.dtype == torch.float32 and torch.equal(plain, mixed)
+
+
+@pytest.mark.gpu
+def test_bce_under_cuda_autocast():
+    plain, mixed = _bce_under_autocast("cuda")
+    assert mixed.dtype == torch.float32 and torch.equal(plain, mixed)

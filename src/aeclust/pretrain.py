@@ -86,7 +86,10 @@ def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor, kind: str = "mse")
     if kind in ("mse", "mean"):
         return F.mse_loss(x_hat.float(), x.float())
     if kind == "bce":
-        return F.binary_cross_entropy(x_hat.float().clamp(1e-7, 1 - 1e-7), x.float())
+        # CUDA autocast refuses binary_cross_entropy outright (it is on its "unsafe" list), even
+        # for fp32 inputs; the loss is fp32 anyway, so autocast is switched off around it.
+        with torch.autocast(device_type=x_hat.device.type, enabled=False):
+            return F.binary_cross_entropy(x_hat.float().clamp(1e-7, 1 - 1e-7), x.float())
     raise ValueError(f"unknown reconstruction loss {kind!r}; valid: 'mse', 'sum', 'bce'")
 
 

@@ -105,9 +105,10 @@ def _read_head(git: Path) -> str | None:
 def git_commit(path: str | os.PathLike[str] | None = None) -> str:
     """The commit of the aeclust source tree, with ``-dirty`` when tracked files are modified.
 
-    Asks ``git`` when it is installed and reads ``.git/HEAD`` otherwise. A copy of the source
-    without its ``.git`` folder (a tree shipped to a remote GPU machine, say) reports the commit
-    named by the environment variable ``AECLUST_GIT_COMMIT`` when it is set.
+    Asks ``git`` when it is installed and reads ``.git/HEAD`` otherwise. The environment
+    variable ``AECLUST_GIT_COMMIT``, when set, names the commit instead: for a copy of the source
+    shipped to another machine (a GPU machine, say), which may have no ``.git`` folder or a stale
+    one.
 
     Parameters
     ----------
@@ -117,12 +118,16 @@ def git_commit(path: str | os.PathLike[str] | None = None) -> str:
     Returns
     -------
     str
-        The commit hash; outside a git checkout ``$AECLUST_GIT_COMMIT`` or ``"unknown"``.
+        ``$AECLUST_GIT_COMMIT`` when set, else the commit hash, or ``"unknown"`` outside a git
+        checkout.
     """
+    named = os.environ.get("AECLUST_GIT_COMMIT", "").strip()
+    if named:
+        return named
     start = Path(path) if path is not None else Path(__file__).resolve().parent
     git = _git_dir(start.resolve())
     if git is None:
-        return os.environ.get("AECLUST_GIT_COMMIT", "").strip() or "unknown"
+        return "unknown"
     root = git.parent
     try:
         commit = subprocess.run(
