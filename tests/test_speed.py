@@ -129,3 +129,30 @@ def test_cli_speed(tmp_path, capsys):
     with ResultStore(db) as store:
         (row,) = store.speed_rows()
     assert row["command"].startswith("aeclust bench --speed --datasets digits --methods dcn")
+
+
+def test_a_failing_method_does_not_cost_the_others(tmp_path, monkeypatch, capsys):
+    """One method's crash (as k-DAE's bf16 BCE on CUDA once) is reported; the rest are stored."""
+    import aeclust.bench.speed as speed
+
+    real = speed.measure_methods
+
+    def flaky(x, n_clusters, image_shape, names, *args, **kwargs):
+        if names == ["dkm"]:
+            raise RuntimeError("boom")
+        return real(x, n_clusters, image_shape, names, *args, **kwargs)
+
+    monkeypatch.setattr(speed, "measure_methods", flaky)
+    db = tmp_path / "r.db"
+    kw = dict(dataset="digits", phases=("cluster",), precisions=("fp32",), repeats=1, device="cpu")
+    with pytest.raises(speed.SpeedRunError, match=r"dkm: RuntimeError: boom") as info:
+        run_speed(methods=["dkm", "dcn"], db=db, **kw)
+    assert info.value.failures == {"dkm": "RuntimeError: boom"}
+    assert [r.name for r in info.value.rows] == ["dcn"]
+    with ResultStore(db) as store:
+        assert [r["name"] for r in store.speed_rows()] == ["dcn"]
+    argv = ["bench", "--speed", "--datasets", "digits", "--methods", "dkm,dcn", "--phases"]
+    code = main([*argv, "cluster", "--precision", "fp32", "--repeats", "1", "--db", str(db)])
+    assert code == 1
+    out = capsys.readouterr().out
+    assert "failed dkm: RuntimeError: boom" in out and "dcn" in out

@@ -171,7 +171,7 @@ def _csv_list(text: str | None) -> list[str] | None:
 
 def cmd_speed(args: argparse.Namespace) -> int:
     """``aeclust bench --speed``: the throughput table (aeclust against a bare torch loop)."""
-    from aeclust.bench.speed import run_speed
+    from aeclust.bench.speed import SpeedRunError, run_speed
 
     if args.protocol is not None:
         raise CLIError("--speed takes no protocol (it measures throughput, not a paper table)")
@@ -205,18 +205,24 @@ def cmd_speed(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    run_speed(
-        dataset=datasets[0],
-        methods=_csv_list(args.methods),
-        precisions=precisions,
-        phases=phases,
-        repeats=args.repeats,
-        device=args.device,
-        db=args.db,
-        data_home=args.data_home,
-        command=" ".join(parts),
-        on_row=show,
-    )
+    try:
+        run_speed(
+            dataset=datasets[0],
+            methods=_csv_list(args.methods),
+            precisions=precisions,
+            phases=phases,
+            repeats=args.repeats,
+            device=args.device,
+            db=args.db,
+            data_home=args.data_home,
+            command=" ".join(parts),
+            on_row=show,
+        )
+    except SpeedRunError as exc:
+        for name, why in exc.failures.items():
+            print(f"failed {name}: {why}")
+        print(f"the other rows are stored in {args.db}")
+        return 1
     print(f"stored in {args.db}; `aeclust report --out BENCHMARKS.md` renders the table")
     return 0
 

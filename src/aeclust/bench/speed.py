@@ -48,6 +48,7 @@ from aeclust.bench.store import DEFAULT_DB, ResultStore, utc_now
 __all__ = [
     "SPEED_METHODS",
     "SpeedRow",
+    "SpeedRunError",
     "bare_autoencoder_loop",
     "run_speed",
 ]
@@ -73,6 +74,27 @@ SPEED_METHODS: dict[str, dict[str, Any]] = {
 
 _SHARED_PRETRAIN = {"pretrain_epochs": 1}
 _MLP = [500, 500, 2000, 10]
+
+
+class SpeedRunError(RuntimeError):
+    """Some methods' clustering phases failed during :func:`run_speed`; the rest were measured.
+
+    Attributes
+    ----------
+    failures : dict of str to str
+        Method name to ``"ExceptionType: message"``.
+    rows : list of SpeedRow
+        The rows that were measured (and stored).
+    """
+
+    def __init__(self, failures: dict[str, str], rows: list[SpeedRow]) -> None:
+        self.failures = dict(failures)
+        self.rows = list(rows)
+        listed = "; ".join(f"{name}: {why}" for name, why in self.failures.items())
+        super().__init__(
+            f"speed of {len(self.failures)} method(s) failed ({listed}); "
+            f"the other {len(self.rows)} row(s) are stored"
+        )
 
 
 @dataclass
@@ -410,6 +432,12 @@ def run_speed(
     Returns
     -------
     list of SpeedRow
+
+    Raises
+    ------
+    SpeedRunError
+        After every phase has run, when a method's clustering phase failed; the other methods'
+        rows are stored and in its ``rows``.
     """
     from aeclust.datasets import load_dataset
 
@@ -433,6 +461,7 @@ def run_speed(
     machine, commit = machine_info(), git_commit()
     device_name = str(dev) + (f" ({machine.get('gpu')})" if dev.type == "cuda" else "")
     rows: list[SpeedRow] = []
+    failures: dict[str, str] = {}
 
     with ResultStore(db) as store:
 
@@ -470,8 +499,8 @@ def run_speed(
             assert data.n_classes is not None
             with tempfile.TemporaryDirectory(prefix="aeclust-speed-") as cache:
                 for name in methods:
-                    keep(
-                        measure_methods(
+                    try:
+                        measured = measure_methods(
                             data.x,
                             data.n_classes,
                             data.image_shape,
@@ -481,7 +510,11 @@ def run_speed(
                             repeats=repeats,
                             cache_dir=Path(cache),
                         )
-                    )
+                    except Exception as exc:  # one broken method must not cost the others' rows
+                        failures[name] = f"{type(exc).__name__}: {exc}"
+                        logger.error("speed of %s failed: %s", name, failures[name])
+                        continue
+                    keep(measured)
         if "primitive" in phases:
             try:
                 mnist = load_dataset("mnist", data_home=data_home).x
@@ -491,4 +524,6 @@ def run_speed(
             keep(
                 measure_primitives(mnist, device=dev, repeats=repeats, n_samples=primitive_samples)
             )
+    if failures:
+        raise SpeedRunError(failures, rows)
     return rows
