@@ -168,6 +168,9 @@ def test_first_seed_runs_later_seeds_alone(tiny: Path, tmp_path: Path) -> None:
     assert (twin["acc"], twin["nmi"]) == (rows[0]["acc"], rows[0]["nmi"])
     with pytest.raises(ValueError, match="first_seed"):
         run_protocol(tiny, quick=True, first_seed=-1, device="cpu", db=db)
+    from aeclust.cli import main
+
+    assert main(["bench", str(tiny), "--first-seed", "-1", "--db", str(db)]) == 2
 
 
 def test_report_csv(tiny: Path, tmp_path: Path) -> None:
