@@ -74,6 +74,31 @@ def test_kdae_clusters_blobs_and_errors_pick_the_label(blobs):
     assert model.history_[-1]["loss"] <= model.history_[0]["loss"]
 
 
+def test_history_records_cluster_sizes_and_label_changes(blobs):
+    x, _ = blobs
+    x = (x - x.min()) / (x.max() - x.min())
+    kw = dict(autoencoder=[16, 4], cluster_autoencoder=[8, 2], n_init=2, device="cpu")
+    kw.update(epochs=3, patience=None, random_state=0)
+    # well trained on separated blobs (no autoencoder loses its points) and barely trained
+    model, short = (
+        KDAE(4, pretrain_epochs=p, cluster_pretrain_epochs=c, batch_size=b, **kw).fit(x)
+        for p, c, b in [(30, 10, 32), (3, 2, 256)]
+    )
+    assert len(model.history_) == 3
+    assert model.n_reseeded_ == 0
+    # the last epoch's sizes are those of the final labels
+    assert model.history_[-1]["cluster_sizes"] == np.bincount(model.labels_, minlength=4).tolist()
+    assert model.history_[-1]["label_changes"] < 0.05
+    # sizes are recorded before re-seeding, so a re-seeded epoch shows its empty cluster
+    for record in model.history_ + short.history_:
+        assert len(record["cluster_sizes"]) == 4
+        assert sum(record["cluster_sizes"]) == len(x)
+        assert 0.0 <= record["label_changes"] <= 1.0
+        assert (min(record["cluster_sizes"]) == 0) == (record["reseeded"] > 0)
+    assert short.n_reseeded_ >= 1  # this short run re-seeds (seed 0), so the check above bites
+    assert short.n_reseeded_ == sum(r["reseeded"] for r in short.history_)
+
+
 def test_soft_loss_and_norm_distance_run(blobs):
     x, _ = blobs
     x = (x - x.min()) / (x.max() - x.min())
@@ -116,7 +141,8 @@ def test_an_autoencoder_that_loses_its_points_is_reseeded(blobs):
     source = int(torch.bincount(model._assign(models, xt), minlength=4).argmax())
     opt = torch.optim.Adam(models.parameters())
     model.reseed_noise = 0.0
-    assert model._reseed_empty(models, opt, xt, torch.Generator().manual_seed(0)) == 1
+    labels = model._assign(models, xt)
+    assert model._reseed_empty(models, opt, labels, torch.Generator().manual_seed(0)) == 1
     models.eval()
     out = models(xt[:10])
     assert torch.allclose(out[3], out[source])  # a copy of the largest cluster's autoencoder
