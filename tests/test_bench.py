@@ -266,6 +266,79 @@ def test_resume_after_a_failing_cell_recomputes_nothing(
     assert calls["n"] == 4 and not summary.completed and len(summary.already_done) == 3
 
 
+ICAE_TINY = """
+name = "tiny-icae"
+title = "ICAE on digits, for the resume test"
+citation = "aeclust tests"
+table = "Table 0"
+kind = "clustering"
+metrics = ["acc", "nmi"]
+nmi_average = "arithmetic"
+seeds = 1
+
+[methods.icae]
+label = "ICAE"
+shared_pretrain = false
+channels = [4, 8]
+embedding_dim = 8
+epochs = 4
+batch_size = 256
+n_views = 1
+
+[datasets.digits]
+label = "Digits"
+"""
+
+
+def test_a_cell_cut_off_mid_fit_resumes_from_its_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aeclust.bench.runner as runner_module
+    from aeclust.training import Trainer
+
+    proto = tmp_path / "tiny-icae.toml"
+    proto.write_text(ICAE_TINY)
+    monkeypatch.setattr(runner_module, "CHECKPOINT_INTERVAL_S", 0.0)  # save every epoch
+    run_protocol(proto, device="cpu", db=tmp_path / "straight" / "r.db", plots=False)
+    reference = _rows(tmp_path / "straight" / "r.db")[0]
+
+    original = Trainer._save_checkpoint
+
+    def save_then_die(self, epoch, extra):
+        original(self, epoch, extra)
+        if epoch == 2:
+            raise KeyboardInterrupt  # the lease ends after the second epoch's checkpoint
+
+    db = tmp_path / "cut" / "r.db"
+    monkeypatch.setattr(Trainer, "_save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_protocol(proto, device="cpu", db=db, plots=False)
+    assert _rows(db) == []
+    left = list((tmp_path / "cut" / "checkpoints").rglob("icae.pt"))
+    assert len(left) == 1 and "tiny-icae/full/icae-digits-seed0-" in left[0].as_posix()
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", original)
+    epochs_run = []
+    original_run = Trainer.run
+
+    def counting_run(self, *args, **kwargs):
+        history = original_run(self, *args, **kwargs)
+        epochs_run.append(len(history))
+        return history
+
+    monkeypatch.setattr(Trainer, "run", counting_run)
+    run_protocol(proto, device="cpu", db=db, plots=False)
+    (resumed,) = _rows(db)
+    assert epochs_run == [4]  # the history is whole: epochs 0-1 came from the checkpoint
+    history = json.loads(resumed["history_json"])
+    expected = json.loads(reference["history_json"])
+    assert [h["epoch"] for h in history] == [0, 1, 2, 3]
+    assert [h["loss"] for h in history] == pytest.approx([h["loss"] for h in expected])
+    assert resumed["acc"] == reference["acc"]
+    assert not list((tmp_path / "cut" / "checkpoints").rglob("*.pt"))  # cleaned up
+    assert not (tmp_path / "cut" / "checkpoints" / "tiny-icae").exists()
+
+
 def test_a_failing_cell_is_recorded_and_retried(
     tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,7 +5,13 @@ from torch.nn import functional as F
 from aeclust._utils import local_seed
 from aeclust.nn import MLPAutoencoder
 from aeclust.pretrain import PretrainConfig, pretrain_autoencoder
-from aeclust.training import EarlyStopping, Trainer, batch_slices, make_optimizer
+from aeclust.training import (
+    EarlyStopping,
+    Trainer,
+    batch_slices,
+    checkpointing,
+    make_optimizer,
+)
 
 
 def _setup(seed=0):
@@ -105,6 +111,76 @@ def test_checkpoint_resume_matches_an_uninterrupted_run(tmp_path):
     assert not ckpt.exists()  # removed once training finished
     for a, b in zip(ae_ref.state_dict().values(), ae2.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def _crash_after_first_save(monkeypatch):
+    """Make the next checkpoint save end the run right after writing (a process cut off)."""
+    original = Trainer._save_checkpoint
+
+    def save_then_crash(self, epoch, extra):
+        original(self, epoch, extra)
+        raise _Interrupt
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", save_then_crash)
+    return lambda: monkeypatch.setattr(Trainer, "_save_checkpoint", original)
+
+
+def _keyed_run(ae, x, **kw):
+    trainer = Trainer(ae, make_optimizer(ae.parameters()), epochs=5, batch_size=16, seed=3, **kw)
+    with local_seed(5):
+        return trainer.run([x], _loss(ae))
+
+
+def test_checkpointing_block_resumes_a_keyed_stage(tmp_path, monkeypatch):
+    ae_ref, x = _setup(1)
+    reference = _keyed_run(ae_ref, x)
+    restore = _crash_after_first_save(monkeypatch)
+    with checkpointing(tmp_path / "cell", interval_s=0) as folder:
+        ae, _ = _setup(1)
+        with pytest.raises(_Interrupt):
+            _keyed_run(ae, x, resume_key="stage")
+        assert (folder / "stage.pt").exists()
+        restore()
+        ae2, _ = _setup(99)  # everything must come from the checkpoint
+        with local_seed(123):  # the global RNG state is restored from the checkpoint too
+            hist = Trainer(
+                ae2,
+                make_optimizer(ae2.parameters()),
+                epochs=5,
+                batch_size=16,
+                seed=3,
+                resume_key="stage",
+            ).run([x], _loss(ae2))
+        assert not (folder / "stage.pt").exists()  # removed once the stage finished
+    assert [h["epoch"] for h in hist] == list(range(5))
+    assert [h["loss"] for h in hist] == pytest.approx([h["loss"] for h in reference])
+    for a, b in zip(ae_ref.state_dict().values(), ae2.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_checkpointing_ignores_a_checkpoint_of_another_run(tmp_path, monkeypatch, caplog):
+    _, x = _setup(1)
+    restore = _crash_after_first_save(monkeypatch)
+    with checkpointing(tmp_path, interval_s=0):
+        ae, _ = _setup(1)
+        with pytest.raises(_Interrupt):
+            _keyed_run(ae, x, resume_key="stage")
+        restore()
+        other_x = x + 1.0  # other data, same shapes: the checkpoint must not be used
+        ae_fresh, _ = _setup(1)
+        with caplog.at_level("WARNING", logger="aeclust.training"):
+            hist = _keyed_run(ae_fresh, other_x, resume_key="stage")
+    assert "saved by a different run" in caplog.text
+    ae_ref, _ = _setup(1)
+    reference = _keyed_run(ae_ref, other_x)
+    assert [h["loss"] for h in hist] == pytest.approx([h["loss"] for h in reference])
+    # a trainer without a resume_key never checkpoints, even inside a block
+    with checkpointing(tmp_path / "none", interval_s=0) as folder:
+        _keyed_run(_setup(1)[0], x)
+        assert list(folder.iterdir()) == []
+    with pytest.raises(ValueError, match="interval_s"):
+        with checkpointing(tmp_path, interval_s=-1):
+            pass
 
 
 def test_non_finite_loss_is_reported():

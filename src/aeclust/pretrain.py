@@ -200,6 +200,7 @@ def pretrain_autoencoder(
         autocast_dtype=autocast_dtype,
         early_stopping=EarlyStopping(config.patience) if config.patience else None,
         checkpoint_path=ckpt,
+        resume_key="pretrain",
         verbose=verbose,
         desc="pretrain",
     )

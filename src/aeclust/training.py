@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -165,6 +166,71 @@ def tally_training() -> Iterator[TrainingTally]:
         _ACTIVE_TALLIES.remove(tally)
 
 
+@dataclass
+class _CheckpointScope:
+    directory: Path
+    interval_s: float
+
+
+_CHECKPOINT_SCOPES: list[_CheckpointScope] = []
+
+
+@contextmanager
+def checkpointing(
+    directory: str | os.PathLike[str], *, interval_s: float = 300.0
+) -> Iterator[Path]:
+    """Checkpoint the long training stages started inside the block, and resume them.
+
+    A stage opts in by giving its :class:`Trainer` a ``resume_key`` (ICAE's training, the shared
+    autoencoder pretraining); within the block such a trainer saves its state to
+    ``directory/<resume_key>.pt`` at most every ``interval_s`` seconds (at epoch ends), and a
+    later run of the same fit in the same block resumes from it instead of starting over. A
+    checkpoint whose data, network, epochs or batch size differ from the stage that finds it is
+    ignored (with a warning) and overwritten. The file is removed when the stage finishes.
+
+    The bench opens one such block per cell, so a cell cut off (a lease that ends, a killed
+    process) resumes where it stopped::
+
+        with aeclust.training.checkpointing("ckpt/icae-mnist-seed0"):
+            ICAE(10, epochs=400).fit(X)   # interrupted, then run again: continues
+
+    Parameters
+    ----------
+    directory : path-like
+        Created if missing.
+    interval_s : float, default=300
+        Minimum wall time between two saves; 0 saves after every epoch.
+
+    Yields
+    ------
+    Path
+        The directory.
+    """
+    if interval_s < 0:
+        raise ValueError(f"interval_s must be >= 0, got {interval_s}")
+    scope = _CheckpointScope(Path(directory), float(interval_s))
+    scope.directory.mkdir(parents=True, exist_ok=True)
+    _CHECKPOINT_SCOPES.append(scope)
+    try:
+        yield scope.directory
+    finally:
+        _CHECKPOINT_SCOPES.remove(scope)
+
+
+def _tensor_fingerprint(tensors: Sequence[torch.Tensor]) -> list[float]:
+    # Cheap identity of the training data (shape, sum, sum of squares in float64): enough to
+    # refuse a checkpoint left by another data set or scaling, without hashing every byte.
+    out: list[float] = []
+    for t in tensors:
+        flat = t.detach().reshape(-1)
+        if not flat.is_floating_point():
+            flat = flat.double()
+        total = flat.sum(dtype=torch.float64)
+        norm = torch.linalg.vector_norm(flat, dtype=torch.float64)
+        out += [float(n) for n in t.shape] + [float(total), float(norm)]
+    return out
+
+
 class Trainer:
     """Minibatch training of ``module`` on tensors kept on the device.
 
@@ -187,6 +253,12 @@ class Trainer:
         Where to save a checkpoint every ``checkpoint_every`` epochs. If the file exists when
         :meth:`run` starts, training resumes from it. It is removed when training finishes.
     checkpoint_every : int
+    resume_key : str, optional
+        Names this stage inside a :func:`checkpointing` block: when no ``checkpoint_path`` is
+        given and a block is open, the stage checkpoints to ``<directory>/<resume_key>.pt``
+        (time-based, the block's ``interval_s``) and resumes from it. Give it only to stages
+        whose whole state is ``module``, ``optimizer``, the shuffling generator, the global RNG
+        and what ``get_extra_state`` returns.
     shuffle : bool
     verbose : bool
         Show a tqdm progress bar over epochs.
@@ -206,6 +278,7 @@ class Trainer:
         early_stopping: EarlyStopping | None = None,
         checkpoint_path: str | os.PathLike | None = None,
         checkpoint_every: int = 1,
+        resume_key: str | None = None,
         shuffle: bool = True,
         verbose: bool = False,
         desc: str = "train",
@@ -221,6 +294,13 @@ class Trainer:
         self.early_stopping = early_stopping
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.checkpoint_every = max(1, int(checkpoint_every))
+        # None: save every ``checkpoint_every`` epochs; a number: at most every so many seconds
+        self.checkpoint_interval_s: float | None = None
+        if self.checkpoint_path is None and resume_key and _CHECKPOINT_SCOPES:
+            scope = _CHECKPOINT_SCOPES[-1]
+            self.checkpoint_path = scope.directory / f"{resume_key}.pt"
+            self.checkpoint_interval_s = scope.interval_s
+        self._signature: dict[str, Any] = {}
         self.shuffle = shuffle
         self.verbose = verbose
         self.desc = desc
@@ -242,12 +322,26 @@ class Trainer:
             "n_steps": self.n_steps,
             "early_stopping": self.early_stopping.state() if self.early_stopping else None,
             "extra": extra or {},
+            "signature": self._signature,
         }
         atomic_torch_save(state, self.checkpoint_path)
 
-    def _load_checkpoint(self) -> tuple[int, dict[str, Any]]:
+    def _load_checkpoint(self) -> tuple[int, dict[str, Any]] | None:
+        """Restore the saved state; None (nothing restored) when it belongs to another run."""
         assert self.checkpoint_path is not None
-        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a truncated or foreign file: start over, do not crash
+            logger.warning("ignoring unreadable checkpoint %s (%s)", self.checkpoint_path, exc)
+            return None
+        if state.get("signature", {}) != self._signature:
+            logger.warning(
+                "ignoring checkpoint %s: it was saved by a different run (data, network, epochs "
+                "or batch size differ); starting %s from scratch",
+                self.checkpoint_path,
+                self.desc,
+            )
+            return None
         self.module.load_state_dict(state["module"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
@@ -303,10 +397,20 @@ class Trainer:
         n = tensors[0].shape[0]
         device = tensors[0].device
         start_epoch = 0
-        if self.checkpoint_path is not None and self.checkpoint_path.exists():
-            start_epoch, extra = self._load_checkpoint()
-            if set_extra_state is not None:
-                set_extra_state(extra)
+        if self.checkpoint_path is not None:
+            self._signature = {
+                "desc": self.desc,
+                "epochs": self.epochs,
+                "batch_size": self.batch_size,
+                "data": _tensor_fingerprint(tensors),
+                "module": [[k, list(v.shape)] for k, v in self.module.state_dict().items()],
+            }
+            restored = self._load_checkpoint() if self.checkpoint_path.exists() else None
+            if restored is not None:
+                start_epoch, extra = restored
+                if set_extra_state is not None:
+                    set_extra_state(extra)
+        last_save = time.monotonic()
         bounds = batch_slices(n, self.batch_size)
         bar = tqdm(
             range(start_epoch, self.epochs),
@@ -375,10 +479,15 @@ class Trainer:
             bar.set_postfix(loss=f"{record['loss']:.4g}")
             if stop_now:
                 break
-            if (epoch + 1) % self.checkpoint_every == 0 and epoch + 1 < self.epochs:
+            if self.checkpoint_interval_s is None:
+                due = (epoch + 1) % self.checkpoint_every == 0
+            else:
+                due = time.monotonic() - last_save >= self.checkpoint_interval_s
+            if self.checkpoint_path is not None and due and epoch + 1 < self.epochs:
                 self._save_checkpoint(
                     epoch + 1, get_extra_state() if get_extra_state is not None else None
                 )
+                last_save = time.monotonic()
         bar.close()
         if self.checkpoint_path is not None and self.checkpoint_path.exists():
             self.checkpoint_path.unlink()

@@ -58,6 +58,29 @@ logger = logging.getLogger(__name__)
 #: Runner parameters that do not change a result (left out of the configuration hash).
 _NOT_HASHED = ("pretrain_cache", "verbose")
 
+#: How often (seconds) a cell's resumable training stage is checkpointed under
+#: ``<results>/checkpoints/`` (see :func:`aeclust.training.checkpointing`).
+CHECKPOINT_INTERVAL_S = 120.0
+
+
+def _remove_empty_dirs(folder: Path, stop: Path) -> None:
+    """Remove ``folder`` if it holds no file, then its empty parents up to ``stop`` (kept)."""
+    folder = folder.resolve()
+    stop = stop.resolve()
+    if stop not in folder.parents:
+        return
+    if folder.exists() and not any(p.is_file() for p in folder.rglob("*")):
+        for sub in sorted(folder.rglob("*"), reverse=True):
+            sub.rmdir()
+        folder.rmdir()
+    for parent in folder.parents:
+        if parent == stop or stop not in parent.parents:
+            break
+        try:
+            parent.rmdir()  # only succeeds when empty
+        except OSError:
+            break
+
 
 class UnsupportedProtocolError(ProtocolError):
     """The protocol's kind cannot be run (kept for callers; every kind in ``KINDS`` runs now)."""
@@ -304,6 +327,8 @@ class _Runner:
         self.precision = precision
         self.results_dir = results_dir
         self.cache_dir = results_dir / "cache" / "pretrained"
+        #: seconds between two checkpoints of a cell's long training stage
+        self.checkpoint_interval_s = CHECKPOINT_INTERVAL_S
         self.plots = plots
         self.command = command
         self.verbose = verbose
@@ -389,6 +414,12 @@ class _Runner:
             "nmi_average": self.proto.nmi_average,
         }
 
+    def checkpoint_dir(self, row: str, data: _Data, seed: int, params: dict) -> Path:
+        """The folder of one cell's training checkpoints (unique per configuration)."""
+        digest = self.config_hash(row, params, data.name, data.key)
+        cell = f"{row}-{data.key}-seed{seed}-{digest}"
+        return self.results_dir / "checkpoints" / self.proto.name / self.variant / cell
+
     def config_hash(self, row: str, params: dict, data_name: str, key: str) -> str:
         """Hash of what determines a cell's result (not where files go or what is printed)."""
         payload = {
@@ -404,6 +435,7 @@ class _Runner:
         import torch
 
         from aeclust.metrics import evaluate, silhouette
+        from aeclust.training import checkpointing
 
         cls, params, ignored = self.params(row, data, seed)
         if ignored and getattr(cls, "deep", True) and "pretrain_epochs" in params:
@@ -428,19 +460,23 @@ class _Runner:
         started = utc_now()
         pretrain_s: float | None = None
         cached: bool | None = None
-        if getattr(cls, "deep", True) and "pretrain_epochs" in params:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            before = set(self.cache_dir.glob("ae-*.pt"))
+        # A cell cut off mid-fit (a lease that ends, a killed process) resumes its long stages
+        # from here when the same command runs again; the folder goes once the cell is stored.
+        ckpt_dir = self.checkpoint_dir(row, data, seed, params)
+        with checkpointing(ckpt_dir, interval_s=self.checkpoint_interval_s):
+            if getattr(cls, "deep", True) and "pretrain_epochs" in params:
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
+                before = set(self.cache_dir.glob("ae-*.pt"))
+                t0 = time.perf_counter()
+                est.pretrain(data.x)
+                sync()
+                pretrain_s = time.perf_counter() - t0
+                if params.get("pretrain_epochs"):
+                    cached = not (set(self.cache_dir.glob("ae-*.pt")) - before)
             t0 = time.perf_counter()
-            est.pretrain(data.x)
+            est.fit(data.x)
             sync()
-            pretrain_s = time.perf_counter() - t0
-            if params.get("pretrain_epochs"):
-                cached = not (set(self.cache_dir.glob("ae-*.pt")) - before)
-        t0 = time.perf_counter()
-        est.fit(data.x)
-        sync()
-        fit_s = time.perf_counter() - t0
+            fit_s = time.perf_counter() - t0
         peak_mb, memory_kind = peak_memory_mb(dev)
 
         # evaluation: the only place labels are used
@@ -498,6 +534,7 @@ class _Runner:
             "finished_at": utc_now(),
         }
         self.store.insert_run(record)
+        _remove_empty_dirs(ckpt_dir, stop=self.results_dir / "checkpoints")
         result = CellResult(
             self.proto.name,
             self.variant,

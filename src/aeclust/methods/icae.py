@@ -400,8 +400,16 @@ class ICAE(BaseDeepClusterer):
             autocast_dtype=dtype,
             verbose=self.verbose,
             desc=type(self).__name__,
+            resume_key="icae",
         )
-        self.history_ = trainer.run([x], loss_fn)
+        # The augmentation / latent-noise generator is the stage's only state outside the
+        # network and the optimiser: a resumed run draws the same augmentations.
+        self.history_ = trainer.run(
+            [x],
+            loss_fn,
+            get_extra_state=lambda: {"generator": gen.get_state()},
+            set_extra_state=lambda extra: gen.set_state(extra["generator"]),
+        )
         self.autoencoder_ = ae.eval()
         self.cluster_centers_ = result.centers.cpu().numpy()
         self.pedcc_min_angle_ = float(result.min_angle)
