@@ -181,12 +181,13 @@ def checkpointing(
 ) -> Iterator[Path]:
     """Checkpoint the long training stages started inside the block, and resume them.
 
-    A stage opts in by giving its :class:`Trainer` a ``resume_key`` (ICAE's training, the shared
-    autoencoder pretraining); within the block such a trainer saves its state to
-    ``directory/<resume_key>.pt`` at most every ``interval_s`` seconds (at epoch ends), and a
-    later run of the same fit in the same block resumes from it instead of starting over. A
-    checkpoint whose data, network, epochs or batch size differ from the stage that finds it is
-    ignored (with a warning) and overwritten. The file is removed when the stage finishes.
+    A stage opts in by giving its :class:`Trainer` a ``resume_key`` (the shared pretraining and
+    the training stage of DEC/IDEC, DCN, DKM, CT, VCC, k-DAE/DAMIC and ICAE); within the block
+    such a trainer saves its state to ``directory/<resume_key>.pt`` at most every ``interval_s``
+    seconds (at epoch ends), and a later run of the same fit in the same block resumes from it
+    instead of starting over. A checkpoint whose data, network, epochs or batch size differ from
+    the stage that finds it is ignored (with a warning) and overwritten. The file is removed
+    when the stage finishes.
 
     The bench opens one such block per cell, so a cell cut off (a lease that ends, a killed
     process) resumes where it stopped::
@@ -318,6 +319,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
             "history": self.history,
             "n_steps": self.n_steps,
             "early_stopping": self.early_stopping.state() if self.early_stopping else None,
@@ -346,6 +348,9 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        cuda_rng = state.get("cuda_rng", [])
+        if cuda_rng and torch.cuda.is_available() and len(cuda_rng) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_rng)
         self.history = list(state["history"])
         self.n_steps = int(state["n_steps"])
         if self.early_stopping is not None and state["early_stopping"] is not None:

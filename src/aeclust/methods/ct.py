@@ -246,8 +246,21 @@ class CT(BaseDeepClusterer):
             autocast_dtype=dtype,
             verbose=self.verbose,
             desc=type(self).__name__,
+            resume_key="ct",
         )
-        self.history_ = trainer.run([x], loss_fn, on_epoch_end=on_epoch_end)
+
+        def set_extra_state(extra: dict[str, Any]) -> None:
+            state["centers"] = extra["centers"].to(x.device)
+            state["labels"] = extra["labels"].to(x.device)
+
+        self.history_ = trainer.run(
+            [x],
+            loss_fn,
+            on_epoch_end=on_epoch_end,
+            # the centroids held fixed during the next epoch (the last re-initialisation)
+            get_extra_state=lambda: {"centers": state["centers"], "labels": state["labels"]},
+            set_extra_state=set_extra_state,
+        )
         self.autoencoder_ = ae.eval()
         centers = state["centers"]
         self.cluster_centers_ = centers.cpu().numpy()

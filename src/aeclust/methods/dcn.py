@@ -305,6 +305,7 @@ class DCN(BaseDeepClusterer):
             autocast_dtype=dtype,
             verbose=self.verbose,
             desc=type(self).__name__,
+            resume_key="dcn",  # centres, counts and assignments are buffers of the model
         )
         self.history_ = trainer.run(
             [x], loss_fn, before_step=update_clusters, on_epoch_end=on_epoch_end

@@ -191,13 +191,25 @@ class DEC(BaseDeepClusterer):
             autocast_dtype=autocast_dtype,
             verbose=self.verbose,
             desc=type(self).__name__,
+            resume_key=type(self).__name__.lower(),
         )
+
+        def set_extra_state(extra: dict[str, Any]) -> None:
+            state["p"] = None if extra["p"] is None else extra["p"].to(x.device)
+            state["labels"] = None if extra["labels"] is None else extra["labels"].to(x.device)
+            updates[:] = extra["updates"]
+
         self.history_ = trainer.run(
             [x],
             loss_fn,
             before_step=refresh,
-            get_extra_state=lambda: {"p": state["p"], "labels": state["labels"]},
-            set_extra_state=lambda s: state.update(s),
+            # the target P in use and the labels of its refresh, until the next refresh
+            get_extra_state=lambda: {
+                "p": state["p"],
+                "labels": state["labels"],
+                "updates": list(updates),
+            },
+            set_extra_state=set_extra_state,
         )
         self.autoencoder_ = ae.eval()
         self.cluster_centers_ = model.centers.detach().cpu().numpy()

@@ -340,6 +340,7 @@ class DKM(BaseDeepClusterer):
             autocast_dtype=dtype,
             verbose=self.verbose,
             desc=type(self).__name__,
+            resume_key="dkm",  # representatives live in the model; alpha follows the epoch
         )
         self.history_ = trainer.run(
             [x], loss_fn, on_epoch_start=on_epoch_start, on_epoch_end=on_epoch_end

@@ -160,6 +160,7 @@ class KDAE(BaseDeepClusterer):
 
     def _trainer(self, module: nn.Module, epochs: int, seed: int, desc: str, patience=None):
         optimizer = make_optimizer(module.parameters(), "adam", self.lr)
+        # every stage is resumable inside aeclust.training.checkpointing, keyed by its name
         return Trainer(
             module,
             optimizer,
@@ -170,6 +171,7 @@ class KDAE(BaseDeepClusterer):
             early_stopping=EarlyStopping(patience) if patience else None,
             verbose=self.verbose,
             desc=desc,
+            resume_key=desc.lower().replace(" ", "-"),
         )
 
     def _pretrain_clusters(
@@ -250,7 +252,22 @@ class KDAE(BaseDeepClusterer):
             reseeded += n
             record["reseeded"] = n
 
-        self.history_ = trainer.run([x], loss_fn, on_epoch_end=end)
+        def get_extra_state() -> dict[str, Any]:
+            return {"previous": previous, "reseeded": reseeded, "generator": gen.get_state()}
+
+        def set_extra_state(extra: dict[str, Any]) -> None:
+            nonlocal previous, reseeded
+            previous = extra["previous"].to(x.device)
+            reseeded = int(extra["reseeded"])
+            gen.set_state(extra["generator"])
+
+        self.history_ = trainer.run(
+            [x],
+            loss_fn,
+            on_epoch_end=end,
+            get_extra_state=get_extra_state,
+            set_extra_state=set_extra_state,
+        )
         self.autoencoders_ = models.eval()
         self.n_reseeded_ = reseeded
         self.n_iter_ = len(self.history_)

@@ -365,12 +365,32 @@ class VCC(BaseDeepClusterer):
             autocast_dtype=autocast_dtype,
             verbose=self.verbose,
             desc=type(self).__name__,
+            resume_key="vcc",
         )
+
+        def get_extra_state() -> dict[str, Any]:
+            # P is rebuilt at each epoch's start; the edge and k-means generators, whether C
+            # was ever set and the embedding snapshots are not in the model
+            return {
+                "sampler_gen": sampler_gen.get_state(),
+                "kmeans_gen": kmeans_gen.get_state(),
+                "initialized": bool(state["initialized"]),
+                "snapshots": [torch.from_numpy(s) for s in snapshots],
+            }
+
+        def set_extra_state(extra: dict[str, Any]) -> None:
+            sampler_gen.set_state(extra["sampler_gen"])
+            kmeans_gen.set_state(extra["kmeans_gen"])
+            state["initialized"] = bool(extra["initialized"])
+            snapshots[:] = [t.numpy() for t in extra["snapshots"]]
+
         self.history_ = trainer.run(
             [point_ids],
             loss_fn,
             on_epoch_start=on_epoch_start,
             on_epoch_end=on_epoch_end,
+            get_extra_state=get_extra_state,
+            set_extra_state=set_extra_state,
         )
         if not state["initialized"]:  # epochs=0: centres from k-means on the untrained MLP
             on_epoch_start(0)
