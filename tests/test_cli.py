@@ -48,6 +48,37 @@ def test_cluster_prints_metrics_when_labels_are_known(blob_files, tmp_path, caps
     assert (tmp_path / "m.pt").exists()
 
 
+def test_cluster_with_a_checkpoint_dir_resumes_an_interrupted_run(
+    blob_files, tmp_path, capsys, monkeypatch
+):
+    from aeclust.training import Trainer
+
+    _, npz = blob_files
+    ckpt = tmp_path / "ckpt"
+    args = ["cluster", str(npz), "--method", "dkm", "--no-cache", "--device", "cpu"]
+    args += ["--param", "autoencoder=[16, 2]", "--param", "pretrain_epochs=3"]
+    args += ["--param", "n_alpha_steps=2", "--param", "epochs_per_alpha=2"]
+    assert main([*args, "--out", str(tmp_path / "straight.csv")]) == 0
+    original = Trainer._save_checkpoint
+
+    def save_then_die(self, epoch, extra):
+        original(self, epoch, extra)
+        if self.desc == "DKM" and epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", save_then_die)
+    resumed = [*args, "--out", str(tmp_path / "resumed.csv"), "--checkpoint-dir", str(ckpt)]
+    resumed += ["--checkpoint-interval", "0"]
+    assert main(resumed) == 130  # interrupted: the user sees "interrupted", not a traceback
+    assert (ckpt / "dkm.pt").exists()
+    monkeypatch.setattr(Trainer, "_save_checkpoint", original)
+    assert main(resumed) == 0
+    assert not (ckpt / "dkm.pt").exists()
+    assert np.array_equal(_labels(tmp_path / "resumed.csv"), _labels(tmp_path / "straight.csv"))
+    assert main([*args, "--checkpoint-dir", str(ckpt), "--checkpoint-interval", "-1"]) == 2
+    assert "--checkpoint-interval must be a non-negative" in capsys.readouterr().err
+
+
 def test_cluster_named_dataset(tmp_path, capsys):
     out = tmp_path / "d.csv"
     assert main(["cluster", "--dataset", "digits", "--method", "kmeans", "--out", str(out)]) == 0

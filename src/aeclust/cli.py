@@ -101,9 +101,21 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     n_clusters = args.n_clusters or data.n_classes
     if n_clusters is None:
         raise CLIError("--n-clusters is required when the data carry no labels")
+    if args.checkpoint_interval < 0:
+        raise CLIError(
+            f"--checkpoint-interval must be a non-negative number of seconds, "
+            f"got {args.checkpoint_interval}"
+        )
     model = _build_estimator(args, data, n_clusters)
     start = time.perf_counter()
-    labels = model.fit_predict(data.x)
+    if args.checkpoint_dir:
+        from aeclust.training import checkpointing
+
+        # an interrupted run, started again with the same arguments, continues from here
+        with checkpointing(args.checkpoint_dir, interval_s=args.checkpoint_interval):
+            labels = model.fit_predict(data.x)
+    else:
+        labels = model.fit_predict(data.x)
     elapsed = time.perf_counter() - start
 
     out = Path(args.out) if args.out else Path(f"{data.name}-{args.method}-labels.csv")
@@ -366,6 +378,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="pretraining cache (default $AECLUST_CACHE)")
     p.add_argument("--no-cache", action="store_true", help="do not cache pretrained networks")
     p.add_argument("--save-model", help="save the fitted model to this file")
+    p.add_argument(
+        "--checkpoint-dir",
+        help="checkpoint the training stages here; rerunning the same command after an "
+        "interruption resumes them",
+    )
+    p.add_argument(
+        "--checkpoint-interval",
+        type=float,
+        default=300.0,
+        help="seconds between checkpoints (default 300)",
+    )
     p.set_defaults(func=cmd_cluster)
 
     p = sub.add_parser("select-k", help="elbow / silhouette sweep over the number of clusters")
