@@ -145,6 +145,25 @@ def test_run_end_to_end_rows_and_report(tiny: Path, tmp_path: Path) -> None:
     assert "aeclust bench" in md
 
 
+def test_a_diagnostic_row_without_runs_or_paper_numbers_is_left_out(tmp_path: Path) -> None:
+    """Rows of our own (no paper number anywhere) appear where they ran, not as empty lines."""
+    proto = tmp_path / "diag.toml"
+    proto.write_text(
+        TINY.replace(
+            "[datasets.digits]",
+            '[methods.km-extra]\nestimator = "kmeans"\nlabel = "KM, extra diagnostic"\n'
+            "n_init = 1\n\n[datasets.digits]",
+        )
+    )
+    db = tmp_path / "diag.db"
+    run_protocol(proto, quick=True, seeds=1, methods=["kmeans"], device="cpu", db=db, plots=False)
+    md = render_report(db, fmt="md")
+    assert "| KM |" in md and "KM, extra diagnostic" not in md
+    assert "| AE+KM | 0 |" in md  # not run, but the paper reports it: kept as a to-do
+    run_protocol(proto, quick=True, seeds=1, methods=["km-extra"], device="cpu", db=db, plots=False)
+    assert "| KM, extra diagnostic | 1 (0) |" in render_report(db, fmt="md")
+
+
 def test_first_seed_runs_later_seeds_alone(tiny: Path, tmp_path: Path) -> None:
     """--first-seed 1 --seeds 1 stores seed 1 only, as seed 1 of a 0..1 run does."""
     db = tmp_path / "one.db"
