@@ -131,6 +131,7 @@ def test_run_end_to_end_rows_and_report(tiny: Path, tmp_path: Path) -> None:
     assert (plots / "ae-kmeans-seed0-quick-embedding.png").is_file()
     assert (plots / "ae-kmeans-seed0-quick-curves.png").is_file()
     assert (plots / "kmeans-seed1-quick-confusion.png").is_file()
+    assert not (tmp_path / "res" / "checkpoints").exists()  # no stage saved: nothing left
 
     md = render_report(db, fmt="md")
     assert "## tiny (quick)" in md and "Δ ACC" in md and "ACC paper" in md

@@ -176,39 +176,6 @@ def test_icae_deterministic_predict_equals_labels_and_roundtrip(digits, tmp_path
     assert np.allclose(restored.generate(3), images, atol=1e-5)
 
 
-def test_icae_fit_cut_off_inside_checkpointing_resumes_to_the_same_model(
-    digits, tmp_path, monkeypatch
-):
-    from aeclust.training import Trainer, checkpointing
-
-    x = digits[0][:200]
-    kw = dict(TINY, epochs=4, n_clusters=10, image_shape=(1, 8, 8))
-    reference = ICAE(**kw).fit(x)
-    original = Trainer._save_checkpoint
-    saved = []
-
-    def save_then_die(self, epoch, extra):
-        original(self, epoch, extra)
-        saved.append(epoch)
-        if epoch == 2:
-            raise KeyboardInterrupt  # the process is cut off after the second epoch's save
-
-    monkeypatch.setattr(Trainer, "_save_checkpoint", save_then_die)
-    with checkpointing(tmp_path, interval_s=0):
-        with pytest.raises(KeyboardInterrupt):
-            ICAE(**kw).fit(x)
-        assert (tmp_path / "icae.pt").exists()
-        monkeypatch.setattr(Trainer, "_save_checkpoint", original)
-        resumed = ICAE(**kw).fit(x)
-    assert saved == [1, 2]
-    assert not (tmp_path / "icae.pt").exists()
-    assert [h["epoch"] for h in resumed.history_] == [0, 1, 2, 3]
-    assert [h["loss"] for h in resumed.history_] == pytest.approx(
-        [h["loss"] for h in reference.history_], rel=1e-5
-    )
-    assert np.array_equal(resumed.labels_, reference.labels_)
-
-
 def test_icae_learns_digits(digits):
     from aeclust.metrics import cluster_accuracy
 

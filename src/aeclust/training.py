@@ -198,7 +198,8 @@ def checkpointing(
     Parameters
     ----------
     directory : path-like
-        Created if missing.
+        Created with the first checkpoint written (a block whose stages never save leaves
+        nothing behind).
     interval_s : float, default=300
         Minimum wall time between two saves; 0 saves after every epoch.
 
@@ -210,7 +211,6 @@ def checkpointing(
     if interval_s < 0:
         raise ValueError(f"interval_s must be >= 0, got {interval_s}")
     scope = _CheckpointScope(Path(directory), float(interval_s))
-    scope.directory.mkdir(parents=True, exist_ok=True)
     _CHECKPOINT_SCOPES.append(scope)
     try:
         yield scope.directory

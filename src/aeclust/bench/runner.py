@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -63,21 +64,14 @@ _NOT_HASHED = ("pretrain_cache", "verbose")
 CHECKPOINT_INTERVAL_S = 120.0
 
 
-def _remove_empty_dirs(folder: Path, stop: Path) -> None:
-    """Remove ``folder`` if it holds no file, then its empty parents up to ``stop`` (kept)."""
-    folder = folder.resolve()
-    stop = stop.resolve()
-    if stop not in folder.parents:
-        return
-    if folder.exists() and not any(p.is_file() for p in folder.rglob("*")):
-        for sub in sorted(folder.rglob("*"), reverse=True):
-            sub.rmdir()
-        folder.rmdir()
+def _discard_checkpoints(folder: Path, root: Path) -> None:
+    """Delete a stored cell's checkpoint folder and its parents below ``root`` left empty."""
+    shutil.rmtree(folder, ignore_errors=True)  # the cell is stored: nothing there is needed
     for parent in folder.parents:
-        if parent == stop or stop not in parent.parents:
+        if parent == root or root not in parent.parents:
             break
         try:
-            parent.rmdir()  # only succeeds when empty
+            parent.rmdir()  # only succeeds when empty (other cells may still be running)
         except OSError:
             break
 
@@ -534,7 +528,7 @@ class _Runner:
             "finished_at": utc_now(),
         }
         self.store.insert_run(record)
-        _remove_empty_dirs(ckpt_dir, stop=self.results_dir / "checkpoints")
+        _discard_checkpoints(ckpt_dir, self.results_dir / "checkpoints")
         result = CellResult(
             self.proto.name,
             self.variant,
