@@ -641,6 +641,46 @@ def test_cell_params_resolution_order(tiny: Path) -> None:
     assert shared == {} and own == {"n_init": 7}
 
 
+def test_like_copies_a_row_with_its_data_set_and_quick_tables(tiny: Path) -> None:
+    text = tiny.read_text() + (
+        '\n[methods.ae-kmeans-long]\nlike = "ae-kmeans"\nlabel = "long"\npretrain_epochs = 9\n'
+        '\n[methods.ae-kmeans-longer]\nlike = "ae-kmeans-long"\n'
+        "\n[datasets.digits.methods.ae-kmeans]\nn_init = 5\npretrain_epochs = 4\n"
+        "\n[quick.methods.ae-kmeans]\nn_init = 7\n"
+        "\n[quick.methods.ae-kmeans-longer]\nn_init = 8\n"
+    )
+    proto = validate(tomllib.loads(text), source="t")
+    long_, longer = proto.methods["ae-kmeans-long"], proto.methods["ae-kmeans-longer"]
+    # the estimator comes from the parent's row name; the label is the variant's own
+    assert long_.estimator == "ae-kmeans" and long_.label == "long"
+    assert longer.estimator == "ae-kmeans" and longer.label == "ae-kmeans-longer"
+    for row in ("ae-kmeans-long", "ae-kmeans-longer"):
+        # the parent's data-set table comes along, but not its value of the variant's own key
+        _, own = proto.cell_params(row, "digits", quick=False)
+        assert own == {"n_init": 5, "pretrain_epochs": 9}
+    _, own = proto.cell_params("ae-kmeans-long", "digits", quick=True)
+    assert own["n_init"] == 7  # the parent's quick table
+    _, own = proto.cell_params("ae-kmeans-longer", "digits", quick=True)
+    assert own["n_init"] == 8  # the variant's own quick table wins
+    assert proto.cell_params("ae-kmeans", "digits", quick=False)[1]["pretrain_epochs"] == 4
+    # the stored protocol says where a copied row came from
+    assert proto.raw["methods"]["ae-kmeans-longer"]["like"] == "ae-kmeans-long"
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ('[methods.a]\nlike = "nope"\n', "no [methods.nope] table"),
+        ('[methods.a]\nlike = "b"\n[methods.b]\nlike = "a"\n', "cycle"),
+        ("[methods.a]\nlike = 3\n", "must be the name of another"),
+    ],
+)
+def test_like_rejects_unknown_rows_and_cycles(rows: str, message: str) -> None:
+    text = TINY.replace("[datasets.digits]", rows + "\n[datasets.digits]", 1)
+    with pytest.raises(ProtocolError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        validate(tomllib.loads(text), source="t")
+
+
 def test_results_export_and_import_merge_without_duplicates(tmp_path):
     from aeclust.bench.store import RUN_COLUMNS
 

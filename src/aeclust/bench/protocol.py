@@ -23,6 +23,7 @@ the numbers the paper printed, so that a run can be set beside them. Keys (see
     label = "CCAE-1"                  # optional display name
     shared_pretrain = true            # false: [pretrain] is not given (end-to-end methods)
     shift = 1                         # constructor keyword arguments of the estimator
+    like = "<other row>"              # optional: start from a copy of that row (see below)
 
     [datasets.<key>]                  # a column of the paper's table
     name = "mnist_test"               # registry name (default: the key)
@@ -71,6 +72,14 @@ may choose encoder parameters by cross-validation inside each training part
     grid = { alpha = [0.3, 0.6, 0.9] }  # candidates of the encoder's parameters
     n_folds = 3                         # inner per-class folds (default 3)
     classifiers = ["mlp", "nc"]         # columns whose mean accuracy decides (default: all)
+
+A row with ``like = "<other row>"`` is a variant of that row: it starts from a copy of the other
+row's ``[methods.<other>]`` table (everything but ``label``), of its
+``[datasets.<key>.methods.<other>]`` tables and of its ``[quick.methods.<other>]`` table, and its
+own tables override key by key; a key the variant sets in its own ``[methods]`` table is its point
+and is not taken from the other row's data-set or quick tables. The copy is made when the file is
+loaded (chains are followed, cycles are an error), so a variant cannot drift from its parent when
+the parent is edited.
 
 Resolution of one cell's parameters, later entries winning: ``[pretrain]``, then
 ``[datasets.<key>.pretrain]`` (only the keys the estimator accepts), then ``[methods.<row>]``,
@@ -187,7 +196,7 @@ _DATASET_KEYS = frozenset(
     }
 )
 _QUICK_KEYS = frozenset({"seeds", "datasets", "pretrain", "methods", "note"})
-_METHOD_META = frozenset({"estimator", "label", "shared_pretrain", "stage", "select"})
+_METHOD_META = frozenset({"estimator", "label", "shared_pretrain", "stage", "select", "like"})
 _CLASSIFIER_META = frozenset({"type", "label", "standardize"})
 
 
@@ -592,6 +601,7 @@ def validate(data: Mapping[str, Any], *, source: str = "<protocol>") -> Protocol
         errors.append("page must be an integer or a string")
 
     pretrain = _check_params("[pretrain]", data.get("pretrain", {}), errors, pretrain=True)
+    data = _expand_like(data, errors)
 
     # methods
     classification = kind == "classification"
@@ -817,6 +827,77 @@ def validate(data: Mapping[str, Any], *, source: str = "<protocol>") -> Protocol
         source=source,
         classifiers=classifiers,
     )
+
+
+def _expand_like(data: dict[str, Any], errors: list[str]) -> dict[str, Any]:
+    """Return ``data`` with every ``like = "<row>"`` method row merged over a copy of that row.
+
+    A liking row inherits the other row's ``[methods]`` table (all but ``label``; the estimator
+    too, which is the other row's name when its table does not say), its
+    ``[datasets.<key>.methods]`` tables and its ``[quick.methods]`` table; its own tables win key
+    by key, and a key set in its own ``[methods]`` table is not taken from the other row's
+    per-data-set or quick tables either (``lam = 1.0`` in a variant of a row whose data sets set
+    ``lam`` means 1.0 everywhere unless the variant's own data-set table says otherwise).
+    ``like`` itself stays in the row (as metadata), so the stored protocol says where the values
+    came from. Problems (unknown row, cycle, not a string) are appended to ``errors``.
+    """
+    raw_methods = data.get("methods")
+    if not isinstance(raw_methods, dict) or not any(
+        isinstance(spec, dict) and "like" in spec for spec in raw_methods.values()
+    ):
+        return data
+    data = copy.deepcopy(data)
+    raw_methods = data["methods"]
+    datasets = data.get("datasets") if isinstance(data.get("datasets"), dict) else {}
+    quick = data.get("quick") if isinstance(data.get("quick"), dict) else {}
+    q_methods = quick.get("methods") if isinstance(quick.get("methods"), dict) else None
+    done: set[str] = set()
+
+    def resolve(row: str, chain: tuple[str, ...]) -> bool:
+        if row in done:
+            return True
+        spec = raw_methods[row]
+        parent = spec.get("like") if isinstance(spec, dict) else None
+        if parent is None:
+            done.add(row)
+            return True
+        where = f"[methods.{row}].like"
+        if not isinstance(parent, str):
+            errors.append(f"{where} must be the name of another [methods] row")
+            return False
+        if parent in chain or parent == row:
+            cycle = " -> ".join((*chain, row, parent))
+            errors.append(f"{where}: rows copy each other in a cycle ({cycle})")
+            return False
+        if not isinstance(raw_methods.get(parent), dict):
+            errors.append(f"{where} = {parent!r}: no [methods.{parent}] table")
+            return False
+        if not resolve(parent, (*chain, row)):
+            return False
+        inherited = {k: v for k, v in raw_methods[parent].items() if k not in ("label", "like")}
+        # a parent named after its estimator has no explicit key; the copy needs one
+        inherited.setdefault("estimator", parent)
+        raw_methods[row] = {**copy.deepcopy(inherited), **spec}
+
+        def inherit(tables: dict[str, Any]) -> None:
+            # a key the variant sets in its own row is its point: the parent's per-data-set or
+            # quick value of that key must not bring the parent's value back
+            own = tables.get(row, {})
+            if isinstance(tables.get(parent), dict) and isinstance(own, dict):
+                kept = {k: v for k, v in tables[parent].items() if k not in spec}
+                tables[row] = {**copy.deepcopy(kept), **own}
+
+        for ds in datasets.values():
+            if isinstance(ds, dict) and isinstance(ds.get("methods"), dict):
+                inherit(ds["methods"])
+        if q_methods is not None:
+            inherit(q_methods)
+        done.add(row)
+        return True
+
+    for row in list(raw_methods):
+        resolve(row, ())
+    return data
 
 
 def _known_encoders() -> set[str]:
