@@ -667,6 +667,20 @@ def test_like_copies_a_row_with_its_data_set_and_quick_tables(tiny: Path) -> Non
     assert proto.raw["methods"]["ae-kmeans-longer"]["like"] == "ae-kmeans-long"
 
 
+def test_like_rows_of_the_shipped_protocols_differ_only_where_they_say() -> None:
+    proto = load_protocol("icae-table4")
+    for quick in (False, True):
+        _, parent = proto.cell_params("icae", "coil20", quick)
+        _, ablation = proto.cell_params("icae-no-aug", "coil20", quick)
+        _, e100 = proto.cell_params("icae-no-aug-e100", "coil20", quick)
+        assert ablation == {**parent, "augment": False, "aug_weight": 0.0}
+        assert e100 == {**ablation, "epochs": 100} if quick else e100 == ablation
+    proto_ct = load_protocol("ct-tables2-3")
+    _, ct = proto_ct.cell_params("ct", "usps", False)
+    _, lam1 = proto_ct.cell_params("ct-lam1", "usps", False)
+    assert ct["lam"] == 10.0 and lam1 == {**ct, "lam": 1.0}
+
+
 @pytest.mark.parametrize(
     ("rows", "message"),
     [

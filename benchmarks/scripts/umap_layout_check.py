@@ -3,9 +3,9 @@
 VCC lays out the M-nearest-neighbour graph of the inputs in 2-D with attraction / repulsion
 losses, as UMAP does. This script runs UMAP (``umap-learn``, not an aeclust dependency:
 ``pip install umap-learn``) with ``n_neighbors = M`` and ``n_components = 2`` on a data set, then
-clusters the layout with k-means (10 restarts) and with a Gaussian mixture of full covariances
-(5 restarts), so that VCC's embedding (``vcc_check.py`` prints the same two scores) can be set
-beside the best-known layout of the same graph. Labels are used for the printed scores only.
+clusters the layout exactly as ``vcc_check.py`` clusters VCC's embedding (aeclust's k-means, 10
+restarts, generator seed 0; a Gaussian mixture of full covariances, 5 restarts, random_state 0),
+so that the two can be set side by side. Labels are used for the printed scores only.
 
 Usage (from the repository root)::
 
@@ -23,11 +23,12 @@ import sys
 import time
 
 import numpy as np
-from sklearn.cluster import KMeans
+import torch
 from sklearn.mixture import GaussianMixture
 
 from aeclust.datasets import load_dataset
 from aeclust.metrics import cluster_accuracy, nmi
+from aeclust.primitives import kmeans
 
 
 def main(argv: list[str]) -> None:
@@ -47,8 +48,9 @@ def main(argv: list[str]) -> None:
         start = time.perf_counter()
         reducer = umap.UMAP(n_neighbors=n_neighbors, n_components=2, random_state=seed, **options)
         layout = reducer.fit_transform(x).astype(np.float64)
-        km = KMeans(k, n_init=10, random_state=seed).fit_predict(layout)
-        mixture = GaussianMixture(k, covariance_type="full", n_init=5, random_state=seed)
+        generator = torch.Generator().manual_seed(0)
+        km = kmeans(torch.from_numpy(layout), k, n_init=10, generator=generator).labels.numpy()
+        mixture = GaussianMixture(k, covariance_type="full", n_init=5, random_state=0)
         gm = mixture.fit(layout).predict(layout)
         print(
             f"{name} M={n_neighbors} seed={seed} {json.dumps(options)}",
