@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,28 @@ def test_a_later_primitive_run_replaces_only_the_primitives(speed_db, tmp_path):
     assert "| dcn |" in section and "pretraining" in section  # the first session's phases stay
     assert "123.25" in section and "--phases primitive" in section
     assert section.count("exact 10-NN graph") == 1  # the older primitives are replaced
+
+
+def test_each_cpu_model_keeps_its_own_newest_session(speed_db, tmp_path):
+    """A later session on another CPU model is a second machine, not a newer run of the first."""
+    db = speed_db[0]
+    copy = tmp_path / "r.db"
+    copy.write_bytes(db.read_bytes())
+    with ResultStore(copy) as store:
+        rows = store.speed_rows()
+        assert {r["device"] for r in rows} == {"cpu"}
+        first_cpu = json.loads(rows[0]["machine_json"])["cpu"]
+        for row in rows:
+            if row["phase"] == "pretrain":
+                other = {k: v for k, v in row.items() if k != "id"}
+                other.update(session="9999-12-31T00:00:00+00:00", seconds=77.5)
+                other["machine_json"] = json.dumps({"cpu": "Other CPU Model", "cores": 2})
+                store.insert_speed(other)
+    text = write_benchmarks_md(copy, tmp_path / "B.md", notes=[]).read_text()
+    section = text.split("## Throughput")[1].split("\n## ")[0]
+    assert f"### cpu ({first_cpu})," in section and "### cpu (Other CPU Model)," in section
+    # The first machine keeps its own pretraining rows beside the other machine's.
+    assert section.count("| pretraining |") == 2 and "| dcn |" in section
 
 
 def test_speed_bad_input(tmp_path, capsys):
