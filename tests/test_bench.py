@@ -695,6 +695,68 @@ def test_like_rejects_unknown_rows_and_cycles(rows: str, message: str) -> None:
         validate(tomllib.loads(text), source="t")
 
 
+def _ablation_of_tiny(lam_kmeans: int = 2) -> str:
+    """A second protocol whose full-model row repeats tiny's ae-kmeans row (runs_from)."""
+    return (
+        TINY.replace('name = "tiny"', 'name = "tiny-ablation"')
+        .replace('label = "AE+KM"\n', 'label = "AE+KM"\nruns_from = "tiny"\n')
+        .replace('label = "KM"\nn_init = 2', f'label = "KM"\nn_init = {lam_kmeans}')
+        .replace(
+            "[datasets.digits]",
+            '[methods.ae-kmeans-short]\nlike = "ae-kmeans"\n'
+            "pretrain_epochs = 1\n\n[datasets.digits]",
+            1,
+        )
+    )
+
+
+def test_runs_from_shows_the_other_protocols_runs_only_when_the_cell_is_the_same(
+    tmp_path: Path,
+) -> None:
+    from aeclust.bench.protocol import same_cell
+
+    base = validate(tomllib.loads(TINY), source="t")
+    ablation = validate(tomllib.loads(_ablation_of_tiny()), source="t")
+    assert ablation.methods["ae-kmeans"].runs_from == "tiny"
+    # a variant made with like does not inherit where its parent's runs live
+    assert ablation.methods["ae-kmeans-short"].runs_from is None
+    assert same_cell(ablation, base, "ae-kmeans", "digits", True) is None
+    why = same_cell(ablation, base, "ae-kmeans-short", "digits", True)
+    assert why is not None and "no row" in why
+    db = tmp_path / "r.db"
+    with ResultStore(db) as store:
+        for proto in (base, ablation):
+            store.save_protocol(proto.name, proto.fingerprint, "t", proto.to_json())
+        for seed, acc in ((0, 0.61), (1, 0.63)):
+            store.insert_run(_fake_record("tiny", "ae-kmeans", "digits", seed, acc=acc))
+        store.insert_run(_fake_record("tiny-ablation", "ae-kmeans-short", "digits", 0, acc=0.5))
+    md = render_report(db, fmt="md", protocol="tiny-ablation", variant="quick")
+    line = next(x for x in md.splitlines() if x.startswith("| AE+KM |"))
+    assert "0.62" in line and "runs of tiny, same settings" in line
+    # the other protocol's KM row is not borrowed: the ablation's KM row has no runs_from
+    assert not any(x.startswith("| KM |") and "0.5" in x for x in md.splitlines())
+
+    # once the settings differ (here the shared pretraining), nothing is borrowed and the cell
+    # says why
+    changed = validate(
+        tomllib.loads(_ablation_of_tiny().replace("batch_size = 128", "batch_size = 64")),
+        source="t",
+    )
+    assert "batch_size" in (same_cell(changed, base, "ae-kmeans", "digits", True) or "")
+    with ResultStore(db) as store:
+        store.save_protocol(changed.name, changed.fingerprint, "t", changed.to_json())
+    md = render_report(db, fmt="md", protocol="tiny-ablation", variant="quick")
+    line = next(x for x in md.splitlines() if x.startswith("| AE+KM |"))
+    assert "0.62" not in line and "tiny's runs not shown: pretraining batch_size differs" in line
+
+
+@pytest.mark.parametrize("value", ['"tiny"', "3", '""'])
+def test_runs_from_must_name_another_protocol(value: str) -> None:
+    text = TINY.replace('label = "AE+KM"\n', f'label = "AE+KM"\nruns_from = {value}\n')
+    with pytest.raises(ProtocolError, match="runs_from must name another protocol"):
+        validate(tomllib.loads(text), source="t")
+
+
 def test_results_export_and_import_merge_without_duplicates(tmp_path):
     from aeclust.bench.store import RUN_COLUMNS
 

@@ -24,6 +24,7 @@ the numbers the paper printed, so that a run can be set beside them. Keys (see
     shared_pretrain = true            # false: [pretrain] is not given (end-to-end methods)
     shift = 1                         # constructor keyword arguments of the estimator
     like = "<other row>"              # optional: start from a copy of that row (see below)
+    runs_from = "<other protocol>"    # optional: report that protocol's runs of this row
 
     [datasets.<key>]                  # a column of the paper's table
     name = "mnist_test"               # registry name (default: the key)
@@ -74,12 +75,18 @@ may choose encoder parameters by cross-validation inside each training part
     classifiers = ["mlp", "nc"]         # columns whose mean accuracy decides (default: all)
 
 A row with ``like = "<other row>"`` is a variant of that row: it starts from a copy of the other
-row's ``[methods.<other>]`` table (everything but ``label``), of its
+row's ``[methods.<other>]`` table (everything but ``label`` and ``runs_from``), of its
 ``[datasets.<key>.methods.<other>]`` tables and of its ``[quick.methods.<other>]`` table, and its
 own tables override key by key; a key the variant sets in its own ``[methods]`` table is its point
 and is not taken from the other row's data-set or quick tables. The copy is made when the file is
 loaded (chains are followed, cycles are an error), so a variant cannot drift from its parent when
 the parent is edited.
+
+A row with ``runs_from = "<other protocol>"`` repeats a row of another table (an ablation table's
+full-model row, say): where this protocol has no runs of it in a column, the report shows the
+other protocol's runs of the same row name, but only when both resolve that cell to the same
+estimator, data set and parameters (otherwise the cell stays empty and says why). Running this
+protocol still runs the row; its own runs then take precedence.
 
 Resolution of one cell's parameters, later entries winning: ``[pretrain]``, then
 ``[datasets.<key>.pretrain]`` (only the keys the estimator accepts), then ``[methods.<row>]``,
@@ -113,6 +120,7 @@ __all__ = [
     "list_protocols",
     "load_protocol",
     "protocol_dirs",
+    "same_cell",
 ]
 
 #: CLI names of the estimators the project implements (DESIGN.md), whether or not they are
@@ -196,7 +204,9 @@ _DATASET_KEYS = frozenset(
     }
 )
 _QUICK_KEYS = frozenset({"seeds", "datasets", "pretrain", "methods", "note"})
-_METHOD_META = frozenset({"estimator", "label", "shared_pretrain", "stage", "select", "like"})
+_METHOD_META = frozenset(
+    {"estimator", "label", "shared_pretrain", "stage", "select", "like", "runs_from"}
+)
 _CLASSIFIER_META = frozenset({"type", "label", "standardize"})
 
 
@@ -227,6 +237,9 @@ class MethodSpec:
         Classification protocols: ``{"grid": {...}, "n_folds": int, "classifiers": [...]}``,
         encoder parameters chosen by inner cross-validation on each training part (None: the
         parameters as given).
+    runs_from : str or None
+        Another protocol whose runs of this row the report shows where this one has none and
+        both resolve the cell identically (see :func:`same_cell`).
     """
 
     name: str
@@ -236,6 +249,7 @@ class MethodSpec:
     shared_pretrain: bool = True
     stage: int | None = None
     select: dict[str, Any] | None = None
+    runs_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -644,10 +658,25 @@ def validate(data: Mapping[str, Any], *, source: str = "<protocol>") -> Protocol
         if not isinstance(shared_pretrain, bool):
             errors.append(f"[methods.{row}].shared_pretrain must be true or false")
         select = _check_select(row, spec.get("select"), classification, errors)
+        runs_from = spec.get("runs_from")
+        if runs_from is not None and (
+            not isinstance(runs_from, str) or not runs_from or runs_from == data.get("name")
+        ):
+            errors.append(
+                f"[methods.{row}].runs_from must name another protocol, not {runs_from!r}"
+            )
+            runs_from = None
         params = {k: v for k, v in spec.items() if k not in _METHOD_META}
         params = _check_params(f"[methods.{row}]", params, errors, pretrain=False)
         methods[row] = MethodSpec(
-            row, str(estimator), params, label, bool(shared_pretrain), stage=stage, select=select
+            row,
+            str(estimator),
+            params,
+            label,
+            bool(shared_pretrain),
+            stage=stage,
+            select=select,
+            runs_from=runs_from,
         )
 
     # datasets
@@ -832,7 +861,8 @@ def validate(data: Mapping[str, Any], *, source: str = "<protocol>") -> Protocol
 def _expand_like(data: dict[str, Any], errors: list[str]) -> dict[str, Any]:
     """Return ``data`` with every ``like = "<row>"`` method row merged over a copy of that row.
 
-    A liking row inherits the other row's ``[methods]`` table (all but ``label``; the estimator
+    A liking row inherits the other row's ``[methods]`` table (all but ``label`` and
+    ``runs_from``; the estimator
     too, which is the other row's name when its table does not say), its
     ``[datasets.<key>.methods]`` tables and its ``[quick.methods]`` table; its own tables win key
     by key, and a key set in its own ``[methods]`` table is not taken from the other row's
@@ -874,7 +904,10 @@ def _expand_like(data: dict[str, Any], errors: list[str]) -> dict[str, Any]:
             return False
         if not resolve(parent, (*chain, row)):
             return False
-        inherited = {k: v for k, v in raw_methods[parent].items() if k not in ("label", "like")}
+        # runs_from says where the parent's own runs are; a variant's are not there
+        inherited = {
+            k: v for k, v in raw_methods[parent].items() if k not in ("label", "like", "runs_from")
+        }
         # a parent named after its estimator has no explicit key; the copy needs one
         inherited.setdefault("estimator", parent)
         raw_methods[row] = {**copy.deepcopy(inherited), **spec}
@@ -996,6 +1029,51 @@ def _check_dataset_name(name: Any) -> list[str]:
     except ValueError as exc:
         return [str(exc).split(";")[0]]
     return []
+
+
+def same_cell(a: Protocol, b: Protocol, row: str, key: str, quick: bool) -> str | None:
+    """Whether two protocols resolve one cell identically (what ``runs_from`` relies on).
+
+    Parameters
+    ----------
+    a, b : Protocol
+    row : str
+        Method row, present in both.
+    key : str
+        Data-set column, present in both.
+    quick : bool
+        The quick variant.
+
+    Returns
+    -------
+    str or None
+        None when the estimator, the data set (name, downsampling, number of clusters), the
+        NMI normalisation and every resolved parameter agree; otherwise the first difference.
+    """
+    for proto in (a, b):
+        if row not in proto.methods:
+            return f"{proto.name} has no row {row!r}"
+        if key not in proto.datasets:
+            return f"{proto.name} has no column {key!r}"
+    ma, mb = a.methods[row], b.methods[row]
+    da, db = a.datasets[key], b.datasets[key]
+    checks = [
+        ("estimator", ma.estimator, mb.estimator),
+        ("data set", a.data_name(key, quick), b.data_name(key, quick)),
+        ("downsample", da.downsample, db.downsample),
+        ("n_clusters", da.n_clusters, db.n_clusters),
+        ("nmi_average", a.nmi_average, b.nmi_average),
+        ("shared_pretrain", ma.shared_pretrain, mb.shared_pretrain),
+    ]
+    (shared_a, own_a), (shared_b, own_b) = (p.cell_params(row, key, quick) for p in (a, b))
+    for name in sorted(set(shared_a) | set(shared_b)):
+        checks.append((f"pretraining {name}", shared_a.get(name), shared_b.get(name)))
+    for name in sorted(set(own_a) | set(own_b)):
+        checks.append((name, own_a.get(name), own_b.get(name)))
+    for what, va, vb in checks:
+        if va != vb:
+            return f"{what} differs ({a.name}: {va!r}, {b.name}: {vb!r})"
+    return None
 
 
 def load_protocol(spec: str | os.PathLike[str] | Protocol) -> Protocol:

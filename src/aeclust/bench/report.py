@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from aeclust._utils import atomic_path
-from aeclust.bench.protocol import Protocol, ProtocolError, protocol_dirs, validate
+from aeclust.bench.protocol import Protocol, ProtocolError, protocol_dirs, same_cell, validate
 from aeclust.bench.store import ResultStore
 
 __all__ = [
@@ -156,6 +156,8 @@ def summarize(store: ResultStore, proto: Protocol, variant: str) -> dict[str, li
     keys += [k for k in dict.fromkeys(r["dataset"] for r in runs) if k not in keys]
     rows = proto.rows()
     rows += [m for m in dict.fromkeys(r["method"] for r in runs) if m not in rows]
+    others: dict[str, Protocol] | None = None
+    other_runs: dict[str, list] = {}
     out: dict[str, list[CellSummary]] = {}
     for key in keys:
         spec = proto.datasets.get(key)
@@ -164,6 +166,26 @@ def summarize(store: ResultStore, proto: Protocol, variant: str) -> dict[str, li
         cells = []
         for row in rows:
             mine = [r for r in runs if r["dataset"] == key and r["method"] == row]
+            borrowed = ""
+            source = proto.methods[row].runs_from if row in proto.methods else None
+            if not mine and source and spec is not None:
+                if others is None:
+                    others = _load_protocols(store)
+                if source not in other_runs:
+                    other_runs[source] = store.runs(source, variant)
+                theirs = [
+                    r for r in other_runs[source] if r["dataset"] == key and r["method"] == row
+                ]
+                other = others.get(source)
+                why = (
+                    f"{source} is not stored in the database"
+                    if other is None
+                    else same_cell(proto, other, row, key, quick)
+                )
+                if theirs and why is None:
+                    mine, borrowed = theirs, f"runs of {source}, same settings"
+                elif theirs:
+                    borrowed = f"{source}'s runs not shown: {why}"
             paper = proto.paper.get(row, {}).get(key, {})
             # A row with no run here is kept when the paper reports it somewhere (a to-do),
             # not when it is one of our own diagnostic rows ("not in the paper")
@@ -197,6 +219,8 @@ def summarize(store: ResultStore, proto: Protocol, variant: str) -> dict[str, li
                 cell.peak_memory_mb = float(max(peaks)) if peaks else math.nan
             if spec is not None and not comparable:
                 cell.note = f"quick: {used} stands in for {spec.name}"
+            if borrowed:
+                cell.note = f"{cell.note}; {borrowed}" if cell.note else borrowed
             cells.append(cell)
         out[key] = cells
     return out
