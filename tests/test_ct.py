@@ -144,3 +144,34 @@ def test_membership_histogram_figure_counts_every_point(tmp_path):
     for ax in axes:
         assert sum(p.get_height() for p in ax.patches) == 300
     assert "0.9" in axes[1].get_title()  # the mean of 'after' is shown
+
+
+def test_curves_figure_gives_losses_of_other_magnitudes_their_own_panels():
+    """CT's Fig. 4: the k-means inertia (thousands) must not flatten the loss curves (~1)."""
+    from aeclust.bench.plots import _numeric_series, _scale_groups, curves_figure
+
+    history = [
+        {
+            "epoch": e,
+            "loss": 28.0 - e,
+            "reconstruction": 17.0 - e,
+            "clustering": 1.1 - 0.1 * e,
+            "labels_changed": 0.1 / (e + 1),
+            "kmeans_inertia": 6000.0 - 500 * e,
+        }
+        for e in range(5)
+    ]
+    pretraining = [{"epoch": e, "loss": 0.07 - 0.01 * e} for e in range(5)]
+    groups = [sorted(g) for g in _scale_groups(_numeric_series(history))]
+    assert groups == [
+        ["kmeans_inertia"],
+        ["loss", "reconstruction"],
+        ["clustering", "labels_changed"],
+    ]
+    fig = curves_figure({"pretraining": pretraining, "clustering": history}, "CT")
+    axes = fig.get_axes()
+    assert len(axes) == 4  # one pretraining panel, three clustering panels
+    plotted = sorted(line.get_label() for ax in axes for line in ax.get_lines())
+    assert plotted == sorted(["loss", *history[0].keys() - {"epoch"}])
+    # a history of one magnitude stays one panel
+    assert len(curves_figure({"pretraining": pretraining}, "AE").get_axes()) == 1

@@ -125,26 +125,54 @@ def _is_real(v: Any) -> bool:
     )
 
 
-def curves_figure(histories: Mapping[str, Any], title: str) -> Any | None:
-    """Training curves: one panel per history (pretraining, clustering), every numeric key.
+def _scale_groups(
+    series: Mapping[str, tuple[list[float], list[float]]], ratio: float = 20.0
+) -> list[dict[str, tuple[list[float], list[float]]]]:
+    """Split series into groups of comparable magnitude (largest first).
 
-    Returns None when no history has a numeric series.
+    A k-means inertia in the thousands drawn on one axis with losses near 1 and a fraction of
+    changed labels flattens every curve but one (CT's Fig. 4 would show nothing), so a series
+    whose largest absolute value is more than ``ratio`` times below its group's largest starts a
+    new group.
+    """
+    top = {k: max((abs(y) for y in ys), default=0.0) for k, (_, ys) in series.items()}
+    groups: list[dict[str, tuple[list[float], list[float]]]] = []
+    head = math.inf
+    for key in sorted(series, key=lambda k: -top[k]):
+        if not groups or (top[key] > 0 and head / top[key] > ratio):
+            groups.append({})
+            head = top[key] if top[key] > 0 else head
+        groups[-1][key] = series[key]
+    return groups
+
+
+def curves_figure(histories: Mapping[str, Any], title: str) -> Any | None:
+    """Training curves: one column per history (pretraining, clustering), every numeric key.
+
+    Within a column, series of very different magnitude get their own panels, stacked, so that
+    each curve is readable (see :func:`_scale_groups`). Returns None when no history has a
+    numeric series.
     """
     panels = {name: _numeric_series(h) for name, h in histories.items() if h}
-    panels = {name: s for name, s in panels.items() if s}
-    if not panels:
+    columns = {name: _scale_groups(s) for name, s in panels.items() if s}
+    if not columns:
         return None
-    fig = _new_figure(5.5 * len(panels), 4)
-    for i, (name, series) in enumerate(panels.items(), start=1):
-        ax = fig.add_subplot(1, len(panels), i)
-        for key, (xs, ys) in series.items():
-            ax.plot(xs, ys, label=key, linewidth=1.2)
-        positive = all(min(ys) > 0 for _, ys in series.values())
-        if positive and any(max(ys) / max(min(ys), 1e-12) > 50 for _, ys in series.values()):
-            ax.set_yscale("log")
-        ax.set_xlabel("epoch")
-        ax.set_title(f"{title}: {name}", fontsize=9)
-        ax.legend(fontsize=7)
+    n_rows = max(len(groups) for groups in columns.values())
+    fig = _new_figure(5.5 * len(columns), 1.2 + 2.8 * n_rows)
+    for col, (name, groups) in enumerate(columns.items()):
+        for row, series in enumerate(groups):
+            ax = fig.add_subplot(n_rows, len(columns), row * len(columns) + col + 1)
+            for key, (xs, ys) in series.items():
+                ax.plot(xs, ys, label=key, linewidth=1.2)
+            positive = all(min(ys) > 0 for _, ys in series.values())
+            if positive and any(max(ys) / max(min(ys), 1e-12) > 50 for _, ys in series.values()):
+                ax.set_yscale("log")
+            if row == len(groups) - 1:
+                ax.set_xlabel("epoch")
+            if row == 0:
+                ax.set_title(f"{title}: {name}", fontsize=9)
+            ax.legend(fontsize=7)
+    fig.tight_layout()
     return fig
 
 
