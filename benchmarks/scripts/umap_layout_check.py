@@ -3,7 +3,7 @@
 VCC lays out the M-nearest-neighbour graph of the inputs in 2-D with attraction / repulsion
 losses, as UMAP does. This script runs UMAP (``umap-learn``, not an aeclust dependency:
 ``pip install umap-learn``) with ``n_neighbors = M`` and ``n_components = 2`` on a data set, then
-clusters the layout exactly as ``vcc_check.py`` clusters VCC's embedding (aeclust's k-means, 10
+clusters the layout with ``vcc_check.cluster_layout``, as VCC's embedding is (aeclust's k-means, 10
 restarts, generator seed 0; a Gaussian mixture of full covariances, 5 restarts, random_state 0),
 so that the two can be set side by side. Labels are used for the printed scores only.
 
@@ -23,12 +23,10 @@ import sys
 import time
 
 import numpy as np
-import torch
-from sklearn.mixture import GaussianMixture
+from vcc_check import cluster_layout  # this folder: the same clustering as VCC's embedding
 
 from aeclust.datasets import load_dataset
 from aeclust.metrics import cluster_accuracy, nmi
-from aeclust.primitives import kmeans
 
 
 def main(argv: list[str]) -> None:
@@ -48,10 +46,7 @@ def main(argv: list[str]) -> None:
         start = time.perf_counter()
         reducer = umap.UMAP(n_neighbors=n_neighbors, n_components=2, random_state=seed, **options)
         layout = reducer.fit_transform(x).astype(np.float64)
-        generator = torch.Generator().manual_seed(0)
-        km = kmeans(torch.from_numpy(layout), k, n_init=10, generator=generator).labels.numpy()
-        mixture = GaussianMixture(k, covariance_type="full", n_init=5, random_state=0)
-        gm = mixture.fit(layout).predict(layout)
+        km, gm = cluster_layout(layout, k)
         print(
             f"{name} M={n_neighbors} seed={seed} {json.dumps(options)}",
             f"k-means: ACC {cluster_accuracy(data.y, km):.4f} NMI {nmi(data.y, km):.4f}",

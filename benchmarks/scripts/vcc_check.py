@@ -21,6 +21,7 @@ import json
 import sys
 import time
 
+import numpy as np
 import torch
 from sklearn.mixture import GaussianMixture
 
@@ -30,6 +31,20 @@ from aeclust.metrics import cluster_accuracy, nmi
 from aeclust.primitives import kmeans
 
 _LOGGED = ("epoch", "loss", "bps", "contraction", "expansion", "clustering", "nmi_kmeans")
+
+
+def cluster_layout(embedding: np.ndarray, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels of k-means and of a full-covariance Gaussian mixture on an embedding.
+
+    One definition for every layout this script and ``umap_layout_check.py`` compare: aeclust's
+    k-means (10 restarts, generator seed 0) and scikit-learn's mixture (5 restarts,
+    ``random_state=0``), both on the embedding in float64.
+    """
+    layout = np.asarray(embedding, dtype=np.float64)
+    generator = torch.Generator().manual_seed(0)
+    km = kmeans(torch.from_numpy(layout), n_clusters, n_init=10, generator=generator).labels
+    mixture = GaussianMixture(n_clusters, covariance_type="full", n_init=5, random_state=0)
+    return km.numpy(), mixture.fit(layout).predict(layout)
 
 
 def main(argv: list[str]) -> None:
@@ -42,11 +57,7 @@ def main(argv: list[str]) -> None:
     start = time.perf_counter()
     model = VCC(random_state=seed, **params).fit(data.x)
     seconds = time.perf_counter() - start
-    embedding = torch.from_numpy(model.transform(data.x))
-    generator = torch.Generator().manual_seed(0)
-    km = kmeans(embedding, model.n_clusters, n_init=10, generator=generator).labels.numpy()
-    mixture = GaussianMixture(model.n_clusters, covariance_type="full", n_init=5, random_state=0)
-    gm = mixture.fit(embedding.double().numpy()).predict(embedding.double().numpy())
+    km, gm = cluster_layout(model.transform(data.x), model.n_clusters)
     print(
         json.dumps(params),
         f"seed={seed} fit={seconds:.0f}s steps/epoch={model.steps_per_epoch_}",
