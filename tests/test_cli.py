@@ -87,6 +87,53 @@ def test_cluster_named_dataset(tmp_path, capsys):
     assert len(_labels(out)) == 1797
 
 
+def test_predict_assigns_held_out_rows_with_a_saved_model(blobs, tmp_path, capsys):
+    x, y = blobs
+    np.savez(tmp_path / "train.npz", x=x[:200], y=y[:200])
+    np.savez(tmp_path / "new.npz", x=x[200:], y=y[200:])
+    model = tmp_path / "m.pt"
+    args = ["cluster", str(tmp_path / "train.npz"), "--method", "ae-kmeans", "--no-cache"]
+    args += ["--param", "autoencoder=[16, 2]", "--param", "pretrain_epochs=20", "--device", "cpu"]
+    args += ["--out", str(tmp_path / "fit.csv"), "--save-model", str(model)]
+    assert main(args) == 0
+    fit_acc = float(capsys.readouterr().out.strip().splitlines()[-1].split()[1])
+
+    # on the training rows, predict gives back the labels of the fit
+    out = tmp_path / "again.csv"
+    assert main(["predict", str(model), str(tmp_path / "train.npz"), "--out", str(out)]) == 0
+    assert np.array_equal(_labels(out), _labels(tmp_path / "fit.csv"))
+
+    # held-out rows land in the clusters of their class, and the codes are written
+    out, codes = tmp_path / "new.csv", tmp_path / "codes.npy"
+    args = ["predict", str(model), str(tmp_path / "new.npz"), "--out", str(out)]
+    rc = main([*args, "--embedding", str(codes)])
+    assert rc == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("ACC ") and abs(float(last.split()[1]) - fit_acc) < 0.05, fit_acc
+    assert _labels(out).shape == (100,)
+    assert np.load(codes).shape == (100, 2)
+
+
+def test_predict_refuses_bad_models_and_mismatched_data(blob_files, tmp_path, capsys):
+    npy, _ = blob_files
+    model = tmp_path / "km.pt"
+    args = ["cluster", str(npy), "--method", "kmeans", "--n-clusters", "4"]
+    assert main([*args, "--out", str(tmp_path / "l.csv"), "--save-model", str(model)]) == 0
+    np.save(tmp_path / "narrow.npy", np.zeros((5, 3), dtype=np.float32))
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    capsys.readouterr()
+    for argv, message in [
+        (["predict", str(model), str(tmp_path / "narrow.npy")], "3 features per sample"),
+        (["predict", str(tmp_path / "junk.pt"), str(npy)], "not a readable aeclust model"),
+        (["predict", str(tmp_path / "none.pt"), str(npy)], "model file not found"),
+        (["predict", str(model)], "give exactly one of --dataset NAME or a FILE"),
+    ]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("aeclust: error:") and message in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     ("make_args", "message"),
     [

@@ -1,4 +1,4 @@
-"""The ``aeclust`` command line: cluster, methods, datasets, bench and report.
+"""The ``aeclust`` command line: cluster, predict, select-k, methods, datasets, bench, report.
 
 Every command validates its input at the boundary; a user error ends with one line on stderr and
 exit status 2, never a traceback.
@@ -125,6 +125,40 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     if args.save_model:
         model.save(args.save_model)
         print(f"model saved to {args.save_model}")
+    if data.y is not None:
+        print(format_metrics(evaluate(data.y, labels), keys=("acc", "nmi", "ari")))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Apply a model saved by ``cluster --save-model`` to new data: labels, optionally the codes.
+
+    The model is restored with :func:`aeclust.load` and its own assignment rule is applied
+    (``predict``), so new points go to the clusters found at fit time; nothing is refitted.
+    """
+    from aeclust.methods import load
+    from aeclust.metrics import evaluate, format_metrics
+
+    data = _load_data(args)
+    model = load(args.model, device=args.device)
+    expected = getattr(model, "n_features_in_", data.n_features)
+    if data.n_features != expected:
+        raise CLIError(
+            f"{data.name} has {data.n_features} features per sample but the model in "
+            f"{args.model} was fitted on {expected}"
+        )
+    labels = model.predict(data.x)
+    out = Path(args.out) if args.out else Path(f"{data.name}-{Path(args.model).stem}-labels.csv")
+    _write_labels(out, labels)
+    print(f"{type(model).__name__} from {args.model} on {data.name}: {data.n_samples} samples")
+    print(f"labels written to {out}")
+    if args.embedding:
+        from aeclust._utils import atomic_path
+
+        codes = model.transform(data.x)
+        with atomic_path(args.embedding) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, codes)
+        print(f"embedding {codes.shape[0]} x {codes.shape[1]} written to {args.embedding}")
     if data.y is not None:
         print(format_metrics(evaluate(data.y, labels), keys=("acc", "nmi", "ari")))
     return 0
@@ -390,6 +424,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between checkpoints (default 300)",
     )
     p.set_defaults(func=cmd_cluster)
+
+    p = sub.add_parser(
+        "predict", help="assign new data to the clusters of a model saved by cluster --save-model"
+    )
+    p.add_argument("model", help="the model file written by `aeclust cluster --save-model`")
+    p.add_argument("file", nargs="?", help=".npy, .npz, .csv or a folder of images")
+    p.add_argument("--dataset", help="a named dataset (see `aeclust datasets`)")
+    p.add_argument("--out", help="labels CSV (default: NAME-MODEL-labels.csv)")
+    p.add_argument("--embedding", help="also write the codes (model.transform) to this .npy file")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--label-column", help="CSV: the label column (name or index)")
+    p.add_argument(
+        "--scale",
+        choices=["unit", "raw"],
+        default=None,
+        help="files: scale values to [0, 1]; give what the model was fitted with",
+    )
+    p.add_argument("--data-home", help="dataset folder (default $AECLUST_DATA)")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("select-k", help="elbow / silhouette sweep over the number of clusters")
     p.add_argument("file", nargs="?", help=".npy, .npz, .csv or a folder of images")
