@@ -379,6 +379,20 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """The data arguments shared by cluster, predict and select-k (read by ``_load_data``)."""
+    p.add_argument("file", nargs="?", help=".npy, .npz, .csv or a folder of images")
+    p.add_argument("--dataset", help="a named dataset (see `aeclust datasets`)")
+    p.add_argument("--label-column", help="CSV: the label column (name or index)")
+    p.add_argument(
+        "--scale",
+        choices=["unit", "raw"],
+        default=None,
+        help="files: scale values to [0, 1] (predict: as the model's training data were)",
+    )
+    p.add_argument("--data-home", help="dataset folder (default $AECLUST_DATA)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``aeclust`` command."""
     parser = argparse.ArgumentParser(
@@ -389,8 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("cluster", help="cluster a dataset or a file and write the labels")
-    p.add_argument("file", nargs="?", help=".npy, .npz, .csv or a folder of images")
-    p.add_argument("--dataset", help="a named dataset (see `aeclust datasets`)")
+    _add_data_arguments(p)
     p.add_argument("--method", required=True, help="see `aeclust methods`")
     p.add_argument("--n-clusters", type=int, help="default: the number of classes, when known")
     p.add_argument("--out", help="labels CSV (default: NAME-METHOD-labels.csv)")
@@ -404,11 +417,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="a method hyper-parameter, e.g. --param pretrain_epochs=100",
     )
-    p.add_argument("--label-column", help="CSV: the label column (name or index)")
-    p.add_argument(
-        "--scale", choices=["unit", "raw"], default=None, help="files: scale values to [0, 1]"
-    )
-    p.add_argument("--data-home", help="dataset folder (default $AECLUST_DATA)")
     p.add_argument("--cache-dir", help="pretraining cache (default $AECLUST_CACHE)")
     p.add_argument("--no-cache", action="store_true", help="do not cache pretrained networks")
     p.add_argument("--save-model", help="save the fitted model to this file")
@@ -429,24 +437,14 @@ def build_parser() -> argparse.ArgumentParser:
         "predict", help="assign new data to the clusters of a model saved by cluster --save-model"
     )
     p.add_argument("model", help="the model file written by `aeclust cluster --save-model`")
-    p.add_argument("file", nargs="?", help=".npy, .npz, .csv or a folder of images")
-    p.add_argument("--dataset", help="a named dataset (see `aeclust datasets`)")
+    _add_data_arguments(p)
     p.add_argument("--out", help="labels CSV (default: NAME-MODEL-labels.csv)")
     p.add_argument("--embedding", help="also write the codes (model.transform) to this .npy file")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--label-column", help="CSV: the label column (name or index)")
-    p.add_argument(
-        "--scale",
-        choices=["unit", "raw"],
-        default=None,
-        help="files: scale values to [0, 1]; give what the model was fitted with",
-    )
-    p.add_argument("--data-home", help="dataset folder (default $AECLUST_DATA)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("select-k", help="elbow / silhouette sweep over the number of clusters")
-    p.add_argument("file", nargs="?", help=".npy, .npz, .csv or a folder of images")
-    p.add_argument("--dataset", help="a named dataset (see `aeclust datasets`)")
+    _add_data_arguments(p)
     p.add_argument("--method", required=True, help="see `aeclust methods`")
     p.add_argument("--k-min", type=int, default=2)
     p.add_argument("--k-max", type=int, default=15)
@@ -460,9 +458,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument("--label-column", help="CSV: the label column (ignored for the sweep)")
-    p.add_argument("--scale", choices=["unit", "raw"], default=None)
-    p.add_argument("--data-home", help="dataset folder (default $AECLUST_DATA)")
     p.add_argument("--cache-dir", help="pretraining cache (default $AECLUST_CACHE)")
     p.add_argument("--no-cache", action="store_true")
     p.set_defaults(func=cmd_select_k)
