@@ -95,13 +95,14 @@ def test_predict_assigns_held_out_rows_with_a_saved_model(blobs, tmp_path, capsy
     args = ["cluster", str(tmp_path / "train.npz"), "--method", "ae-kmeans", "--no-cache"]
     args += ["--param", "autoencoder=[16, 2]", "--param", "pretrain_epochs=20", "--device", "cpu"]
     args += ["--out", str(tmp_path / "fit.csv"), "--save-model", str(model)]
-    assert main(args) == 0
+    assert main([*args, "--embedding", str(tmp_path / "fit-codes.npy")]) == 0
     fit_acc = float(capsys.readouterr().out.strip().splitlines()[-1].split()[1])
 
     # on the training rows, predict gives back the labels of the fit
     out = tmp_path / "again.csv"
     assert main(["predict", str(model), str(tmp_path / "train.npz"), "--out", str(out)]) == 0
     assert np.array_equal(_labels(out), _labels(tmp_path / "fit.csv"))
+    assert np.load(tmp_path / "fit-codes.npy").shape == (200, 2)
 
     # held-out rows land in the clusters of their class, and the codes are written
     out, codes = tmp_path / "new.csv", tmp_path / "codes.npy"

@@ -47,6 +47,16 @@ def _write_labels(path: Path, labels: np.ndarray) -> None:
         writer.writerows(zip(range(len(labels)), labels.tolist()))
 
 
+def _write_embedding(path: Path, model: Any, x: np.ndarray) -> None:
+    """Write ``model.transform(x)`` (the codes) to a .npy file, atomically."""
+    from aeclust._utils import atomic_path
+
+    codes = model.transform(x)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, codes)
+    print(f"embedding {codes.shape[0]} x {codes.shape[1]} written to {path}")
+
+
 def _load_data(args: argparse.Namespace):
     from aeclust.datasets import load_dataset, load_file
 
@@ -125,6 +135,8 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     if args.save_model:
         model.save(args.save_model)
         print(f"model saved to {args.save_model}")
+    if args.embedding:
+        _write_embedding(Path(args.embedding), model, data.x)
     if data.y is not None:
         print(format_metrics(evaluate(data.y, labels), keys=("acc", "nmi", "ari")))
     return 0
@@ -153,12 +165,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(f"{type(model).__name__} from {args.model} on {data.name}: {data.n_samples} samples")
     print(f"labels written to {out}")
     if args.embedding:
-        from aeclust._utils import atomic_path
-
-        codes = model.transform(data.x)
-        with atomic_path(args.embedding) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, codes)
-        print(f"embedding {codes.shape[0]} x {codes.shape[1]} written to {args.embedding}")
+        _write_embedding(Path(args.embedding), model, data.x)
     if data.y is not None:
         print(format_metrics(evaluate(data.y, labels), keys=("acc", "nmi", "ari")))
     return 0
@@ -420,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="pretraining cache (default $AECLUST_CACHE)")
     p.add_argument("--no-cache", action="store_true", help="do not cache pretrained networks")
     p.add_argument("--save-model", help="save the fitted model to this file")
+    p.add_argument("--embedding", help="also write the codes (model.transform) to this .npy file")
     p.add_argument(
         "--checkpoint-dir",
         help="checkpoint the training stages here; rerunning the same command after an "
