@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 
+from aeclust import load
 from aeclust.cli import main
 
 
@@ -111,7 +112,10 @@ def test_predict_assigns_held_out_rows_with_a_saved_model(blobs, tmp_path, capsy
     assert rc == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("ACC ") and abs(float(last.split()[1]) - fit_acc) < 0.05, fit_acc
-    assert _labels(out).shape == (100,)
+    # the saved model's own assignment and codes, not a new fit on the new rows
+    saved = load(model)
+    assert np.array_equal(_labels(out), saved.predict(x[200:]))
+    assert np.allclose(np.load(codes), saved.transform(x[200:]))
     assert np.load(codes).shape == (100, 2)
 
 
