@@ -47,14 +47,18 @@ def _write_labels(path: Path, labels: np.ndarray) -> None:
         writer.writerows(zip(range(len(labels)), labels.tolist()))
 
 
-def _write_embedding(path: Path, model: Any, x: np.ndarray) -> None:
-    """Write ``model.transform(x)`` (the codes) to a .npy file, atomically."""
+def _embedding_and_scores(args: argparse.Namespace, model: Any, data: Any, labels: Any) -> None:
+    """What cluster and predict print and write after their labels: the codes, the scores."""
     from aeclust._utils import atomic_path
+    from aeclust.metrics import evaluate, format_metrics
 
-    codes = model.transform(x)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, codes)
-    print(f"embedding {codes.shape[0]} x {codes.shape[1]} written to {path}")
+    if args.embedding:
+        codes = model.transform(data.x)
+        with atomic_path(args.embedding) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, codes)
+        print(f"embedding {codes.shape[0]} x {codes.shape[1]} written to {args.embedding}")
+    if data.y is not None:  # labels are known: score the clustering against them
+        print(format_metrics(evaluate(data.y, labels), keys=("acc", "nmi", "ari")))
 
 
 def _load_data(args: argparse.Namespace):
@@ -105,7 +109,6 @@ def _build_estimator(args: argparse.Namespace, data: Any, n_clusters: int) -> An
 
 def cmd_cluster(args: argparse.Namespace) -> int:
     """Fit one method on a named dataset or a file; write labels; print metrics when known."""
-    from aeclust.metrics import evaluate, format_metrics
 
     data = _load_data(args)
     n_clusters = args.n_clusters or data.n_classes
@@ -135,10 +138,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     if args.save_model:
         model.save(args.save_model)
         print(f"model saved to {args.save_model}")
-    if args.embedding:
-        _write_embedding(Path(args.embedding), model, data.x)
-    if data.y is not None:
-        print(format_metrics(evaluate(data.y, labels), keys=("acc", "nmi", "ari")))
+    _embedding_and_scores(args, model, data, labels)
     return 0
 
 
@@ -149,7 +149,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     (``predict``), so new points go to the clusters found at fit time; nothing is refitted.
     """
     from aeclust.methods import load
-    from aeclust.metrics import evaluate, format_metrics
 
     data = _load_data(args)
     model = load(args.model, device=args.device)
@@ -164,10 +163,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _write_labels(out, labels)
     print(f"{type(model).__name__} from {args.model} on {data.name}: {data.n_samples} samples")
     print(f"labels written to {out}")
-    if args.embedding:
-        _write_embedding(Path(args.embedding), model, data.x)
-    if data.y is not None:
-        print(format_metrics(evaluate(data.y, labels), keys=("acc", "nmi", "ari")))
+    _embedding_and_scores(args, model, data, labels)
     return 0
 
 
