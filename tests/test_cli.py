@@ -5,8 +5,9 @@ import sys
 import numpy as np
 import pytest
 
-from aeclust import load
+from aeclust import load, load_metadata
 from aeclust.cli import main
+from aeclust.datasets.base import apply_scaling
 
 
 @pytest.fixture
@@ -117,6 +118,41 @@ def test_predict_assigns_held_out_rows_with_a_saved_model(blobs, tmp_path, capsy
     assert np.array_equal(_labels(out), saved.predict(x[200:]))
     assert np.allclose(np.load(codes), saved.transform(x[200:]))
     assert np.load(codes).shape == (100, 2)
+
+
+def test_predict_scales_a_file_as_the_training_data_were(blobs, tmp_path, capsys):
+    x, y = blobs
+    np.save(tmp_path / "train.npy", x[:200])
+    model = tmp_path / "km.pt"
+    args = ["cluster", str(tmp_path / "train.npy"), "--method", "kmeans", "--n-clusters", "4"]
+    args += ["--scale", "unit", "--out", str(tmp_path / "fit.csv"), "--save-model", str(model)]
+    assert main(args) == 0
+    scaling = load_metadata(model)["scaling"]
+    assert np.allclose(scaling, [x[:200].min(), x[:200].max() - x[:200].min()])
+
+    # one of the four blobs: its own range is far narrower than the training rows'
+    keep = np.flatnonzero(y[200:] == 0) + 200
+    np.save(tmp_path / "new.npy", x[keep])
+    own_range = apply_scaling(x[keep], (x[keep].min(), x[keep].max() - x[keep].min()))
+    saved = load(model)
+    as_trained = apply_scaling(x[keep], tuple(scaling))
+    assert not np.allclose(saved.transform(own_range), saved.transform(as_trained))
+
+    out, codes = tmp_path / "new.csv", tmp_path / "codes.npy"
+    capsys.readouterr()
+    args = ["predict", str(model), str(tmp_path / "new.npy"), "--out", str(out)]
+    assert main([*args, "--embedding", str(codes)]) == 0
+    assert "scaled as the training data were" in capsys.readouterr().out
+    assert np.allclose(np.load(codes), saved.transform(as_trained))
+    assert np.array_equal(_labels(out), saved.predict(as_trained))
+    # the blob's rows share the cluster that blob had in the fit
+    fit = _labels(tmp_path / "fit.csv")
+    assert set(_labels(out)) == {np.bincount(fit[y[:200] == 0]).argmax()}
+
+    # --scale raw skips the recorded map; values far outside the fitted range are flagged
+    args = ["predict", str(model), str(tmp_path / "new.npy"), "--scale", "raw", "--out", str(out)]
+    assert main(args) == 0
+    assert "warning:" in capsys.readouterr().err
 
 
 def test_predict_refuses_bad_models_and_mismatched_data(blob_files, tmp_path, capsys):

@@ -37,6 +37,7 @@ from aeclust.datasets import (
     load_dataset,
     load_file,
 )
+from aeclust.datasets.base import apply_scaling, unit_scaling
 from aeclust.datasets.download import RemoteFile, fetch_url, safe_extract_zip, sha256_file
 
 # --------------------------------------------------------------------------- helpers
@@ -578,6 +579,36 @@ def test_load_npy_variants(tmp_path: Path) -> None:
     np.save(tmp_path / "nan.npy", np.array([[1.0, np.nan]]))
     with pytest.raises(ValueError, match="NaN"):
         load_file(tmp_path / "nan.npy")
+
+
+def test_unit_scale_is_recorded_and_reapplies_to_new_rows(tmp_path: Path, home: Path) -> None:
+    # a float file is min-max scaled by its own range; the map is kept so new rows follow it
+    x = np.array([[-3.0, 1.0], [5.0, 0.0], [1.0, 2.0]])
+    np.save(tmp_path / "f.npy", x)
+    ds = load_file(tmp_path / "f.npy", scale="unit")
+    assert ds.scaling == (-3.0, 8.0)
+    np.testing.assert_allclose(ds.x, (x + 3.0) / 8.0, rtol=1e-6)
+    new = np.array([[1.0, 1.0]])  # its own range would map it to zeros
+    np.testing.assert_allclose(apply_scaling(new, ds.scaling), [[0.5, 0.5]])
+    assert load_file(tmp_path / "f.npy").scaling is None  # raw: nothing applied
+
+    grey = _fake_images(4, (7, 9))
+    np.save(tmp_path / "grey.npy", grey)
+    assert load_file(tmp_path / "grey.npy", scale="unit").scaling == (0.0, 255.0)
+    assert unit_scaling(np.array([0.2, 0.9])) == (0.0, 1.0)  # already in [0, 1]: kept
+    assert unit_scaling(np.full(3, 7.0)) == (7.0, 1.0)  # constant: no division by zero
+    assert load_dataset("digits").scaling == (0.0, 16.0)
+    assert load_dataset("digits", scale=None).scaling is None
+    usps = _fake_images(4, (16, 16))
+    _write_manifest_npz(home / "usps.npz", usps, np.arange(4) % 2, split=np.zeros(4, np.uint8))
+    assert load_dataset("usps").scaling == (0.0, 255.0)
+
+    with pytest.raises(ValueError, match="divisor"):
+        apply_scaling(x, (0.0, 0.0))
+    with pytest.raises(ValueError, match="scaling must be"):
+        Dataset(
+            x=x, y=None, n_classes=None, image_shape=None, name="t", source="t", scaling=(0, -1)
+        )
 
 
 def test_load_npz_variants(tmp_path: Path) -> None:

@@ -104,6 +104,22 @@ def test_save_and_load_roundtrip(est, digits, tmp_path):
     assert not list(tmp_path.glob(".*tmp"))  # atomic write leaves no temporary file
 
 
+def test_save_keeps_metadata_beside_the_model(digits, tmp_path):
+    x, _ = digits
+    model = aeclust.KMeans(n_clusters=10, random_state=0).fit(x[:300])
+    assert aeclust.load_metadata(model.save(tmp_path / "plain.pt")) == {}
+    facts = {"scaling": [0.0, 16.0], "data": "digits"}
+    path = model.save(tmp_path / "with.pt", metadata=facts)
+    assert aeclust.load_metadata(path) == facts
+    assert np.array_equal(aeclust.load(path).predict(x), model.predict(x))
+    with pytest.raises(TypeError, match="JSON"):
+        model.save(tmp_path / "bad.pt", metadata={"array": np.zeros(2)})
+    assert not (tmp_path / "bad.pt").exists()
+    with pytest.raises(ValueError, match="not a readable aeclust model"):
+        (tmp_path / "junk.pt").write_text("garbage")
+        aeclust.load_metadata(tmp_path / "junk.pt")
+
+
 def test_load_rejects_foreign_files(tmp_path):
     bad = tmp_path / "x.pt"
     torch.save({"hello": torch.zeros(1)}, bad)

@@ -24,6 +24,7 @@ from aeclust.methods import (
     ClassSeparatingAE,
     KMeans,
     load,
+    load_metadata,
 )
 from aeclust.metrics import ari, cluster_accuracy, evaluate, nmi, purity, silhouette
 
@@ -51,6 +52,7 @@ __all__ = [
     "load",
     "load_dataset",
     "load_file",
+    "load_metadata",
     "nmi",
     "purity",
     "silhouette",

@@ -61,13 +61,21 @@ def _embedding_and_scores(args: argparse.Namespace, model: Any, data: Any, label
         print(format_metrics(evaluate(data.y, labels), keys=("acc", "nmi", "ari")))
 
 
-def _load_data(args: argparse.Namespace):
+def _load_data(args: argparse.Namespace, scaling: Sequence[float] | None = None):
+    """The data named by the shared arguments; ``scaling`` maps a FILE's raw values instead of
+    ``--scale`` (predict: the training data's recorded ``(offset, divisor)``)."""
+    from dataclasses import replace
+
     from aeclust.datasets import load_dataset, load_file
+    from aeclust.datasets.base import apply_scaling
 
     if (args.dataset is None) == (args.file is None):
         raise CLIError("give exactly one of --dataset NAME or a FILE")
     if args.dataset is not None:
         data = load_dataset(args.dataset, args.data_home)
+    elif scaling is not None:
+        data = load_file(args.file, label_column=args.label_column, scale="raw")
+        data = replace(data, x=apply_scaling(data.x, tuple(scaling)), scaling=tuple(scaling))
     else:
         data = load_file(args.file, label_column=args.label_column, scale=args.scale)
     if not np.isfinite(data.x).all():
@@ -136,7 +144,13 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     print(f"{args.method} on {data.name}: {data.n_samples} samples, {n_clusters} clusters")
     print(f"fit time {elapsed:.1f} s; labels written to {out}")
     if args.save_model:
-        model.save(args.save_model)
+        # how the rows were scaled and the range they span, so that predict maps new rows alike
+        metadata = {
+            "data": data.name,
+            "scaling": data.scaling,
+            "range": [float(data.x.min()), float(data.x.max())],
+        }
+        model.save(args.save_model, metadata=metadata)
         print(f"model saved to {args.save_model}")
     _embedding_and_scores(args, model, data, labels)
     return 0
@@ -146,18 +160,28 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Apply a model saved by ``cluster --save-model`` to new data: labels, optionally the codes.
 
     The model is restored with :func:`aeclust.load` and its own assignment rule is applied
-    (``predict``), so new points go to the clusters found at fit time; nothing is refitted.
+    (``predict``), so new points go to the clusters found at fit time; nothing is refitted. A
+    FILE is scaled by the map recorded with the model (the training data's ``(offset,
+    divisor)``) unless ``--scale`` is given.
     """
-    from aeclust.methods import load
+    from aeclust.methods import load, load_metadata
 
-    data = _load_data(args)
     model = load(args.model, device=args.device)
+    metadata = load_metadata(args.model)
+    recorded = metadata.get("scaling")
+    use_recorded = args.file is not None and args.scale is None and recorded is not None
+    data = _load_data(args, scaling=recorded if use_recorded else None)
+    if use_recorded:
+        offset, divisor = recorded
+        print(f"{data.name} scaled as the training data were: (x - {offset:g}) / {divisor:g}")
     expected = getattr(model, "n_features_in_", data.n_features)
     if data.n_features != expected:
         raise CLIError(
             f"{data.name} has {data.n_features} features per sample but the model in "
             f"{args.model} was fitted on {expected}"
         )
+    if "range" in metadata:
+        _warn_outside_range(data, metadata["range"])
     labels = model.predict(data.x)
     out = Path(args.out) if args.out else Path(f"{data.name}-{Path(args.model).stem}-labels.csv")
     _write_labels(out, labels)
@@ -165,6 +189,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(f"labels written to {out}")
     _embedding_and_scores(args, model, data, labels)
     return 0
+
+
+def _warn_outside_range(data: Any, fitted_range: Sequence[float]) -> None:
+    """Warn when new rows lie far outside the values the model was fitted on (another scaling)."""
+    lo, hi = (float(v) for v in fitted_range)
+    new_lo, new_hi = float(data.x.min()), float(data.x.max())
+    margin = 0.5 * max(hi - lo, 1e-12)
+    if new_lo < lo - margin or new_hi > hi + margin:
+        print(
+            f"warning: {data.name}'s values span [{new_lo:g}, {new_hi:g}] but the model was "
+            f"fitted on values in [{lo:g}, {hi:g}]; scale the new data as the training data "
+            f"were (--scale, or give the raw file)",
+            file=sys.stderr,
+        )
 
 
 def cmd_select_k(args: argparse.Namespace) -> int:
@@ -391,7 +429,8 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
         "--scale",
         choices=["unit", "raw"],
         default=None,
-        help="files: scale values to [0, 1] (predict: as the model's training data were)",
+        help="files: scale values to [0, 1]; predict's default is the map recorded with the "
+        "model (the training data's), so give it the raw file",
     )
     p.add_argument("--data-home", help="dataset folder (default $AECLUST_DATA)")
 

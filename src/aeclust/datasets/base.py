@@ -37,6 +37,10 @@ class Dataset:
         Official split per row (0 = train, 1 = test) when the source has one.
     class_names : tuple of str or None, default=None
         Original class names (folder names, CSV label strings), indexed by label.
+    scaling : tuple of float or None, default=None
+        The map ``x = (raw - offset) / divisor`` applied to the stored values when they were
+        read (``scale="unit"``), as ``(offset, divisor)``; None when they were kept raw. A model
+        fitted on these rows needs new data mapped the same way (:func:`apply_scaling`).
 
     Notes
     -----
@@ -52,6 +56,7 @@ class Dataset:
     source: str
     split: np.ndarray | None = None
     class_names: tuple[str, ...] | None = None
+    scaling: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         x = np.asarray(self.x)
@@ -98,6 +103,14 @@ class Dataset:
             object.__setattr__(self, "n_classes", int(self.n_classes))
         if self.class_names is not None:
             object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+        if self.scaling is not None:
+            offset, divisor = (float(v) for v in self.scaling)
+            if not (np.isfinite(offset) and np.isfinite(divisor) and divisor > 0):
+                raise ValueError(
+                    f"Dataset {self.name!r}: scaling must be a finite (offset, divisor > 0), "
+                    f"got {self.scaling}"
+                )
+            object.__setattr__(self, "scaling", (offset, divisor))
 
     @property
     def n_samples(self) -> int:
@@ -161,41 +174,66 @@ def check_scale(scale: object) -> str | None:
     raise ValueError(f"scale must be 'unit', 'raw' or None, got {scale!r}")
 
 
-def scale_array(x: np.ndarray, scale: str | None) -> np.ndarray:
-    """Convert raw values to float32, optionally mapped to [0, 1].
+def unit_scaling(x: np.ndarray) -> tuple[float, float]:
+    """The map of ``scale="unit"`` for these raw values, as ``(offset, divisor)``.
 
     Parameters
     ----------
     x : numpy.ndarray
         Raw values of any real dtype.
-    scale : {"unit", "raw", None}
-        ``"unit"``: unsigned integers are divided by their dtype's maximum (uint8 -> x / 255);
-        anything else is min-max scaled globally to [0, 1] (left as is when it already lies in
-        [0, 1]). ``"raw"`` or None: values are kept, only cast to float32.
+
+    Returns
+    -------
+    tuple of float
+        ``(offset, divisor)`` such that ``(x - offset) / divisor`` lies in [0, 1]: unsigned
+        integers and booleans use ``(0, dtype maximum)`` (uint8 -> ``(0, 255)``), values already
+        in [0, 1] ``(0, 1)``, anything else its global minimum and range. Recording the pair lets
+        new data be scaled exactly as the training data were (:func:`apply_scaling`).
+    """
+    if np.issubdtype(x.dtype, np.unsignedinteger) or x.dtype == np.bool_:
+        return 0.0, 1.0 if x.dtype == np.bool_ else float(np.iinfo(x.dtype).max)
+    if x.size == 0:
+        return 0.0, 1.0
+    # min/max of the float32 values, which is what the scaled array is computed from
+    values = x.astype(np.float32, copy=False)
+    lo, hi = float(values.min()), float(values.max())
+    if lo >= 0.0 and hi <= 1.0:
+        return 0.0, 1.0
+    logger.info("scale='unit': min-max scaling values from [%g, %g] to [0, 1]", lo, hi)
+    return lo, (hi - lo) if hi > lo else 1.0
+
+
+def apply_scaling(x: np.ndarray, scaling: tuple[float, float] | None) -> np.ndarray:
+    """Convert raw values to float32 and apply a recorded ``(offset, divisor)`` map.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Raw values of any real dtype.
+    scaling : tuple of float or None
+        ``(offset, divisor)`` from :func:`unit_scaling` (possibly of other data: the training
+        set's); None keeps the values.
 
     Returns
     -------
     numpy.ndarray
-        float32 array of the same shape.
+        float32 array of the same shape, ``(x - offset) / divisor``.
+
+    Raises
+    ------
+    ValueError
+        If the divisor is not a positive finite number.
     """
-    scale = check_scale(scale)
-    if scale is None:
-        return x.astype(np.float32, copy=False)
-    if np.issubdtype(x.dtype, np.unsignedinteger) or x.dtype == np.bool_:
-        top = 1.0 if x.dtype == np.bool_ else float(np.iinfo(x.dtype).max)
-        out = x.astype(np.float32)
-        out /= np.float32(top)
-        return out
     out = x.astype(np.float32)
-    if out.size == 0:
+    if scaling is None:
         return out
-    lo, hi = float(out.min()), float(out.max())
-    if lo >= 0.0 and hi <= 1.0:
-        return out
-    logger.info("scale='unit': min-max scaling values from [%g, %g] to [0, 1]", lo, hi)
-    out -= np.float32(lo)
-    if hi > lo:
-        out /= np.float32(hi - lo)
+    offset, divisor = (float(v) for v in scaling)
+    if not (np.isfinite(offset) and np.isfinite(divisor) and divisor > 0):
+        raise ValueError(f"scaling must be a finite (offset, divisor > 0), got {scaling}")
+    if offset != 0.0:
+        out -= np.float32(offset)
+    if divisor != 1.0:
+        out /= np.float32(divisor)
     return out
 
 

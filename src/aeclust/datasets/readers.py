@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Dataset, check_scale, encode_labels, scale_array
+from .base import Dataset, apply_scaling, check_scale, encode_labels, unit_scaling
 
 logger = logging.getLogger(__name__)
 
@@ -288,8 +288,9 @@ def _array_dataset(
         raise ValueError(
             f"{where}: y has {codes.shape[0]} labels but x has {flat.shape[0]} samples"
         )
+    scaling = unit_scaling(flat) if check_scale(scale) == "unit" else None
     return Dataset(
-        x=scale_array(flat, scale),
+        x=apply_scaling(flat, scaling),
         y=codes,
         n_classes=k,
         image_shape=image_shape,
@@ -297,6 +298,7 @@ def _array_dataset(
         source=source,
         split=split,
         class_names=names,
+        scaling=scaling,
     )
 
 
@@ -516,6 +518,7 @@ def _read_image_folder(folder: Path, scale: str | None) -> Dataset:
         name=ds.name,
         source=ds.source,
         class_names=class_names,
+        scaling=ds.scaling,
     )
 
 

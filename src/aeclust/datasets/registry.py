@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import converters
-from .base import Dataset, check_scale, scale_array
+from .base import Dataset, apply_scaling, check_scale, unit_scaling
 from .converters import Converter
 from .download import (
     ChecksumError,
@@ -665,9 +665,9 @@ def _load_digits(scale: str | None) -> Dataset:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    x = np.asarray(bunch.data, dtype=np.float32)
-    if scale == "unit":
-        x /= np.float32(16.0)
+    # pixel values are 0..16; "unit" divides by 16 (recorded, so new rows can be mapped alike)
+    scaling = (0.0, 16.0) if scale == "unit" else None
+    x = apply_scaling(np.asarray(bunch.data, dtype=np.float32), scaling)
     y = np.asarray(bunch.target, dtype=np.int64)
     return Dataset(
         x=x,
@@ -677,6 +677,7 @@ def _load_digits(scale: str | None) -> Dataset:
         name="digits",
         source="sklearn.datasets.load_digits",
         split=np.zeros(len(y), np.uint8),
+        scaling=scaling,
     )
 
 
@@ -762,11 +763,13 @@ def load_dataset(
             x.shape[0],
             info.n_samples,
         )
+    scaling = None
     if features:
         flat, image_shape = np.asarray(x, dtype=np.float32), None
     else:
         raw, image_shape = flatten_images(x, str(path))
-        flat = scale_array(raw, scale)
+        scaling = unit_scaling(raw) if scale == "unit" else None
+        flat = apply_scaling(raw, scaling)
     return Dataset(
         x=flat,
         y=y,
@@ -775,4 +778,5 @@ def load_dataset(
         name=info.name,
         source=str(path),
         split=split,
+        scaling=scaling,
     )

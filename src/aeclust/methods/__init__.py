@@ -1,6 +1,12 @@
 """Clustering methods, one module each, all on :class:`BaseDeepClusterer`."""
 
-from aeclust.methods.base import ESTIMATORS, BaseDeepClusterer, load, register_estimator
+from aeclust.methods.base import (
+    ESTIMATORS,
+    BaseDeepClusterer,
+    load,
+    load_metadata,
+    register_estimator,
+)
 from aeclust.methods.ccae import CCAE, ClassSeparatingAE
 from aeclust.methods.ct import CT
 from aeclust.methods.dcn import DCN
@@ -45,5 +51,6 @@ __all__ = [
     "ClassSeparatingAE",
     "KMeans",
     "load",
+    "load_metadata",
     "register_estimator",
 ]

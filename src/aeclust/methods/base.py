@@ -12,6 +12,7 @@ import copy
 import json
 import os
 from abc import abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -264,7 +265,7 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         return gen
 
     # -- persistence ----------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None) -> Path:
         """Save the fitted model to one file, atomically.
 
         The file holds the constructor parameters and scalar fitted attributes as JSON, arrays and
@@ -275,6 +276,10 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         ----------
         path : path-like
             Destination (conventionally ``*.pt``).
+        metadata : mapping, optional
+            JSON-serialisable facts about the fit that are not the estimator's, such as how the
+            training data were scaled (``aeclust cluster`` stores the data's ``scaling``); read
+            back with :func:`aeclust.load_metadata`.
 
         Returns
         -------
@@ -318,6 +323,11 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             "meta_json": json.dumps(meta),
             "tensors": tensors,
         }
+        if metadata is not None:
+            try:
+                payload["metadata_json"] = json.dumps(dict(metadata))
+            except TypeError as exc:
+                raise TypeError(f"metadata must be JSON-serialisable: {exc}") from exc
         path = Path(path)
         atomic_torch_save(payload, path)
         return path
@@ -338,23 +348,9 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> BaseDee
     BaseDeepClusterer
         A fitted estimator whose ``predict``/``transform`` equal the saved one's.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"model file not found: {path}")
+    payload = _read_model_file(path)
     dev = resolve_device(device)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt/non-torch files
-        raise ValueError(f"{path} is not a readable aeclust model file ({exc})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{path} is not an aeclust model file")
-    if payload["version"] > MODEL_VERSION:
-        raise ValueError(
-            f"{path} was written by a newer aeclust (model format {payload['version']})"
-        )
     name = payload["class"]
-    if name not in ESTIMATORS:
-        raise ValueError(f"{path}: unknown estimator class {name!r}")
     meta = json.loads(payload["meta_json"])
     tensors: dict[str, torch.Tensor] = payload["tensors"]
 
@@ -381,6 +377,43 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> BaseDee
     for attr, value in meta["attrs"].items():
         setattr(est, attr, decode(f"attr.{attr}", value))
     return est
+
+
+def load_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``metadata`` a model file was saved with (:meth:`BaseDeepClusterer.save`).
+
+    Parameters
+    ----------
+    path : path-like
+        The model file.
+
+    Returns
+    -------
+    dict
+        The saved mapping; empty when the model was saved without one.
+    """
+    payload = _read_model_file(path)
+    return json.loads(payload.get("metadata_json", "{}"))
+
+
+def _read_model_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check a model file: its format, version and estimator class."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"model file not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt/non-torch files
+        raise ValueError(f"{path} is not a readable aeclust model file ({exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{path} is not an aeclust model file")
+    if payload["version"] > MODEL_VERSION:
+        raise ValueError(
+            f"{path} was written by a newer aeclust (model format {payload['version']})"
+        )
+    if payload["class"] not in ESTIMATORS:
+        raise ValueError(f"{path}: unknown estimator class {payload['class']!r}")
+    return payload
 
 
 def module_from_config(config: dict[str, Any]) -> torch.nn.Module:
