@@ -155,6 +155,21 @@ def test_predict_scales_a_file_as_the_training_data_were(blobs, tmp_path, capsys
     assert "warning:" in capsys.readouterr().err
 
 
+def test_predict_maps_raw_rows_like_a_named_dataset(tmp_path, capsys):
+    # digits are stored 0..16 and served / 16: a raw file of the same rows gets the same map
+    from sklearn.datasets import load_digits
+
+    model, fit = tmp_path / "digits.pt", tmp_path / "fit.csv"
+    args = ["cluster", "--dataset", "digits", "--method", "kmeans", "--out", str(fit)]
+    assert main([*args, "--save-model", str(model)]) == 0
+    assert load_metadata(model)["scaling"] == [0.0, 16.0]
+    np.save(tmp_path / "raw.npy", load_digits().data[:300])
+    out = tmp_path / "raw.csv"
+    assert main(["predict", str(model), str(tmp_path / "raw.npy"), "--out", str(out)]) == 0
+    assert np.array_equal(_labels(out), _labels(fit)[:300])
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_predict_refuses_bad_models_and_mismatched_data(blob_files, tmp_path, capsys):
     npy, _ = blob_files
     model = tmp_path / "km.pt"
