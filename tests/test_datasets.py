@@ -605,6 +605,8 @@ def test_unit_scale_is_recorded_and_reapplies_to_new_rows(tmp_path: Path, home: 
 
     with pytest.raises(ValueError, match="divisor"):
         apply_scaling(x, (0.0, 0.0))
+    with pytest.raises(ValueError, match="a pair"):
+        apply_scaling(x, (1.0,))
     with pytest.raises(ValueError, match="scaling must be"):
         Dataset(
             x=x, y=None, n_classes=None, image_shape=None, name="t", source="t", scaling=(0, -1)

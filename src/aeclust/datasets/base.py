@@ -104,13 +104,10 @@ class Dataset:
         if self.class_names is not None:
             object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
         if self.scaling is not None:
-            offset, divisor = (float(v) for v in self.scaling)
-            if not (np.isfinite(offset) and np.isfinite(divisor) and divisor > 0):
-                raise ValueError(
-                    f"Dataset {self.name!r}: scaling must be a finite (offset, divisor > 0), "
-                    f"got {self.scaling}"
-                )
-            object.__setattr__(self, "scaling", (offset, divisor))
+            try:
+                object.__setattr__(self, "scaling", check_scaling(self.scaling))
+            except ValueError as exc:
+                raise ValueError(f"Dataset {self.name!r}: {exc}") from exc
 
     @property
     def n_samples(self) -> int:
@@ -203,6 +200,33 @@ def unit_scaling(x: np.ndarray) -> tuple[float, float]:
     return lo, (hi - lo) if hi > lo else 1.0
 
 
+def check_scaling(scaling: object) -> tuple[float, float]:
+    """Validate an ``(offset, divisor)`` map (:func:`unit_scaling`).
+
+    Parameters
+    ----------
+    scaling : object
+        The value given (a pair of numbers, e.g. read back from a model file as a list).
+
+    Returns
+    -------
+    tuple of float
+        ``(offset, divisor)`` as floats.
+
+    Raises
+    ------
+    ValueError
+        If it is not two finite numbers with a positive divisor.
+    """
+    try:
+        offset, divisor = (float(v) for v in scaling)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise ValueError(f"scaling must be a pair (offset, divisor), got {scaling!r}") from None
+    if not (np.isfinite(offset) and np.isfinite(divisor) and divisor > 0):
+        raise ValueError(f"scaling must be a finite (offset, divisor > 0), got {scaling!r}")
+    return offset, divisor
+
+
 def apply_scaling(x: np.ndarray, scaling: tuple[float, float] | None) -> np.ndarray:
     """Convert raw values to float32 and apply a recorded ``(offset, divisor)`` map.
 
@@ -227,9 +251,7 @@ def apply_scaling(x: np.ndarray, scaling: tuple[float, float] | None) -> np.ndar
     out = x.astype(np.float32)
     if scaling is None:
         return out
-    offset, divisor = (float(v) for v in scaling)
-    if not (np.isfinite(offset) and np.isfinite(divisor) and divisor > 0):
-        raise ValueError(f"scaling must be a finite (offset, divisor > 0), got {scaling}")
+    offset, divisor = check_scaling(scaling)
     if offset != 0.0:
         out -= np.float32(offset)
     if divisor != 1.0:
