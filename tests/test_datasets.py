@@ -588,8 +588,12 @@ def test_unit_scale_is_recorded_and_reapplies_to_new_rows(tmp_path: Path, home: 
     ds = load_file(tmp_path / "f.npy", scale="unit")
     assert ds.scaling == (-3.0, 8.0)
     np.testing.assert_allclose(ds.x, (x + 3.0) / 8.0, rtol=1e-6)
-    new = np.array([[1.0, 1.0]])  # its own range would map it to zeros
-    np.testing.assert_allclose(apply_scaling(new, ds.scaling), [[0.5, 0.5]])
+    np.save(tmp_path / "new.npy", np.array([[1.0, 1.0]]))  # its own range maps it to zeros
+    new = load_file(tmp_path / "new.npy", scale=ds.scaling)
+    np.testing.assert_allclose(new.x, [[0.5, 0.5]])
+    assert new.scaling == ds.scaling
+    with pytest.raises(ValueError, match="divisor > 0"):
+        load_file(tmp_path / "new.npy", scale=(0.0, 0.0))
     assert load_file(tmp_path / "f.npy").scaling is None  # raw: nothing applied
 
     grey = _fake_images(4, (7, 9))

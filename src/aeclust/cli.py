@@ -64,20 +64,15 @@ def _embedding_and_scores(args: argparse.Namespace, model: Any, data: Any, label
 def _load_data(args: argparse.Namespace, scaling: Sequence[float] | None = None):
     """The data named by the shared arguments; ``scaling`` maps a FILE's raw values instead of
     ``--scale`` (predict: the training data's recorded ``(offset, divisor)``)."""
-    from dataclasses import replace
-
     from aeclust.datasets import load_dataset, load_file
-    from aeclust.datasets.base import apply_scaling
 
     if (args.dataset is None) == (args.file is None):
         raise CLIError("give exactly one of --dataset NAME or a FILE")
     if args.dataset is not None:
         data = load_dataset(args.dataset, args.data_home)
-    elif scaling is not None:
-        data = load_file(args.file, label_column=args.label_column, scale="raw")
-        data = replace(data, x=apply_scaling(data.x, tuple(scaling)), scaling=tuple(scaling))
     else:
-        data = load_file(args.file, label_column=args.label_column, scale=args.scale)
+        scale = tuple(scaling) if scaling is not None else args.scale
+        data = load_file(args.file, label_column=args.label_column, scale=scale)
     if not np.isfinite(data.x).all():
         bad = int((~np.isfinite(data.x)).any(axis=1).sum())
         raise CLIError(f"the data contain NaN or infinite values in {bad} rows; clean them first")

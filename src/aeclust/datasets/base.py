@@ -146,29 +146,53 @@ class Dataset:
         )
 
 
-def check_scale(scale: object) -> str | None:
+def check_scale(scale: object) -> str | tuple[float, float] | None:
     """Validate a ``scale`` argument.
 
     Parameters
     ----------
     scale : object
-        The value given by the caller.
+        The value given by the caller: ``"unit"``, ``"raw"``, None, or a recorded
+        ``(offset, divisor)`` map (another data set's :attr:`Dataset.scaling`).
 
     Returns
     -------
-    str or None
-        ``"unit"`` or None (``"raw"`` is returned as None).
+    str or tuple of float or None
+        ``"unit"``, the map as floats, or None (``"raw"`` is returned as None).
 
     Raises
     ------
     ValueError
-        If ``scale`` is not one of ``"unit"``, ``"raw"`` or None.
+        If ``scale`` is none of these, or the map is not finite with a positive divisor.
     """
     if scale is None or scale == "raw":
         return None
     if scale == "unit":
         return "unit"
-    raise ValueError(f"scale must be 'unit', 'raw' or None, got {scale!r}")
+    if isinstance(scale, (tuple, list)):
+        return check_scaling(scale)
+    raise ValueError(f"scale must be 'unit', 'raw', None or (offset, divisor), got {scale!r}")
+
+
+def scaling_for(raw: np.ndarray, scale: object) -> tuple[float, float] | None:
+    """The ``(offset, divisor)`` map a ``scale`` argument means for these raw values.
+
+    Parameters
+    ----------
+    raw : numpy.ndarray
+        The values as read.
+    scale : {"unit", "raw", None} or (offset, divisor)
+        ``"unit"``: :func:`unit_scaling` of ``raw``; a pair: that map (so that new rows are
+        scaled as the training rows were); ``"raw"``/None: no map.
+
+    Returns
+    -------
+    tuple of float or None
+    """
+    scale = check_scale(scale)
+    if scale == "unit":
+        return unit_scaling(raw)
+    return scale  # a validated pair, or None
 
 
 def unit_scaling(x: np.ndarray) -> tuple[float, float]:

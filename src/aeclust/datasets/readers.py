@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Dataset, apply_scaling, check_scale, encode_labels, unit_scaling
+from .base import Dataset, apply_scaling, check_scale, encode_labels, scaling_for
 
 logger = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ def _array_dataset(
     *,
     name: str,
     source: str,
-    scale: str | None,
+    scale: str | tuple[float, float] | None,
     split: np.ndarray | None = None,
 ) -> Dataset:
     where = source
@@ -288,7 +288,7 @@ def _array_dataset(
         raise ValueError(
             f"{where}: y has {codes.shape[0]} labels but x has {flat.shape[0]} samples"
         )
-    scaling = unit_scaling(flat) if check_scale(scale) == "unit" else None
+    scaling = scaling_for(flat, scale)
     return Dataset(
         x=apply_scaling(flat, scaling),
         y=codes,
@@ -526,7 +526,7 @@ def load_file(
     path: str | os.PathLike[str],
     *,
     label_column: int | str | None = None,
-    scale: str | None = None,
+    scale: str | tuple[float, float] | None = None,
     header: bool | None = None,
 ) -> Dataset:
     """Load user data from a file or a folder of images.
@@ -549,9 +549,11 @@ def load_file(
         CSV only: the column holding the labels, by header name or by 0-based index (negative
         counts from the end). Labels may be integers or strings; they are coded 0..K-1 in sorted
         order and the originals kept in ``class_names``.
-    scale : {"unit", "raw", None}, default=None
+    scale : {"unit", "raw", None} or (offset, divisor), default=None
         None/``"raw"`` keeps values (as float32); ``"unit"`` maps unsigned integers by their
-        dtype's maximum (uint8 / 255) and min-max scales anything else to [0, 1].
+        dtype's maximum (uint8 / 255) and min-max scales anything else to [0, 1]; a pair
+        applies that map, e.g. ``scale=train.scaling`` scales new rows as the training rows
+        were. The map used is kept in ``Dataset.scaling``.
     header : bool or None, default=None
         CSV only: whether the first row is a header; None detects it (a first row with a
         non-numeric cell above a numeric one, or with no numeric cell at all, is a header).

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import converters
-from .base import Dataset, apply_scaling, check_scale, unit_scaling
+from .base import Dataset, apply_scaling, check_scale, scaling_for
 from .converters import Converter
 from .download import (
     ChecksumError,
@@ -665,9 +665,9 @@ def _load_digits(scale: str | None) -> Dataset:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    # pixel values are 0..16; "unit" divides by 16 (recorded, so new rows can be mapped alike)
-    scaling = (0.0, 16.0) if scale == "unit" else None
-    x = apply_scaling(np.asarray(bunch.data, dtype=np.float32), scaling)
+    # pixel values are 0..16 (both present), so "unit" is x / 16
+    scaling = scaling_for(bunch.data, scale)
+    x = apply_scaling(bunch.data, scaling)
     y = np.asarray(bunch.target, dtype=np.int64)
     return Dataset(
         x=x,
@@ -768,7 +768,7 @@ def load_dataset(
         flat, image_shape = np.asarray(x, dtype=np.float32), None
     else:
         raw, image_shape = flatten_images(x, str(path))
-        scaling = unit_scaling(raw) if scale == "unit" else None
+        scaling = scaling_for(raw, scale)
         flat = apply_scaling(raw, scaling)
     return Dataset(
         x=flat,
