@@ -139,6 +139,7 @@ KNOWN_ESTIMATORS: frozenset[str] = frozenset(
         "icae",
         "vcc",
         "ct",
+        "n2d",
     }
 )
 

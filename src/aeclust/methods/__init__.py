@@ -15,6 +15,7 @@ from aeclust.methods.dkm import DKM
 from aeclust.methods.icae import ICAE
 from aeclust.methods.kdae import DAMIC, KDAE
 from aeclust.methods.kmeans import AEKMeans, KMeans
+from aeclust.methods.n2d import N2D
 from aeclust.methods.vcc import VCC
 
 #: Command-line names of the methods (DESIGN.md: the class names lower-cased).
@@ -31,6 +32,7 @@ METHODS: dict[str, type[BaseDeepClusterer]] = {
     "ccae": CCAE,
     "icae": ICAE,
     "vcc": VCC,
+    "n2d": N2D,
 }
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "IDEC",
     "KDAE",
     "METHODS",
+    "N2D",
     "VCC",
     "AEKMeans",
     "BaseDeepClusterer",
