@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from aeclust._utils import atomic_torch_save
 from aeclust.nn import Autoencoder
-from aeclust.training import EarlyStopping, Trainer, make_optimizer
+from aeclust.training import EarlyStopping, Trainer, make_optimizer, probing
 
 logger = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ def pretrain_autoencoder(
         return reconstruction_loss(x_hat, xb, kind)
 
     history = trainer.run([x], loss_fn)
-    if path is not None:
+    if path is not None and not probing():  # a cost probe's few steps are not a pretraining
         atomic_torch_save(
             {"state_dict": autoencoder.state_dict(), "history": history, "config": asdict(config)},
             path,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -164,6 +165,93 @@ def tally_training() -> Iterator[TrainingTally]:
         yield tally
     finally:
         _ACTIVE_TALLIES.remove(tally)
+
+
+@dataclass
+class StageCost:
+    """What one :class:`Trainer` run of a probed fit costs (see :func:`probing_cost`).
+
+    Attributes
+    ----------
+    desc : str
+        The stage's label (``"pretrain"``, a method's training stage, ...).
+    planned_steps, planned_epochs : int
+        Optimisation steps and epochs the stage would take in the real fit (an upper bound
+        where it may stop early: a convergence test, early stopping).
+    probed_steps : int
+        Steps actually taken in the probe.
+    step_seconds : float
+        Wall seconds of one step, measured after the first (warm-up) step.
+    epoch_seconds : float
+        Wall seconds of the per-epoch hooks (a method's whole-data refreshes at epoch ends).
+    probed_seconds : float
+        Wall time the probe spent in this stage.
+    """
+
+    desc: str
+    planned_steps: int
+    planned_epochs: int
+    probed_steps: int
+    step_seconds: float
+    epoch_seconds: float
+    probed_seconds: float
+
+    @property
+    def seconds(self) -> float:
+        """Projected wall seconds of the stage in the real fit."""
+        return self.planned_steps * self.step_seconds + self.planned_epochs * self.epoch_seconds
+
+
+@dataclass
+class CostProbe:
+    """The stages recorded inside one :func:`probing_cost` block."""
+
+    steps: int
+    stages: list[StageCost]
+
+
+_ACTIVE_PROBES: list[CostProbe] = []
+
+
+@contextmanager
+def probing_cost(steps: int = 4) -> Iterator[CostProbe]:
+    """Cut every :class:`Trainer` run inside the block to ``steps`` steps and record its cost.
+
+    A fit run inside the block does everything the real fit does (its whole-data steps at full
+    size: k-means, target refreshes, kNN graphs) except the bulk of its optimisation: each
+    training stage takes ``steps`` steps, times them, and records how many it would have taken
+    (:class:`StageCost`). Nothing is written meanwhile: no checkpoints, no pretraining cache
+    entries (a pretraining already cached costs nothing, as in the real fit).
+    :func:`aeclust.cost.estimate_fit_cost` is built on it.
+
+    Parameters
+    ----------
+    steps : int
+        Steps per stage (the first is a warm-up and is not timed); at least 2.
+
+    Yields
+    ------
+    CostProbe
+        Filled as the stages run.
+    """
+    if steps < 2:
+        raise ValueError(f"steps must be >= 2 (one warm-up step + timed steps), got {steps}")
+    probe = CostProbe(int(steps), [])
+    _ACTIVE_PROBES.append(probe)
+    try:
+        yield probe
+    finally:
+        _ACTIVE_PROBES.remove(probe)
+
+
+def probing() -> bool:
+    """Whether a :func:`probing_cost` block is open (so that nothing should be persisted)."""
+    return bool(_ACTIVE_PROBES)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 @dataclass
@@ -402,6 +490,12 @@ class Trainer:
         n = tensors[0].shape[0]
         device = tensors[0].device
         start_epoch = 0
+        probe = _ACTIVE_PROBES[-1] if _ACTIVE_PROBES else None
+        if probe is not None:  # a cost probe: nothing is saved, resumed or kept
+            self.checkpoint_path = None
+            step_marks: list[float] = []
+            hook_seconds = 0.0
+            probe_start = time.perf_counter()
         if self.checkpoint_path is not None:
             self._signature = {
                 "desc": self.desc,
@@ -428,7 +522,10 @@ class Trainer:
         for epoch in bar:
             self.module.train()
             if on_epoch_start is not None:
+                hook_start = time.perf_counter()
                 on_epoch_start(epoch)
+                if probe is not None:
+                    hook_seconds += time.perf_counter() - hook_start
             if self.shuffle:
                 perm = torch.randperm(n, generator=self.generator).to(device, non_blocking=True)
             else:
@@ -452,6 +549,14 @@ class Trainer:
                 loss.backward()
                 self.optimizer.step()
                 self.n_steps += 1
+                if probe is not None:
+                    _sync(device)
+                    step_marks.append(time.perf_counter())
+                    if len(step_marks) >= probe.steps:
+                        converged = True  # the probe has its timings: leave the epoch
+                        total += loss.detach().float() * float(stop - start)
+                        start = stop
+                        break
                 for tally in _ACTIVE_TALLIES:
                     tally.samples += stop - start
                     tally.steps += 1
@@ -474,8 +579,11 @@ class Trainer:
                     "lower the learning rate or check the input scaling"
                 )
             stop_now = converged
-            if on_epoch_end is not None and not converged:
-                stop_now = bool(on_epoch_end(epoch, record))
+            if on_epoch_end is not None and (probe is not None or not converged):
+                hook_start = time.perf_counter()
+                stop_now = bool(on_epoch_end(epoch, record)) or stop_now
+                if probe is not None:
+                    hook_seconds += time.perf_counter() - hook_start
             if self.early_stopping is not None and self.early_stopping.step(record):
                 stop_now = True
                 self.stopped_early = True
@@ -494,6 +602,22 @@ class Trainer:
                 )
                 last_save = time.monotonic()
         bar.close()
+        if probe is not None:
+            probe.stages.append(
+                StageCost(
+                    desc=self.desc,
+                    planned_steps=self.epochs * len(bounds),
+                    planned_epochs=self.epochs,
+                    probed_steps=len(step_marks),
+                    # median of the step intervals after the warm-up step: one step slowed
+                    # by another process does not set the projection
+                    step_seconds=(
+                        float(np.median(np.diff(step_marks))) if len(step_marks) > 1 else 0.0
+                    ),
+                    epoch_seconds=hook_seconds,
+                    probed_seconds=time.perf_counter() - probe_start,
+                )
+            )
         if self.checkpoint_path is not None and self.checkpoint_path.exists():
             self.checkpoint_path.unlink()
         self.module.eval()
