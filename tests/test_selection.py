@@ -5,7 +5,7 @@ import pytest
 
 from aeclust import AEKMeans, KMeans
 from aeclust.cli import main
-from aeclust.selection import best_k, select_k
+from aeclust.selection import best_k, select_k, select_method
 
 
 def test_silhouette_sweep_finds_the_number_of_blobs(blobs):
@@ -51,3 +51,61 @@ def test_select_k_command(tmp_path, blobs, capsys):
         )
         == 2
     )
+
+
+class _OneCluster(KMeans):
+    """A degenerate candidate: every point in cluster 0 (for the ranking rule)."""
+
+    def _fit(self, x, seed):
+        super()._fit(x, seed)
+        self.labels_ = np.zeros(len(x), dtype=np.int64)
+
+
+class _Noise(KMeans):
+    """A candidate that ignores the data: uniform random labels, different for every seed."""
+
+    def _fit(self, x, seed):
+        super()._fit(x, seed)
+        self.labels_ = np.random.default_rng(seed).integers(0, self.n_clusters, len(x))
+
+
+def test_select_method_ranks_structure_above_noise_without_labels(blobs):
+    x, _ = blobs
+    candidates = {
+        "kmeans": KMeans(n_clusters=4, n_init=3),
+        "noise": _Noise(n_clusters=4, n_init=1),
+        "one": _OneCluster(n_clusters=4, n_init=1),
+    }
+    rows = select_method(candidates, x, seeds=(0, 1, 2))
+    assert [r["name"] for r in rows] == ["kmeans", "noise", "one"]
+    best = rows[0]
+    assert best["stability"] > 0.95 and best["n_nonempty"] == 4
+    assert (
+        rows[1]["stability"] < 0.1 and rows[1]["consensus"] < 0.1
+    )  # random labels agree with nothing
+    assert rows[2]["n_nonempty"] == 1  # the degenerate one ranks last whatever its scores
+    assert "acc" not in best
+
+
+def test_select_method_reports_acc_only_when_given_labels(blobs):
+    x, y = blobs
+    candidates = {"a": KMeans(n_clusters=4, n_init=2), "b": KMeans(n_clusters=4, n_init=1)}
+    rows = select_method(candidates, x, seeds=(0, 1), y=y)
+    assert all(r["acc"] > 0.9 for r in rows)
+    with pytest.raises(ValueError, match="two different seeds"):
+        select_method(candidates, x, seeds=(0,))
+    with pytest.raises(ValueError, match="two candidates"):
+        select_method({"a": candidates["a"]}, x)
+
+
+def test_select_command(tmp_path, blobs, capsys):
+    x, y = blobs
+    path = tmp_path / "blobs.npz"
+    np.savez(path, x=x, y=y)
+    args = ["select", str(path), "--methods", "kmeans,ae-kmeans", "--device", "cpu"]
+    args += ["--param", "pretrain_epochs=3", "--param", "autoencoder=[16,4]"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "stability" in out and "first choice" in out and "ACC (labels: not used)" in out
+    assert main(["select", str(path), "--methods", "kmeans"]) == 2
+    assert main(["select", str(path), "--methods", "kmeans,dec", "--param", "bogus=1"]) == 2

@@ -79,6 +79,14 @@ def _load_data(args: argparse.Namespace, scaling: Sequence[float] | None = None)
     return data
 
 
+def _n_clusters(args: argparse.Namespace, data: Any) -> int:
+    """``--n-clusters``, else the number of classes of labelled data."""
+    n_clusters = args.n_clusters or data.n_classes
+    if n_clusters is None:
+        raise CLIError("--n-clusters is required when the data carry no labels")
+    return n_clusters
+
+
 def _build_estimator(args: argparse.Namespace, data: Any, n_clusters: int) -> Any:
     from aeclust.methods import METHODS
 
@@ -110,19 +118,49 @@ def _build_estimator(args: argparse.Namespace, data: Any, n_clusters: int) -> An
     return cls(**params)
 
 
+def _print_cost_estimate(model: Any, data: Any, threshold_min: float) -> None:
+    """Say what the fit will cost before it starts; over the threshold, what is cheaper."""
+    from aeclust.cost import (
+        estimate_fit_cost,
+        format_duration,
+        measured_settings,
+        shorter_settings,
+    )
+
+    print(f"probing the cost of {type(model).__name__} on {data.name} ...", flush=True)
+    cost = estimate_fit_cost(model, data.x)
+    print(cost.summary(), flush=True)
+    budget = threshold_min * 60.0
+    if cost.seconds <= budget:
+        return
+    print(f"that is over {format_duration(budget)}; cheaper settings:")
+    shorter = shorter_settings(model, cost, budget)
+    if shorter:
+        settings = " ".join(f"--param {k}={v}" for k, v in shorter.items())
+        print(f"  {settings}  (about {format_duration(budget)} by the same estimate)")
+    measured = measured_settings(model, data.name)
+    if measured:
+        print(f"  measured in our benchmark on {data.name} (benchmarks/results/runs.jsonl):")
+        for setting in measured[:6]:
+            print(f"    {setting.line()}")
+    print("  (--estimate-only stops here; --no-estimate skips the probe)", flush=True)
+
+
 def cmd_cluster(args: argparse.Namespace) -> int:
     """Fit one method on a named dataset or a file; write labels; print metrics when known."""
 
     data = _load_data(args)
-    n_clusters = args.n_clusters or data.n_classes
-    if n_clusters is None:
-        raise CLIError("--n-clusters is required when the data carry no labels")
+    n_clusters = _n_clusters(args, data)
     if args.checkpoint_interval < 0:
         raise CLIError(
             f"--checkpoint-interval must be a non-negative number of seconds, "
             f"got {args.checkpoint_interval}"
         )
     model = _build_estimator(args, data, n_clusters)
+    if model.deep and not args.no_estimate:
+        _print_cost_estimate(model, data, args.estimate_threshold)
+    if args.estimate_only:
+        return 0
     start = time.perf_counter()
     if args.checkpoint_dir:
         from aeclust.training import checkpointing
@@ -213,6 +251,61 @@ def cmd_select_k(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['k']:>4} {r['silhouette']:>11.4f} {r['objective']:>12.5g} {r['n_nonempty']:>9}")
     print(f"best k by silhouette ({args.space} space): {best_k(rows)}")
+    return 0
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    """Rank methods on the data by label-free criteria (aeclust.selection.select_method)."""
+    import copy
+    import tempfile
+
+    from aeclust.methods import METHODS
+    from aeclust.selection import select_method
+
+    data = _load_data(args)
+    n_clusters = _n_clusters(args, data)
+    if args.seeds < 2:
+        raise CLIError(f"--seeds must be at least 2 (stability compares seeds), got {args.seeds}")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or len(methods) < 2:
+        raise CLIError(
+            f"--methods needs two or more of {', '.join(sorted(METHODS))}"
+            + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+        )
+    params = dict(_parse_param(p) for p in args.param)
+    known = set().union(*(METHODS[m]().get_params() for m in methods))
+    if set(params) - known:
+        raise CLIError(f"no method of {methods} takes {sorted(set(params) - known)}")
+    with tempfile.TemporaryDirectory() as cache:
+        candidates = {}
+        for method in methods:
+            one = copy.copy(args)
+            accepted = METHODS[method]().get_params()
+            one.method = method
+            one.param = [p for p in args.param if _parse_param(p)[0] in accepted]
+            model = _build_estimator(one, data, n_clusters)
+            if "pretrain_cache" in accepted:  # the methods of a seed share one pretraining
+                model.set_params(pretrain_cache=cache)
+            candidates[method] = model
+        print(
+            f"fitting {len(methods)} methods x {args.seeds} seeds on {data.name} "
+            f"({data.n_samples} samples, {n_clusters} clusters) ...",
+            flush=True,
+        )
+        rows = select_method(candidates, data.x, seeds=range(args.seeds), y=data.y)
+    header = f"{'method':<12} {'stability':>9} {'consensus':>9} {'silhouette':>10} {'rank':>5}"
+    header += f" {'clusters':>8} {'fit s':>7}" + (
+        "  ACC (labels: not used)" if data.y is not None else ""
+    )
+    print(header)
+    for r in rows:
+        line = (
+            f"{r['name']:<12} {r['stability']:>9.3f} {r['consensus']:>9.3f} "
+            f"{r['silhouette']:>10.3f} {r['rank']:>5.2f} {r['n_nonempty']:>8} {r['seconds']:>7.1f}"
+        )
+        print(line + (f"  {r['acc']:.3f}" if "acc" in r else ""))
+    print(f"first choice (mean rank of stability, consensus, input silhouette): {rows[0]['name']}")
     return 0
 
 
@@ -469,6 +562,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=300.0,
         help="seconds between checkpoints (default 300)",
     )
+    p.add_argument(
+        "--no-estimate",
+        action="store_true",
+        help="skip the cost probe (a few training steps timed before a deep method's fit)",
+    )
+    p.add_argument(
+        "--estimate-only",
+        action="store_true",
+        help="print the cost estimate and the cheaper settings, then stop",
+    )
+    p.add_argument(
+        "--estimate-threshold",
+        type=float,
+        default=30.0,
+        metavar="MIN",
+        help="above this many minutes, list cheaper settings (default 30)",
+    )
     p.set_defaults(func=cmd_cluster)
 
     p = sub.add_parser(
@@ -499,6 +609,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="pretraining cache (default $AECLUST_CACHE)")
     p.add_argument("--no-cache", action="store_true")
     p.set_defaults(func=cmd_select_k)
+
+    p = sub.add_parser("select", help="rank methods on the data without labels")
+    _add_data_arguments(p)
+    p.add_argument(
+        "--methods",
+        default="kmeans,ae-kmeans,dec,idec,dcn,n2d",
+        help="comma-separated candidates (default: kmeans,ae-kmeans,dec,idec,dcn,n2d)",
+    )
+    p.add_argument("--n-clusters", type=int, help="default: the number of classes, when known")
+    p.add_argument("--seeds", type=int, default=2, help="fits per method (>= 2; default 2)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a hyper-parameter for every candidate that takes it, e.g. pretrain_epochs=30",
+    )
+    p.add_argument("--cache-dir", help=argparse.SUPPRESS)
+    p.add_argument("--no-cache", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_select, seed=0)
 
     p = sub.add_parser("methods", help="list the methods")
     p.set_defaults(func=cmd_methods)

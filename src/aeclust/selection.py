@@ -1,14 +1,19 @@
-"""Choosing the number of clusters: an elbow / silhouette sweep over k for any method.
+"""Label-free choices: the number of clusters (elbow / silhouette sweep) and the method.
 
 The k-DAE paper (Sec. 2) suggests the elbow and silhouette methods for choosing k; both work with
 every aeclust estimator: fit once per k, record the silhouette of the labels (in the input space,
 comparable across k, or in the method's embedding) and the method's own objective (k-means
 inertia, or the final training loss) for the elbow plot. Labels are never needed.
+
+:func:`select_method` ranks methods (or settings of one) on the user's data by criteria that are
+comparable across methods: stability over seeds, agreement with the other candidates, and the
+silhouette in the input space.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -80,3 +85,105 @@ def best_k(rows: list[dict[str, float]]) -> int:
     if not scored:
         raise ValueError("no k gave a finite silhouette")
     return int(max(scored, key=lambda r: r["silhouette"])["k"])
+
+
+#: The criteria :func:`select_method` ranks by; the first choice has the best mean rank.
+SELECTION_CRITERIA = ("stability", "consensus", "silhouette")
+
+
+def select_method(
+    candidates: Mapping[str, Any],
+    X: Any,
+    *,
+    seeds: Sequence[int] = (0, 1),
+    sample_size: int = 5000,
+    y: Any = None,
+) -> list[dict[str, Any]]:
+    """Rank clustering methods or settings on ``X`` without labels.
+
+    Every candidate is fitted once per seed (a clone with ``random_state`` set), and scored by
+    three label-free criteria, each comparable across methods:
+
+    ``stability``
+        Mean adjusted Rand index between the labels of every pair of seeds: a method that finds
+        structure in the data finds the same partition again from another start.
+    ``consensus``
+        Mean ARI between the candidate's labels and every other candidate's (same seed): the
+        partition the methods agree on (the medoid of the ensemble).
+    ``silhouette``
+        Silhouette of the labels in the input space (the one space all candidates share).
+        It favours partitions that are compact in the input space, k-means' own objective.
+
+    The ranking is by the mean of the three ranks (ties: stability). A candidate that leaves
+    clusters empty ranks last. Labels ``y``, when given, are only reported (``acc``) so that
+    the ranking can be checked against them; they never enter it.
+
+    Parameters
+    ----------
+    candidates : mapping of str to estimator
+        Name to configured estimator; ``n_clusters`` should be the same for all.
+    X : array-like of shape (n_samples, n_features)
+    seeds : sequence of int, default=(0, 1)
+        At least two, for the stability criterion.
+    sample_size : int, default=5000
+        Rows scored by the silhouette.
+    y : array-like, optional
+        True labels, for reporting only.
+
+    Returns
+    -------
+    list of dict
+        Best first: ``name``, ``stability``, ``consensus``, ``silhouette``, ``n_nonempty``
+        (fewest clusters used over the seeds), ``seconds`` (mean fit time), ``rank`` (mean
+        criterion rank), ``acc`` (mean over seeds, when ``y`` is given).
+    """
+    from sklearn.metrics import adjusted_rand_score
+
+    from aeclust.metrics import cluster_accuracy
+
+    seeds = [int(s) for s in seeds]
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must list at least two different seeds, got {seeds}")
+    if len(candidates) < 2:
+        raise ValueError("give at least two candidates to rank")
+    X = np.asarray(X, dtype=np.float32)
+    labels: dict[str, list[np.ndarray]] = {}
+    seconds: dict[str, float] = {}
+    for name, estimator in candidates.items():
+        start = time.perf_counter()
+        labels[name] = [
+            np.asarray(clone(estimator).set_params(random_state=s).fit(X).labels_) for s in seeds
+        ]
+        seconds[name] = (time.perf_counter() - start) / len(seeds)
+    rows = []
+    for name, runs in labels.items():
+        pairs = [(a, b) for i, a in enumerate(runs) for b in runs[i + 1 :]]
+        others = [o for other, o_runs in labels.items() if other != name for o in o_runs]
+        consensus = [
+            adjusted_rand_score(mine, theirs)
+            for i, mine in enumerate(runs)
+            for theirs in others[i :: len(runs)]
+        ]
+        row = {
+            "name": name,
+            "stability": float(np.mean([adjusted_rand_score(a, b) for a, b in pairs])),
+            "consensus": float(np.mean(consensus)),
+            "silhouette": float(
+                np.mean([silhouette(X, lab, sample_size=sample_size) for lab in runs])
+            ),
+            "n_nonempty": int(min(len(np.unique(lab)) for lab in runs)),
+            "seconds": seconds[name],
+        }
+        if y is not None:
+            row["acc"] = float(np.mean([cluster_accuracy(y, lab) for lab in runs]))
+        rows.append(row)
+    k = max(r["n_nonempty"] for r in rows)
+    for criterion in SELECTION_CRITERIA:
+        order = sorted(rows, key=lambda r, c=criterion: -r[c] if np.isfinite(r[c]) else np.inf)
+        for position, row in enumerate(order):
+            row[f"rank_{criterion}"] = position + 1
+    for row in rows:
+        row["rank"] = float(np.mean([row[f"rank_{c}"] for c in SELECTION_CRITERIA]))
+        if row["n_nonempty"] < k:  # empty clusters: a degenerate partition ranks last
+            row["rank"] += len(rows)
+    return sorted(rows, key=lambda r: (r["rank"], r["rank_stability"]))
