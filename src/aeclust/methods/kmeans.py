@@ -155,7 +155,7 @@ class AEKMeans(BaseDeepClusterer):
         activation: str = "relu",
         batch_norm: bool = False,
         image_shape: Sequence[int] | None = None,
-        pretrain_epochs: int = 50,
+        pretrain_epochs: int = 100,
         pretrain_lr: float = 1e-3,
         pretrain_loss: str = "mse",
         pretrain_patience: int | None = None,
