@@ -175,7 +175,7 @@ def test_bce_needs_unit_scaled_input():
 def test_too_few_samples_for_k():
     with pytest.raises(ValueError, match="n_samples=5 should be >= n_clusters=6"):
         AEKMeans(6, pretrain_epochs=1).fit(np.random.default_rng(0).random((5, 3)))
-    with pytest.raises(TypeError, match="n_clusters must be an int"):
+    with pytest.raises(TypeError, match="'n_clusters' parameter of KMeans must be an int"):
         KMeans(2.5).fit(np.random.default_rng(0).random((5, 3)))
 
 
@@ -194,7 +194,7 @@ def test_unknown_device_and_precision():
     x = np.random.default_rng(0).random((30, 4))
     with pytest.raises(ValueError, match="unknown device"):
         AEKMeans(2, device="tpu9").fit(x)
-    with pytest.raises(ValueError, match="precision must be one of"):
+    with pytest.raises(ValueError, match="'precision' parameter of AEKMeans must be a str among"):
         AEKMeans(2, precision="fp8", autoencoder=[4, 2], pretrain_epochs=1).fit(x)
 
 

@@ -4,6 +4,11 @@ Subclasses implement ``_fit(x)`` (a float32 tensor on the device, inside a local
 and ``_predict(x)``; ``_embed(x)`` defaults to the fitted autoencoder's encoder. Learned state goes
 in attributes with a trailing underscore, which :meth:`BaseDeepClusterer.save` stores: tensors and
 arrays as a ``state_dict``-like mapping, modules as config + weights, everything else as JSON.
+
+Parameters are declared with constraints, as scikit-learn does: each estimator class has a
+``_parameter_constraints`` dict (scikit-learn's ``sklearn.utils._param_validation`` objects), built
+from :data:`SHARED_CONSTRAINTS` (the parameters several estimators share, declared once here) plus
+its own; ``fit`` and ``pretrain`` check every parameter against it before any work.
 """
 
 from __future__ import annotations
@@ -13,15 +18,18 @@ import json
 import os
 from abc import abstractmethod
 from collections.abc import Mapping
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from aeclust._utils import (
+    PRECISIONS,
     atomic_torch_save,
     check_n_clusters,
     local_seed,
@@ -30,8 +38,9 @@ from aeclust._utils import (
     seed_from,
 )
 from aeclust.nn import Autoencoder, autoencoder_from_config, build_autoencoder
-from aeclust.pretrain import PretrainConfig, pretrain_autoencoder
-from aeclust.training import batched_apply
+from aeclust.nn.autoencoders import ACTIVATIONS
+from aeclust.pretrain import PRETRAIN_LOSSES, REC_LOSSES, PretrainConfig, pretrain_autoencoder
+from aeclust.training import OPTIMIZERS, batched_apply
 
 MODEL_FORMAT = "aeclust-model"
 MODEL_VERSION = 1
@@ -44,6 +53,132 @@ def register_estimator(cls: type[BaseDeepClusterer]) -> type[BaseDeepClusterer]:
     """Class decorator: make an estimator restorable by :func:`load` under its class name."""
     ESTIMATORS[cls.__name__] = cls
     return cls
+
+
+class SequenceOf(Options):
+    """Constraint: a list, tuple or 1-D array whose every item satisfies ``item``.
+
+    scikit-learn has no constraint for a sequence of numbers (network widths, an image shape, a
+    range); this one subclasses its ``Options`` only so that ``validate_parameter_constraints``
+    accepts it.
+
+    Parameters
+    ----------
+    item : Interval
+        The constraint every item meets.
+    min_len : int
+        The fewest items.
+    length : int or None
+        The exact number of items (overrides ``min_len``).
+    """
+
+    def __init__(self, item: Interval, *, min_len: int = 1, length: int | None = None) -> None:
+        super().__init__(type=tuple, options=set())
+        self.item = item
+        self.min_len = min_len
+        self.length = length
+
+    def is_satisfied_by(self, val: Any) -> bool:
+        if isinstance(val, np.ndarray):
+            if val.ndim != 1:
+                return False
+            val = val.tolist()
+        if not isinstance(val, (list, tuple)):
+            return False
+        n = len(val)
+        if (self.length is not None and n != self.length) or n < self.min_len:
+            return False
+        return all(self.item.is_satisfied_by(v) for v in val)
+
+    def __str__(self) -> str:
+        if self.length is not None:
+            size = f"of {self.length} items"
+        elif self.min_len > 0:
+            size = f"of at least {self.min_len} item{'s' if self.min_len > 1 else ''}"
+        else:
+            size = "(possibly empty)"
+        return f"a list or tuple {size}, each {self.item}"
+
+
+#: Constraint objects the declarations below and the estimator modules share.
+POSITIVE_INT = Interval(Integral, 1, None, closed="left")
+NON_NEGATIVE_INT = Interval(Integral, 0, None, closed="left")
+POSITIVE_REAL = Interval(Real, 0, None, closed="neither")
+NON_NEGATIVE_REAL = Interval(Real, 0, None, closed="left")
+FRACTION = Interval(Real, 0, 1, closed="both")
+
+#: Constraints of the parameters several estimators share, each declared once (scikit-learn's
+#: ``_parameter_constraints`` format: name -> list of accepted kinds; a value is valid when it
+#: meets one). Estimator classes pick theirs with :func:`shared_constraints`.
+SHARED_CONSTRAINTS: dict[str, list[Any]] = {
+    # every estimator
+    "n_clusters": [POSITIVE_INT],
+    "device": [str, torch.device],  # the name itself is checked by resolve_device, also in fit
+    "precision": [StrOptions(set(PRECISIONS))],
+    "random_state": ["random_state", np.random.Generator],
+    "verbose": ["verbose"],
+    # the network presets
+    "autoencoder": [
+        StrOptions({"mlp", "conv", "resnet"}),
+        SequenceOf(POSITIVE_INT),
+        torch.nn.Module,
+    ],
+    "embedding_dim": [POSITIVE_INT],
+    "hidden_dims": [SequenceOf(POSITIVE_INT, min_len=0)],
+    "activation": [StrOptions({*ACTIVATIONS, "linear", "identity", "none"})],
+    "batch_norm": ["boolean"],
+    "image_shape": [None, SequenceOf(POSITIVE_INT, length=3)],
+    # the shared autoencoder pretraining
+    "pretrain_epochs": [NON_NEGATIVE_INT],
+    "pretrain_lr": [POSITIVE_REAL],
+    "pretrain_loss": [StrOptions(set(PRETRAIN_LOSSES))],
+    "pretrain_patience": [None, NON_NEGATIVE_INT],  # None or 0: no early stopping
+    "pretrain_corruption": [Interval(Real, 0, 1, closed="left")],
+    "pretrain_cache": ["boolean", str, os.PathLike],
+    "batch_size": [POSITIVE_INT],
+    "n_init": [POSITIVE_INT],
+    # the clustering stage's training
+    "epochs": [NON_NEGATIVE_INT],
+    "optimizer": [StrOptions(set(OPTIMIZERS))],
+    "lr": [POSITIVE_REAL],
+    "momentum": [FRACTION],
+    "lam": [NON_NEGATIVE_REAL],
+    "rec_loss": [StrOptions(set(REC_LOSSES))],
+}
+
+#: The parameters of every method built on the shared pretrained autoencoder (AE+k-means, DEC,
+#: IDEC, DCN, DKM, CT, CCAE, k-DAE, DAMIC).
+PRETRAINED_AUTOENCODER_PARAMS = (
+    "n_clusters",
+    "autoencoder",
+    "embedding_dim",
+    "activation",
+    "batch_norm",
+    "image_shape",
+    "pretrain_epochs",
+    "pretrain_lr",
+    "pretrain_loss",
+    "pretrain_patience",
+    "pretrain_corruption",
+    "batch_size",
+    "n_init",
+    "pretrain_cache",
+    "device",
+    "precision",
+    "random_state",
+    "verbose",
+)
+
+
+def shared_constraints(*names: str) -> dict[str, list[Any]]:
+    """The :data:`SHARED_CONSTRAINTS` of ``names``, for a class's ``_parameter_constraints``.
+
+    Examples
+    --------
+    >>> sorted(shared_constraints("lr", "epochs"))
+    ['epochs', 'lr']
+    """
+    return {name: SHARED_CONSTRAINTS[name] for name in names}
 
 
 def store_init_args(estimator: BaseEstimator, args: dict[str, Any]) -> None:
@@ -66,6 +201,10 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
     #: Whether the method trains a network (drives docs/CLI, not behaviour).
     deep: ClassVar[bool] = True
+
+    #: What each constructor parameter may be (scikit-learn's ``_parameter_constraints``), checked
+    #: by ``fit`` and ``pretrain`` before any work; every subclass declares all its parameters.
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
 
     #: Whether ``precision="auto"`` may run this method in bf16 (on hardware with native bf16).
     #: Off unless the method has shown on the benchmark that its accuracy holds in bf16 (within
@@ -118,7 +257,14 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError
+            Before any work, when a parameter is outside its ``_parameter_constraints`` (one line
+            naming the parameter and what it may be) or ``X`` is not valid.
         """
+        self._validate_params()
         X = self._validate_X(X, reset=True)
         check_n_clusters(self.n_clusters, X.shape[0])
         device = self._device()
@@ -145,6 +291,7 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         """
         if not hasattr(self, "pretrain_epochs"):
             raise TypeError(f"{type(self).__name__} does not pretrain an autoencoder")
+        self._validate_params()
         saved = dict(vars(self))
         X = self._validate_X(X, reset=True)
         device = self._device()

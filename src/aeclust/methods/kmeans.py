@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from sklearn.cluster import KMeans as SKLearnKMeans
 
-from aeclust.methods.base import BaseDeepClusterer, register_estimator, store_init_args
+from aeclust.methods.base import (
+    NON_NEGATIVE_REAL,
+    POSITIVE_INT,
+    PRETRAINED_AUTOENCODER_PARAMS,
+    BaseDeepClusterer,
+    register_estimator,
+    shared_constraints,
+    store_init_args,
+)
 from aeclust.primitives import assign, kmeans
 
 
@@ -47,6 +56,14 @@ class KMeans(BaseDeepClusterer):
     """
 
     deep = False
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **shared_constraints(
+            "n_clusters", "n_init", "random_state", "device", "precision", "verbose"
+        ),
+        "max_iter": [POSITIVE_INT],
+        "tol": [NON_NEGATIVE_REAL],
+    }
 
     def __init__(
         self,
@@ -145,6 +162,10 @@ class AEKMeans(BaseDeepClusterer):
     Hinton and Salakhutdinov (2006); used as "AE+KM" in Xie et al. (2016, DEC), Opochinsky et al.
     (2020, k-DAE, Table 2) and the CT paper (Tables 2-3).
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = shared_constraints(
+        *PRETRAINED_AUTOENCODER_PARAMS
+    )
 
     def __init__(
         self,
