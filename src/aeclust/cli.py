@@ -377,11 +377,32 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 1 if summary.failures or (nothing and summary.skipped_datasets) else 0
 
 
+def _report_db(db: str | None) -> Path:
+    """The database ``report`` reads: ``--db``, or the default one, which is created once from
+    the committed runs (``benchmarks/results/runs.jsonl``) when it does not exist yet (a fresh
+    clone), saying so on stderr."""
+    from aeclust.bench import DEFAULT_DB, committed_runs_file, create_from_export
+
+    if db is not None:
+        return Path(db)
+    path = Path(DEFAULT_DB)
+    runs = None if path.exists() else committed_runs_file()
+    if runs is not None:
+        inserted, _ = create_from_export(runs, path)
+        print(
+            f"no results database at {path}: created it from the {inserted} committed run(s) in "
+            f"{runs} (once; `aeclust results import FILE` merges more)",
+            file=sys.stderr,
+        )
+    return path
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Print or write the report of the results database (Markdown or CSV)."""
     from aeclust._utils import atomic_path
     from aeclust.bench import render_report, write_benchmarks_md
 
+    args.db = _report_db(args.db)
     if args.out and args.format == "md":
         path = write_benchmarks_md(args.db, args.out, protocol=args.protocol, variant=args.variant)
         print(f"report written to {path}")
@@ -554,7 +575,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", help="only this protocol")
     p.add_argument("--variant", choices=["quick", "full"], help="only this variant")
     p.add_argument("--format", choices=["md", "csv"], default="md")
-    p.add_argument("--db", default="results/aeclust.db", help="results database")
+    p.add_argument(
+        "--db",
+        help="results database (default results/aeclust.db; when it does not exist, it is "
+        "created once from the committed benchmarks/results/runs.jsonl)",
+    )
     p.add_argument("--out", help="write to this file (md: the full BENCHMARKS.md page)")
     p.set_defaults(func=cmd_report)
 
