@@ -116,7 +116,7 @@ def test_predict_assigns_held_out_rows_with_a_saved_model(blobs, tmp_path, capsy
     # the saved model's own assignment and codes, not a new fit on the new rows
     saved = load(model)
     assert np.array_equal(_labels(out), saved.predict(x[200:]))
-    assert np.allclose(np.load(codes), saved.transform(x[200:]))
+    assert np.allclose(np.load(codes), saved.embed(x[200:]))
     assert np.load(codes).shape == (100, 2)
 
 
@@ -136,14 +136,14 @@ def test_predict_scales_a_file_as_the_training_data_were(blobs, tmp_path, capsys
     own_range = apply_scaling(x[keep], (x[keep].min(), x[keep].max() - x[keep].min()))
     saved = load(model)
     as_trained = apply_scaling(x[keep], tuple(scaling))
-    assert not np.allclose(saved.transform(own_range), saved.transform(as_trained))
+    assert not np.allclose(saved.embed(own_range), saved.embed(as_trained))
 
     out, codes = tmp_path / "new.csv", tmp_path / "codes.npy"
     capsys.readouterr()
     args = ["predict", str(model), str(tmp_path / "new.npy"), "--out", str(out)]
     assert main([*args, "--embedding", str(codes)]) == 0
     assert "scaled as the training data were" in capsys.readouterr().out
-    assert np.allclose(np.load(codes), saved.transform(as_trained))
+    assert np.allclose(np.load(codes), saved.embed(as_trained))
     assert np.array_equal(_labels(out), saved.predict(as_trained))
     # the blob's rows share the cluster that blob had in the fit
     fit = _labels(tmp_path / "fit.csv")

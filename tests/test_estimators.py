@@ -291,3 +291,25 @@ def test_bce_runs_outside_autocast(monkeypatch):
 def test_bce_under_cuda_autocast():
     plain, mixed = _bce_under_autocast("cuda")
     assert mixed.dtype == torch.float32 and torch.equal(plain, mixed)
+
+
+def test_kmeans_transform_is_the_distance_to_each_centre_as_in_scikit_learn(digits):
+    from sklearn.cluster import KMeans as SKLearnKMeans
+
+    x, _ = digits
+    model = KMeans(10, n_init=2, random_state=0).fit(x)
+    reference = SKLearnKMeans(10, n_init=1, random_state=0).fit(x)
+    reference.cluster_centers_ = model.cluster_centers_.astype(np.float64)
+    distances = model.transform(x[:50])
+    assert distances.shape == (50, 10) and distances.dtype == np.float32
+    assert np.allclose(distances, reference.transform(x[:50]), rtol=1e-4, atol=1e-4)
+    assert np.array_equal(distances.argmin(axis=1), model.predict(x[:50]))
+    assert np.allclose(model.fit_transform(x), model.transform(x))
+    # the space k-means clusters in is the input itself
+    assert np.array_equal(model.embed(x[:50]), x[:50])
+
+
+def test_embed_is_transform_for_the_deep_methods(digits):
+    x, _ = digits
+    model = clone(FAST[1]).set_params(n_clusters=10).fit(x[:300])
+    assert np.array_equal(model.embed(x[:50]), model.transform(x[:50]))

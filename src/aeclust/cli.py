@@ -53,7 +53,7 @@ def _embedding_and_scores(args: argparse.Namespace, model: Any, data: Any, label
     from aeclust.metrics import evaluate, format_metrics
 
     if args.embedding:
-        codes = model.transform(data.x)
+        codes = model.embed(data.x)
         with atomic_path(args.embedding) as tmp, open(tmp, "wb") as fh:
             np.save(fh, codes)
         print(f"embedding {codes.shape[0]} x {codes.shape[1]} written to {args.embedding}")
@@ -478,7 +478,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="pretraining cache (default $AECLUST_CACHE)")
     p.add_argument("--no-cache", action="store_true", help="do not cache pretrained networks")
     p.add_argument("--save-model", help="save the fitted model to this file")
-    p.add_argument("--embedding", help="also write the codes (model.transform) to this .npy file")
+    p.add_argument(
+        "--embedding",
+        help="also write the codes (model.embed: the space the method clusters in; the scaled "
+        "input for kmeans) to this .npy file",
+    )
     p.add_argument(
         "--checkpoint-dir",
         help="checkpoint the training stages here; rerunning the same command after an "
@@ -498,7 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="the model file written by `aeclust cluster --save-model`")
     _add_data_arguments(p)
     p.add_argument("--out", help="labels CSV (default: NAME-MODEL-labels.csv)")
-    p.add_argument("--embedding", help="also write the codes (model.transform) to this .npy file")
+    p.add_argument(
+        "--embedding",
+        help="also write the codes (model.embed: the space the method clusters in; the scaled "
+        "input for kmeans) to this .npy file",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=cmd_predict)
 

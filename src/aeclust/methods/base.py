@@ -316,16 +316,33 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             return self._predict(x).cpu().numpy().astype(np.int64)
 
     def transform(self, X: Any) -> np.ndarray:
-        """Embedding of ``X`` (the autoencoder's code), float32 array of shape (n, d)."""
+        """Embedding of ``X`` (the autoencoder's code), float32 array of shape (n, d).
+
+        :class:`aeclust.KMeans` returns the distances to its centres instead, as scikit-learn's
+        ``KMeans.transform`` does; :meth:`embed` is the space every method clusters in.
+        """
+        return self._apply(X, self._transform)
+
+    def embed(self, X: Any) -> np.ndarray:
+        """The representation of ``X`` the method clusters in, float32 array (n, d).
+
+        The autoencoder's codes for the deep methods (equal to :meth:`transform`); ``X`` itself
+        for :class:`aeclust.KMeans`. The benchmark's silhouette, ``select_k(space="embedding")``
+        and ``aeclust cluster --embedding`` use it.
+        """
+        return self._apply(X, self._embed)
+
+    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
+        """Fit, then return ``transform(X)``."""
+        return self.fit(X).transform(X)
+
+    def _apply(self, X: Any, fn: Any) -> np.ndarray:
+        """``fn`` of the validated rows of ``X`` on the fitted device, as a NumPy array."""
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         x = self._to_tensor(X, self._fitted_device())
         with torch.no_grad():
-            return self._embed(x).cpu().numpy()
-
-    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
-        """Fit, then return the embedding of ``X``."""
-        return self.fit(X).transform(X)
+            return fn(x).cpu().numpy()
 
     # -- for subclasses -------------------------------------------------------------------------
     @abstractmethod
@@ -340,6 +357,10 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         ae = self.autoencoder_
         ae.eval()
         return batched_apply(ae.encode, x)
+
+    def _transform(self, x: torch.Tensor) -> torch.Tensor:
+        """What :meth:`transform` returns; the embedding unless a method says otherwise."""
+        return self._embed(x)
 
     def _fitted_device(self) -> torch.device:
         for value in vars(self).values():

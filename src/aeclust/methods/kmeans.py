@@ -26,7 +26,9 @@ class KMeans(BaseDeepClusterer):
     """k-means with k-means++ seeding and ``n_init`` restarts (wraps scikit-learn).
 
     The shallow baseline of every seed paper ("KM"). ``predict`` assigns each row to the nearest
-    centre, exactly as scikit-learn does.
+    centre and ``transform`` returns the distances to the centres, (n_samples, n_clusters),
+    exactly as scikit-learn does; ``embed`` returns the rows themselves (the space k-means
+    clusters in).
 
     Parameters
     ----------
@@ -100,7 +102,11 @@ class KMeans(BaseDeepClusterer):
         return assign(x, torch.from_numpy(self.cluster_centers_))[0]
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        return x
+        return x  # k-means clusters the input itself
+
+    def _transform(self, x: torch.Tensor) -> torch.Tensor:
+        # scikit-learn's KMeans.transform: the Euclidean distance to every centre
+        return torch.cdist(x, torch.from_numpy(self.cluster_centers_).to(x.device))
 
 
 @register_estimator
