@@ -17,7 +17,7 @@ import copy
 import json
 import os
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, ClassVar
@@ -38,7 +38,7 @@ from aeclust._utils import (
     seed_from,
 )
 from aeclust.nn import Autoencoder, autoencoder_from_config, build_autoencoder
-from aeclust.nn.autoencoders import ACTIVATIONS
+from aeclust.nn.autoencoders import ACTIVATIONS, AUTOENCODER_CLASSES
 from aeclust.pretrain import PRETRAIN_LOSSES, REC_LOSSES, PretrainConfig, pretrain_autoencoder
 from aeclust.training import OPTIMIZERS, batched_apply
 
@@ -440,6 +440,14 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         module weights as tensors; restore it with :func:`aeclust.load`, which reads it with
         ``torch.load(weights_only=True)``.
 
+        aeclust's own networks (and modules registered with :func:`aeclust.nn.register_module`,
+        which have a ``config()``) are stored as their config plus weights and rebuilt by
+        ``load``. A module of your own class (e.g. ``DEC(autoencoder=MyAE())``) is stored as its
+        ``state_dict`` plus its class path, never as code: ``load`` cannot rebuild it and takes
+        it from you, ``load(path, modules={"autoencoder": MyAE(), "autoencoder_": MyAE()})``
+        (or one factory per class, ``modules={"mypkg.MyAE": MyAE}``), then loads the saved
+        weights into it.
+
         Parameters
         ----------
         path : path-like
@@ -459,11 +467,12 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
         def encode(prefix: str, value: Any) -> Any:
             if isinstance(value, torch.nn.Module):
-                if not hasattr(value, "config"):
-                    raise TypeError(f"{prefix}: module {type(value).__name__} has no config()")
                 for k, v in value.state_dict().items():
                     tensors[f"{prefix}.{k}"] = v.detach().cpu()
-                return {"__module__": value.config()}
+                if AUTOENCODER_CLASSES.get(type(value).__name__) is type(value):
+                    return {"__module__": value.config()}
+                # a module of the user's own class: its weights and class path, not its code
+                return {"__user_module__": _class_path(type(value))}
             if isinstance(value, np.ndarray):
                 tensors[prefix] = torch.from_numpy(np.ascontiguousarray(value))
                 return {"__array__": True}
@@ -501,7 +510,15 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         return path
 
 
-def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> BaseDeepClusterer:
+ModuleSource = torch.nn.Module | Callable[[], torch.nn.Module]
+
+
+def load(
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    *,
+    modules: Mapping[str, ModuleSource] | None = None,
+) -> BaseDeepClusterer:
     """Restore a model written by :meth:`BaseDeepClusterer.save`.
 
     Parameters
@@ -510,25 +527,53 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> BaseDee
         The model file.
     device : str or torch.device
         Where to put the restored networks (``"auto"`` picks CUDA when available).
+    modules : mapping, optional
+        Only for a model fitted with a network of your own class (one without an aeclust
+        ``config()``): the file holds its weights and class name, not its code, so give the
+        module, built as at fit time, for each such entry, keyed by the parameter or attribute
+        name (``"autoencoder"``, ``"autoencoder_"``), or one for all entries of a class, keyed by
+        its class path (``"mypkg.MyAE"``). A value is a module (copied) or a callable that
+        returns one (e.g. the class); the saved weights are loaded into it. The error of a
+        ``load`` without them lists the names needed.
 
     Returns
     -------
     BaseDeepClusterer
         A fitted estimator whose ``predict``/``transform`` equal the saved one's.
+
+    Raises
+    ------
+    ValueError
+        If the file holds a module of your own class that ``modules`` does not provide, or one
+        whose class or weights do not match.
     """
     payload = _read_model_file(path)
     dev = resolve_device(device)
     name = payload["class"]
     meta = json.loads(payload["meta_json"])
     tensors: dict[str, torch.Tensor] = payload["tensors"]
+    modules = dict(modules or {})
+    _check_user_modules(path, meta, modules)
+
+    def state(prefix: str) -> dict[str, torch.Tensor]:
+        return {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
 
     def decode(prefix: str, value: Any) -> Any:
         if isinstance(value, dict) and "__module__" in value:
             module = module_from_config(value["__module__"])
-            sub = {
-                k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")
-            }
-            module.load_state_dict(sub)
+            module.load_state_dict(state(prefix))
+            return module.to(dev).eval()
+        if isinstance(value, dict) and "__user_module__" in value:
+            entry = prefix.split(".", 1)[1]
+            module = _user_module(path, entry, value["__user_module__"], modules)
+            try:
+                module.load_state_dict(state(prefix))
+            except RuntimeError as exc:
+                first = str(exc).strip().splitlines()[0]
+                raise ValueError(
+                    f"{path}: the saved weights of {entry!r} do not fit the module given for it "
+                    f"({first}); build it as at fit time"
+                ) from None
             return module.to(dev).eval()
         if isinstance(value, dict) and "__array__" in value:
             return tensors[prefix].numpy()
@@ -582,6 +627,70 @@ def _read_model_file(path: str | os.PathLike) -> dict[str, Any]:
     if payload["class"] not in ESTIMATORS:
         raise ValueError(f"{path}: unknown estimator class {payload['class']!r}")
     return payload
+
+
+def _class_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _user_modules(meta: dict[str, Any]) -> dict[str, str]:
+    """Entry name -> class path of every module of a user's own class in a model file."""
+    found: dict[str, str] = {}
+
+    def walk(name: str, value: Any) -> None:
+        if isinstance(value, dict) and "__user_module__" in value:
+            found[name] = value["__user_module__"]
+        elif isinstance(value, dict) and "__tuple__" in value:
+            for i, v in enumerate(value["__tuple__"]):
+                walk(f"{name}.{i}", v)
+
+    for section in ("params", "attrs"):
+        for name, value in meta[section].items():
+            walk(name, value)
+    return found
+
+
+def _check_user_modules(
+    path: str | os.PathLike, meta: dict[str, Any], modules: Mapping[str, Any]
+) -> None:
+    """Fail before rebuilding anything when ``modules`` lacks a user module the file needs."""
+    needed = _user_modules(meta)
+    missing = {n: c for n, c in needed.items() if n not in modules and c not in modules}
+    if not missing:
+        return
+    classes = sorted(set(missing.values()))
+    example = ", ".join(f"{n!r}: {c.rsplit('.', 1)[-1]}(...)" for n, c in missing.items())
+    raise ValueError(
+        f"{path} holds network weights of your own class{'es' if len(classes) > 1 else ''} "
+        f"{', '.join(classes)}, whose code a model file does not store: pass them, built as at "
+        f"fit time, to aeclust.load(path, modules={{{example}}}) or one entry per class, "
+        f"modules={{{', '.join(repr(c) + ': ...' for c in classes)}}}"
+    )
+
+
+def _user_module(
+    path: str | os.PathLike, entry: str, class_path: str, modules: Mapping[str, Any]
+) -> torch.nn.Module:
+    """The module ``modules`` gives for ``entry`` (by name, else by class path), a new object."""
+    source = modules[entry] if entry in modules else modules[class_path]
+    if isinstance(source, torch.nn.Module):
+        module = copy.deepcopy(source)
+    elif callable(source):
+        module = source()
+    else:
+        module = source
+    if not isinstance(module, torch.nn.Module):
+        raise ValueError(
+            f"{path}: modules[{entry!r}] must be a torch module or a callable returning one, got "
+            f"{type(module).__name__}"
+        )
+    saved, given = class_path.rsplit(".", 1)[-1], type(module).__qualname__
+    if given.rsplit(".", 1)[-1] != saved:
+        raise ValueError(
+            f"{path}: {entry!r} was saved as a {class_path}, but modules gives a "
+            f"{_class_path(type(module))}"
+        )
+    return module
 
 
 def module_from_config(config: dict[str, Any]) -> torch.nn.Module:
