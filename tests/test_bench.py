@@ -515,6 +515,47 @@ def test_cli_bad_input_exits_2_with_one_line(
     assert len(err.splitlines()) == 1 and message in err
 
 
+def test_cli_report_on_a_fresh_clone_reads_the_committed_runs(
+    tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No results/aeclust.db (it is not in git) but benchmarks/results/runs.jsonl: report
+    creates the database from the committed runs once, says so on stderr, prints the tables."""
+    from aeclust.bench import COMMITTED_RUNS, committed_runs_file
+
+    checkout = tmp_path / "clone"
+    db = tmp_path / "elsewhere.db"
+    run_protocol(tiny, quick=True, methods=["kmeans"], device="cpu", db=db, plots=False)
+    with ResultStore(db) as store:
+        assert store.export_jsonl(checkout / COMMITTED_RUNS) == 1
+    monkeypatch.chdir(checkout)
+    assert committed_runs_file() == checkout / COMMITTED_RUNS
+    assert main(["report"]) == 0
+    captured = capsys.readouterr()
+    assert "## tiny (quick)" in captured.out and "| KM |" in captured.out
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "no results database at results/aeclust.db" in err[0]
+    assert "created it from the 1 committed run(s)" in err[0]
+    assert (checkout / "results" / "aeclust.db").is_file()
+    assert not list((checkout / "results").glob(".*tmp"))
+    # once: the next report reads the database and says nothing more
+    assert main(["report", "--format", "csv"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and "tiny,quick,digits" in captured.out
+    # an explicit --db that does not exist is an error, never a silent import
+    assert main(["report", "--db", "other.db"]) == 2
+    assert "no results database at other.db" in capsys.readouterr().err
+    assert not (checkout / "other.db").exists()
+
+
+def test_create_from_export_refuses_an_existing_database(tmp_path: Path) -> None:
+    from aeclust.bench import create_from_export
+
+    (tmp_path / "runs.jsonl").write_text("")
+    assert create_from_export(tmp_path / "runs.jsonl", tmp_path / "new.db") == (0, 0)
+    with pytest.raises(FileExistsError, match="import_jsonl"):
+        create_from_export(tmp_path / "runs.jsonl", tmp_path / "new.db")
+
+
 def test_cli_report_unknown_protocol(tiny: Path, tmp_path: Path, capsys) -> None:
     db = tmp_path / "r.db"
     run_protocol(tiny, quick=True, methods=["kmeans"], device="cpu", db=db, plots=False)

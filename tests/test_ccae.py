@@ -176,7 +176,7 @@ def test_ccae_stage_zero_is_ae_kmeans_with_the_same_seed(digits):
 def test_ccae_rejects_bad_parameters(blobs):
     x, _ = blobs
     for bad, match in [
-        (dict(shift="sideways"), "shift must be one of"),
+        (dict(shift="sideways"), "'shift' parameter of CCAE must be a str among"),
         (dict(alpha=1.5), "alpha"),
         (dict(beta=-1.0), "beta"),
         (dict(n_neighbours=0), "n_neighbours"),
@@ -250,7 +250,7 @@ def test_dae_validates_y_and_stage(digits):
         est.fit(x[:50], y[:40])
     with pytest.raises(ValueError, match="Unknown label type"):
         est.fit(x[:50], np.linspace(0, 1, 50))
-    with pytest.raises(ValueError, match="shift must be one of"):
+    with pytest.raises(ValueError, match="'shift' parameter of ClassSeparatingAE must be a str"):
         clone(est).set_params(shift="centre").fit(x[:50], y[:50])
     est.fit(x[:100], y[:100])
     with pytest.raises(ValueError, match="stage must be in"):

@@ -50,6 +50,63 @@ def test_cluster_prints_metrics_when_labels_are_known(blob_files, tmp_path, caps
     assert (tmp_path / "m.pt").exists()
 
 
+def test_cluster_writes_labels_only_where_asked(blob_files, tmp_path, capsys, monkeypatch):
+    _, npz = blob_files
+    monkeypatch.chdir(tmp_path)
+    before = set(tmp_path.iterdir())
+    args = ["cluster", str(npz), "--method", "kmeans"]
+    assert main(args) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert set(tmp_path.iterdir()) == before  # no unasked file
+    assert out[0].startswith("kmeans on xy: 300 samples, 4 clusters")
+    assert out[1].startswith("fit time ") and "labels" not in out[1]
+    assert out[-1].startswith("ACC ") and len(out) == 3
+
+    # --out -: the CSV alone on stdout, the summary and metrics on stderr
+    assert main([*args, "--out", "-"]) == 0
+    captured = capsys.readouterr()
+    rows = captured.out.splitlines()
+    assert rows[0] == "index,label" and len(rows) == 301
+    assert [int(r.split(",")[0]) for r in rows[1:]] == list(range(300))
+    err = captured.err.strip().splitlines()
+    assert "labels written to stdout" in err[1] and err[-1].startswith("ACC ")
+    assert set(tmp_path.iterdir()) == before
+
+
+def test_predict_writes_labels_only_where_asked(blob_files, tmp_path, capsys, monkeypatch):
+    npy, _ = blob_files
+    model = tmp_path / "km.pt"
+    assert main(["cluster", str(npy), "--method", "kmeans", "--n-clusters", "4", "--out", "-",
+                 "--save-model", str(model)]) == 0  # fmt: skip
+    fitted = capsys.readouterr().out.splitlines()[1:]
+    monkeypatch.chdir(tmp_path)
+    before = set(tmp_path.iterdir())
+    assert main(["predict", str(model), str(npy)]) == 0
+    assert "labels written" not in capsys.readouterr().out
+    assert set(tmp_path.iterdir()) == before
+    assert main(["predict", str(model), str(npy), "--out", "-"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[1:] == fitted
+    assert "labels written to stdout" in captured.err
+
+
+def test_pretraining_cache_is_opt_in(blob_files, tmp_path, monkeypatch):
+    _, npz = blob_files
+    default = tmp_path / "default-cache"
+    monkeypatch.setenv("AECLUST_CACHE", str(default))
+    args = ["cluster", str(npz), "--method", "ae-kmeans", "--device", "cpu"]
+    args += ["--param", "autoencoder=[8, 2]", "--param", "pretrain_epochs=1"]
+    assert main(args) == 0
+    assert not default.exists()  # as in the library: no cache unless asked
+    assert main([*args, "--cache"]) == 0
+    assert len(list(default.glob("ae-*.pt"))) == 1
+    own = tmp_path / "own-cache"
+    assert main([*args, "--cache-dir", str(own)]) == 0
+    assert len(list(own.glob("ae-*.pt"))) == 1
+    assert main([*args, "--cache-dir", str(tmp_path / "unused"), "--no-cache"]) == 0
+    assert not (tmp_path / "unused").exists()
+
+
 def test_cluster_with_a_checkpoint_dir_resumes_an_interrupted_run(
     blob_files, tmp_path, capsys, monkeypatch
 ):
@@ -116,7 +173,7 @@ def test_predict_assigns_held_out_rows_with_a_saved_model(blobs, tmp_path, capsy
     # the saved model's own assignment and codes, not a new fit on the new rows
     saved = load(model)
     assert np.array_equal(_labels(out), saved.predict(x[200:]))
-    assert np.allclose(np.load(codes), saved.transform(x[200:]))
+    assert np.allclose(np.load(codes), saved.embed(x[200:]))
     assert np.load(codes).shape == (100, 2)
 
 
@@ -136,14 +193,14 @@ def test_predict_scales_a_file_as_the_training_data_were(blobs, tmp_path, capsys
     own_range = apply_scaling(x[keep], (x[keep].min(), x[keep].max() - x[keep].min()))
     saved = load(model)
     as_trained = apply_scaling(x[keep], tuple(scaling))
-    assert not np.allclose(saved.transform(own_range), saved.transform(as_trained))
+    assert not np.allclose(saved.embed(own_range), saved.embed(as_trained))
 
     out, codes = tmp_path / "new.csv", tmp_path / "codes.npy"
     capsys.readouterr()
     args = ["predict", str(model), str(tmp_path / "new.npy"), "--out", str(out)]
     assert main([*args, "--embedding", str(codes)]) == 0
     assert "scaled as the training data were" in capsys.readouterr().out
-    assert np.allclose(np.load(codes), saved.transform(as_trained))
+    assert np.allclose(np.load(codes), saved.embed(as_trained))
     assert np.array_equal(_labels(out), saved.predict(as_trained))
     # the blob's rows share the cluster that blob had in the fit
     fit = _labels(tmp_path / "fit.csv")

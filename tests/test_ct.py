@@ -103,10 +103,10 @@ def test_without_reinitialisation_the_centres_stay_put(digits):
 @pytest.mark.parametrize(
     "params, message",
     [
-        (dict(assignment="gaussian"), "unknown assignment 'gaussian'"),
-        (dict(reinit="always"), "unknown reinit"),
-        (dict(alpha=0.0), "alpha must be > 0"),
-        (dict(lam=-1.0), "lam must be >= 0"),
+        (dict(assignment="gaussian"), "'assignment' parameter of CT must be a str among"),
+        (dict(reinit="always"), "'reinit' parameter of CT"),
+        (dict(alpha=0.0), r"'alpha' parameter of CT must be a float in the range \(0.0, inf\)"),
+        (dict(lam=-1.0), r"'lam' parameter of CT must be a float in the range \[0.0, inf\)"),
     ],
 )
 def test_bad_parameters_are_named(params, message, digits):

@@ -214,14 +214,14 @@ def test_bf16_keeps_cluster_state_in_fp32(cls, digits):
 @pytest.mark.parametrize(
     ("est", "message"),
     [
-        (DCN(2, rec_loss="l1"), "unknown rec_loss"),
-        (DCN(2, lam=-1.0), "lam must be >= 0"),
-        (DCN(2, initial_count=-5), "initial_count must be >= 0"),
-        (DCN(2, optimizer="rmsprop"), "unknown optimizer"),
-        (DKM(2, reinit="always"), "unknown reinit"),
-        (DKM(2, alphas=[]), "alphas must be a non-empty list"),
-        (DKM(2, alphas=[1.0, -2.0]), "alphas must be a non-empty list"),
-        (DKM(2, pretrained=False, n_alpha_steps=0), "n_alpha_steps must be >= 1"),
+        (DCN(2, rec_loss="l1"), "'rec_loss' parameter of DCN must be a str among"),
+        (DCN(2, lam=-1.0), "'lam' parameter of DCN"),
+        (DCN(2, initial_count=-5), "'initial_count' parameter of DCN"),
+        (DCN(2, optimizer="rmsprop"), "'optimizer' parameter of DCN must be a str among"),
+        (DKM(2, reinit="always"), "'reinit' parameter of DKM"),
+        (DKM(2, alphas=[]), "'alphas' parameter of DKM must be None or a list or tuple of at"),
+        (DKM(2, alphas=[1.0, -2.0]), "'alphas' parameter of DKM"),
+        (DKM(2, pretrained=False, n_alpha_steps=0), "'n_alpha_steps' parameter of DKM"),
     ],
 )
 def test_bad_parameters_get_a_clear_error(est, message):

@@ -175,7 +175,7 @@ def test_bce_needs_unit_scaled_input():
 def test_too_few_samples_for_k():
     with pytest.raises(ValueError, match="n_samples=5 should be >= n_clusters=6"):
         AEKMeans(6, pretrain_epochs=1).fit(np.random.default_rng(0).random((5, 3)))
-    with pytest.raises(TypeError, match="n_clusters must be an int"):
+    with pytest.raises(TypeError, match="'n_clusters' parameter of KMeans must be an int"):
         KMeans(2.5).fit(np.random.default_rng(0).random((5, 3)))
 
 
@@ -194,7 +194,7 @@ def test_unknown_device_and_precision():
     x = np.random.default_rng(0).random((30, 4))
     with pytest.raises(ValueError, match="unknown device"):
         AEKMeans(2, device="tpu9").fit(x)
-    with pytest.raises(ValueError, match="precision must be one of"):
+    with pytest.raises(ValueError, match="'precision' parameter of AEKMeans must be a str among"):
         AEKMeans(2, precision="fp8", autoencoder=[4, 2], pretrain_epochs=1).fit(x)
 
 
@@ -291,3 +291,79 @@ def test_bce_runs_outside_autocast(monkeypatch):
 def test_bce_under_cuda_autocast():
     plain, mixed = _bce_under_autocast("cuda")
     assert mixed.dtype == torch.float32 and torch.equal(plain, mixed)
+
+
+def test_kmeans_transform_is_the_distance_to_each_centre_as_in_scikit_learn(digits):
+    from sklearn.cluster import KMeans as SKLearnKMeans
+
+    x, _ = digits
+    model = KMeans(10, n_init=2, random_state=0).fit(x)
+    reference = SKLearnKMeans(10, n_init=1, random_state=0).fit(x)
+    reference.cluster_centers_ = model.cluster_centers_.astype(np.float64)
+    distances = model.transform(x[:50])
+    assert distances.shape == (50, 10) and distances.dtype == np.float32
+    assert np.allclose(distances, reference.transform(x[:50]), rtol=1e-4, atol=1e-4)
+    assert np.array_equal(distances.argmin(axis=1), model.predict(x[:50]))
+    assert np.allclose(model.fit_transform(x), model.transform(x))
+    # the space k-means clusters in is the input itself
+    assert np.array_equal(model.embed(x[:50]), x[:50])
+
+
+def test_embed_is_transform_for_the_deep_methods(digits):
+    x, _ = digits
+    model = clone(FAST[1]).set_params(n_clusters=10).fit(x[:300])
+    assert np.array_equal(model.embed(x[:50]), model.transform(x[:50]))
+
+
+class MyAE(torch.nn.Module):
+    """A user's own autoencoder: encode/decode, no aeclust config()."""
+
+    def __init__(self, n_features: int = 64, code: int = 5) -> None:
+        super().__init__()
+        self.encoder = torch.nn.Sequential(torch.nn.Linear(n_features, 16), torch.nn.ReLU())
+        self.code = torch.nn.Linear(16, code)
+        self.decoder = torch.nn.Linear(code, n_features)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.code(self.encoder(x))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.encode(x)
+        return z, self.decode(z)
+
+
+def test_save_and_load_a_users_own_module(digits, tmp_path):
+    x, _ = digits
+    model = DEC(10, autoencoder=MyAE(), pretrain_epochs=2, max_iter=10, update_interval=5)
+    model.set_params(n_init=2, device="cpu", random_state=0).fit(x[:300])
+    path = model.save(tmp_path / "mine.pt")  # weights and class path, no code
+
+    with pytest.raises(ValueError) as info:
+        aeclust.load(path)
+    message = str(info.value)
+    assert "\n" not in message and "MyAE" in message and "modules=" in message
+    assert "'autoencoder'" in message and "'autoencoder_'" in message
+
+    restored = aeclust.load(path, modules={"autoencoder": MyAE(), "autoencoder_": MyAE()})
+    assert np.array_equal(restored.predict(x), model.predict(x))
+    assert np.allclose(restored.transform(x), model.transform(x))
+    assert isinstance(restored.autoencoder, MyAE) and isinstance(restored.autoencoder_, MyAE)
+    for a, b in zip(restored.autoencoder.parameters(), model.autoencoder.parameters()):
+        assert torch.equal(a, b)  # the parameter is the network the user passed, as passed
+    # one factory per class serves every entry; a given instance is copied, never filled in
+    by_class = aeclust.load(path, modules={f"{MyAE.__module__}.MyAE": MyAE})
+    assert np.array_equal(by_class.predict(x), model.predict(x))
+    mine = MyAE()
+    before = [p.clone() for p in mine.parameters()]
+    aeclust.load(path, modules={"autoencoder": mine, "autoencoder_": mine})
+    assert all(torch.equal(a, b) for a, b in zip(mine.parameters(), before))
+
+    with pytest.raises(ValueError, match="do not fit the module given"):
+        aeclust.load(path, modules={"autoencoder": MyAE(code=3), "autoencoder_": MyAE(code=3)})
+    from aeclust.nn import MLPAutoencoder
+
+    with pytest.raises(ValueError, match=r"was saved as a .*MyAE, but modules gives a"):
+        aeclust.load(path, modules={"autoencoder": MLPAutoencoder([64, 5]), "autoencoder_": MyAE})

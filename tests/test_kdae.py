@@ -114,7 +114,7 @@ def test_soft_loss_and_norm_distance_run(blobs):
     )
     model = KDAE(4, loss="soft", distance="norm", **kw).fit(x)
     assert np.isfinite(model.history_[-1]["loss"])
-    with pytest.raises(ValueError, match="loss must be one of"):
+    with pytest.raises(ValueError, match="'loss' parameter of KDAE must be a str among"):
         KDAE(4, loss="fuzzy", **kw).fit(x)
 
 

@@ -228,11 +228,11 @@ def test_separation_loss_forms():
 @pytest.mark.parametrize(
     ("param", "value", "message"),
     [
-        ("softmax_of", "cosine", "softmax_of must be one of"),
-        ("separation_loss", "mse", "separation_loss must be one of"),
-        ("nmi_threshold", 1.5, "nmi_threshold must be in"),
-        ("n_neighbors", 0, "n_neighbors must be a positive int"),
-        ("keep_snapshots", "yes", "keep_snapshots must be"),
+        ("softmax_of", "cosine", "'softmax_of' parameter of VCC must be a str among"),
+        ("separation_loss", "mse", "'separation_loss' parameter of VCC must be a str among"),
+        ("nmi_threshold", 1.5, r"'nmi_threshold' parameter of VCC must be a float in the range"),
+        ("n_neighbors", 0, r"'n_neighbors' parameter of VCC must be an int in the range \[1"),
+        ("keep_snapshots", "yes", "'keep_snapshots' parameter of VCC must be"),
     ],
 )
 def test_bad_parameters_get_clear_errors(blobs, param, value, message):

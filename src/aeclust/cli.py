@@ -38,13 +38,31 @@ def _parse_param(text: str) -> tuple[str, Any]:
     return key.strip().replace("-", "_"), value
 
 
-def _write_labels(path: Path, labels: np.ndarray) -> None:
+def _messages(args: argparse.Namespace) -> Any:
+    """Where cluster and predict print their summary: stdout, or stderr when the labels go to
+    stdout (``--out -``), so that stdout is the CSV alone."""
+    return sys.stderr if args.out == "-" else sys.stdout
+
+
+def _write_labels(args: argparse.Namespace, labels: np.ndarray) -> str:
+    """Write the labels as CSV (``index,label``) where ``--out`` says: a file (atomically), or
+    stdout for ``-``; nothing without ``--out``. Returns the end of the summary line."""
     from aeclust._utils import atomic_path
 
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
+    def write(fh: Any) -> None:
+        writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["index", "label"])
         writer.writerows(zip(range(len(labels)), labels.tolist()))
+
+    if args.out is None:
+        return ""
+    if args.out == "-":
+        write(sys.stdout)
+        sys.stdout.flush()
+        return "; labels written to stdout"
+    with atomic_path(args.out) as tmp, open(tmp, "w", newline="") as fh:
+        write(fh)
+    return f"; labels written to {args.out}"
 
 
 def _embedding_and_scores(args: argparse.Namespace, model: Any, data: Any, labels: Any) -> None:
@@ -52,13 +70,16 @@ def _embedding_and_scores(args: argparse.Namespace, model: Any, data: Any, label
     from aeclust._utils import atomic_path
     from aeclust.metrics import evaluate, format_metrics
 
+    say = _messages(args)
     if args.embedding:
-        codes = model.transform(data.x)
+        codes = model.embed(data.x)
         with atomic_path(args.embedding) as tmp, open(tmp, "wb") as fh:
             np.save(fh, codes)
-        print(f"embedding {codes.shape[0]} x {codes.shape[1]} written to {args.embedding}")
+        print(
+            f"embedding {codes.shape[0]} x {codes.shape[1]} written to {args.embedding}", file=say
+        )
     if data.y is not None:  # labels are known: score the clustering against them
-        print(format_metrics(evaluate(data.y, labels), keys=("acc", "nmi", "ari")))
+        print(format_metrics(evaluate(data.y, labels), keys=("acc", "nmi", "ari")), file=say)
 
 
 def _load_data(args: argparse.Namespace, scaling: Sequence[float] | None = None):
@@ -111,7 +132,9 @@ def _build_estimator(args: argparse.Namespace, data: Any, n_clusters: int) -> An
         params["precision"] = args.precision
     if "image_shape" in valid and data.image_shape is not None:
         params.setdefault("image_shape", data.image_shape)
-    if "pretrain_cache" in valid and not args.no_cache:
+    # the pretraining cache is opt-in, as in the library: --cache, or --cache-dir DIR
+    cache = args.cache if args.cache is not None else bool(args.cache_dir)
+    if "pretrain_cache" in valid and cache:
         params.setdefault("pretrain_cache", str(args.cache_dir) if args.cache_dir else True)
     if "verbose" in valid:
         params["verbose"] = args.verbose
@@ -147,7 +170,8 @@ def _print_cost_estimate(model: Any, data: Any, threshold_min: float) -> None:
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
-    """Fit one method on a named dataset or a file; write labels; print metrics when known."""
+    """Fit one method on a named dataset or a file; print a summary and, when the labels are
+    known, the metrics; write the labels (and codes, model) only where asked."""
 
     data = _load_data(args)
     n_clusters = _n_clusters(args, data)
@@ -172,10 +196,12 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         labels = model.fit_predict(data.x)
     elapsed = time.perf_counter() - start
 
-    out = Path(args.out) if args.out else Path(f"{data.name}-{args.method}-labels.csv")
-    _write_labels(out, labels)
-    print(f"{args.method} on {data.name}: {data.n_samples} samples, {n_clusters} clusters")
-    print(f"fit time {elapsed:.1f} s; labels written to {out}")
+    written = _write_labels(args, labels)
+    say = _messages(args)
+    print(
+        f"{args.method} on {data.name}: {data.n_samples} samples, {n_clusters} clusters", file=say
+    )
+    print(f"fit time {elapsed:.1f} s{written}", file=say)
     if args.save_model:
         # how the rows were scaled and the range they span, so that predict maps new rows alike
         metadata = {
@@ -184,7 +210,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
             "range": [float(data.x.min()), float(data.x.max())],
         }
         model.save(args.save_model, metadata=metadata)
-        print(f"model saved to {args.save_model}")
+        print(f"model saved to {args.save_model}", file=say)
     _embedding_and_scores(args, model, data, labels)
     return 0
 
@@ -206,7 +232,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     data = _load_data(args, scaling=recorded if use_recorded else None)
     if use_recorded:
         offset, divisor = recorded
-        print(f"{data.name} scaled as the training data were: (x - {offset:g}) / {divisor:g}")
+        print(
+            f"{data.name} scaled as the training data were: (x - {offset:g}) / {divisor:g}",
+            file=_messages(args),
+        )
     expected = getattr(model, "n_features_in_", data.n_features)
     if data.n_features != expected:
         raise CLIError(
@@ -216,10 +245,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if "range" in metadata:
         _warn_outside_range(data, metadata["range"])
     labels = model.predict(data.x)
-    out = Path(args.out) if args.out else Path(f"{data.name}-{Path(args.model).stem}-labels.csv")
-    _write_labels(out, labels)
-    print(f"{type(model).__name__} from {args.model} on {data.name}: {data.n_samples} samples")
-    print(f"labels written to {out}")
+    written = _write_labels(args, labels)
+    print(
+        f"{type(model).__name__} from {args.model} on {data.name}: {data.n_samples} "
+        f"samples{written}",
+        file=_messages(args),
+    )
     _embedding_and_scores(args, model, data, labels)
     return 0
 
@@ -470,11 +501,32 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 1 if summary.failures or (nothing and summary.skipped_datasets) else 0
 
 
+def _report_db(db: str | None) -> Path:
+    """The database ``report`` reads: ``--db``, or the default one, which is created once from
+    the committed runs (``benchmarks/results/runs.jsonl``) when it does not exist yet (a fresh
+    clone), saying so on stderr."""
+    from aeclust.bench import DEFAULT_DB, committed_runs_file, create_from_export
+
+    if db is not None:
+        return Path(db)
+    path = Path(DEFAULT_DB)
+    runs = None if path.exists() else committed_runs_file()
+    if runs is not None:
+        inserted, _ = create_from_export(runs, path)
+        print(
+            f"no results database at {path}: created it from the {inserted} committed run(s) in "
+            f"{runs} (once; `aeclust results import FILE` merges more)",
+            file=sys.stderr,
+        )
+    return path
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Print or write the report of the results database (Markdown or CSV)."""
     from aeclust._utils import atomic_path
     from aeclust.bench import render_report, write_benchmarks_md
 
+    args.db = _report_db(args.db)
     if args.out and args.format == "md":
         path = write_benchmarks_md(args.db, args.out, protocol=args.protocol, variant=args.variant)
         print(f"report written to {path}")
@@ -523,6 +575,39 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-home", help="dataset folder (default $AECLUST_DATA)")
 
 
+def _add_output_arguments(p: argparse.ArgumentParser) -> None:
+    """Where cluster and predict write what they found (nothing unless asked)."""
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="write the labels as CSV (index,label) to FILE, or to stdout with '-' (the summary "
+        "then goes to stderr); without --out no labels are written",
+    )
+    p.add_argument(
+        "--embedding",
+        metavar="FILE",
+        help="also write the codes (model.embed: the space the method clusters in; the scaled "
+        "input for kmeans) to this .npy file",
+    )
+
+
+def _add_cache_arguments(p: argparse.ArgumentParser) -> None:
+    """The pretraining cache options of cluster and select-k (read by ``_build_estimator``)."""
+    p.add_argument(
+        "--cache",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="cache pretrained networks on disk so that a later run with the same data, "
+        "network, settings and seed reuses them (off by default, as the library's "
+        "pretrain_cache=False; the folder has no size cap: delete it to reclaim the space)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        help="the cache folder (implies --cache; default $AECLUST_CACHE, else "
+        "~/.cache/aeclust/pretrained)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``aeclust`` command."""
     parser = argparse.ArgumentParser(
@@ -532,11 +617,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="progress bars and logs")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("cluster", help="cluster a dataset or a file and write the labels")
+    p = sub.add_parser(
+        "cluster",
+        help="cluster a dataset or a file; print a summary and, when labels are known, ACC/NMI/ARI",
+    )
     _add_data_arguments(p)
     p.add_argument("--method", required=True, help="see `aeclust methods`")
     p.add_argument("--n-clusters", type=int, help="default: the number of classes, when known")
-    p.add_argument("--out", help="labels CSV (default: NAME-METHOD-labels.csv)")
+    _add_output_arguments(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
@@ -547,10 +635,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="a method hyper-parameter, e.g. --param pretrain_epochs=100",
     )
-    p.add_argument("--cache-dir", help="pretraining cache (default $AECLUST_CACHE)")
-    p.add_argument("--no-cache", action="store_true", help="do not cache pretrained networks")
+    _add_cache_arguments(p)
     p.add_argument("--save-model", help="save the fitted model to this file")
-    p.add_argument("--embedding", help="also write the codes (model.transform) to this .npy file")
     p.add_argument(
         "--checkpoint-dir",
         help="checkpoint the training stages here; rerunning the same command after an "
@@ -586,8 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", help="the model file written by `aeclust cluster --save-model`")
     _add_data_arguments(p)
-    p.add_argument("--out", help="labels CSV (default: NAME-MODEL-labels.csv)")
-    p.add_argument("--embedding", help="also write the codes (model.transform) to this .npy file")
+    _add_output_arguments(p)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=cmd_predict)
 
@@ -606,8 +691,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument("--cache-dir", help="pretraining cache (default $AECLUST_CACHE)")
-    p.add_argument("--no-cache", action="store_true")
+    _add_cache_arguments(p)
     p.set_defaults(func=cmd_select_k)
 
     p = sub.add_parser("select", help="rank methods on the data without labels")
@@ -686,7 +770,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", help="only this protocol")
     p.add_argument("--variant", choices=["quick", "full"], help="only this variant")
     p.add_argument("--format", choices=["md", "csv"], default="md")
-    p.add_argument("--db", default="results/aeclust.db", help="results database")
+    p.add_argument(
+        "--db",
+        help="results database (default results/aeclust.db; when it does not exist, it is "
+        "created once from the committed benchmarks/results/runs.jsonl)",
+    )
     p.add_argument("--out", help="write to this file (md: the full BENCHMARKS.md page)")
     p.set_defaults(func=cmd_report)
 

@@ -27,6 +27,11 @@ from aeclust.training import EarlyStopping, Trainer, make_optimizer, probing
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
+#: The pretraining losses (``PretrainConfig.loss``).
+PRETRAIN_LOSSES = ("mse", "bce")
+#: The reconstruction terms of a clustering stage (DCN, DKM, CT): per-sample sum of squares or
+#: the mean over entries (see :func:`reconstruction_loss`).
+REC_LOSSES = ("sum", "mean")
 
 
 def get_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:

@@ -61,7 +61,7 @@ def select_k(
     for k in ks:
         model = clone(estimator).set_params(n_clusters=k).fit(X)
         labels = model.labels_
-        points = X if space == "input" else model.transform(X)
+        points = X if space == "input" else model.embed(X)
         if hasattr(model, "inertia_"):
             objective = float(model.inertia_)
         elif getattr(model, "history_", None):

@@ -33,6 +33,8 @@ class StopTraining(Exception):
 
 
 LossOutput = torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]
+#: The optimisers :func:`make_optimizer` builds, by name.
+OPTIMIZERS = ("adam", "adamw", "sgd")
 LossFn = Callable[..., LossOutput]
 
 
@@ -64,7 +66,7 @@ def make_optimizer(
         return torch.optim.SGD(
             params, lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=True
         )
-    raise ValueError(f"unknown optimizer {name!r}; valid: 'adam', 'adamw', 'sgd'")
+    raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(map(repr, OPTIMIZERS))}")
 
 
 def _optimizer_kernel(params: list[Any]) -> dict[str, bool]:

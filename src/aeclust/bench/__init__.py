@@ -20,9 +20,16 @@ from aeclust.bench.runner import (
     format_command,
     run_protocol,
 )
-from aeclust.bench.store import DEFAULT_DB, ResultStore
+from aeclust.bench.store import (
+    COMMITTED_RUNS,
+    DEFAULT_DB,
+    ResultStore,
+    committed_runs_file,
+    create_from_export,
+)
 
 __all__ = [
+    "COMMITTED_RUNS",
     "DEFAULT_DB",
     "CellResult",
     "Protocol",
@@ -30,6 +37,8 @@ __all__ = [
     "ResultStore",
     "RunSummary",
     "UnsupportedProtocolError",
+    "committed_runs_file",
+    "create_from_export",
     "find_protocol",
     "format_command",
     "list_protocols",

@@ -299,7 +299,7 @@ def plot_cell(
     stem : str
         File name prefix, e.g. ``ae-kmeans-seed0-quick``.
     embedding : ndarray or None
-        ``est.transform(X)``.
+        ``est.embed(X)``.
     labels, y_true : ndarray
         Clusters and classes.
     histories : mapping

@@ -31,7 +31,7 @@ import numpy as np
 
 from aeclust._utils import atomic_path
 from aeclust.bench.protocol import Protocol, ProtocolError, protocol_dirs, same_cell, validate
-from aeclust.bench.store import ResultStore
+from aeclust.bench.store import COMMITTED_RUNS, ResultStore
 
 __all__ = [
     "CSV_COLUMNS",
@@ -593,7 +593,8 @@ class _open:
             path = Path(db)
             if not path.is_file():
                 raise FileNotFoundError(
-                    f"no results database at {path}; run `aeclust bench` first or pass --db"
+                    f"no results database at {path}; run `aeclust bench`, or `aeclust results "
+                    f"import {COMMITTED_RUNS}`, first, or pass --db"
                 )
             self._path = path
 

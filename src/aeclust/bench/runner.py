@@ -479,7 +479,7 @@ class _Runner:
         scores = evaluate(data.y, labels, average_method=self.proto.nmi_average)
         embedding = None
         try:
-            embedding = np.asarray(est.transform(data.x))
+            embedding = np.asarray(est.embed(data.x))  # where the method clusters
             sil = silhouette(embedding, labels, random_state=seed)
         except Exception as exc:  # a missing embedding must not lose the result
             logger.warning("silhouette of %s on %s failed: %s", row, data.name, exc)

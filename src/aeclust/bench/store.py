@@ -38,15 +38,21 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "COMMITTED_RUNS",
     "DEFAULT_DB",
     "RUN_COLUMNS",
     "SCHEMA_VERSION",
     "SPEED_COLUMNS",
     "ResultStore",
+    "committed_runs_file",
+    "create_from_export",
     "utc_now",
 ]
 
 DEFAULT_DB = Path("results") / "aeclust.db"
+#: The committed text export of the runs (:meth:`ResultStore.export_jsonl`), relative to the root
+#: of a checkout: the database itself is not in git.
+COMMITTED_RUNS = Path("benchmarks") / "results" / "runs.jsonl"
 SCHEMA_VERSION = 1
 
 #: Columns of ``runs`` a record may set (``id`` is automatic).
@@ -500,3 +506,64 @@ class ResultStore:
         """Stored protocols: name -> parsed content (in name order)."""
         rows = self._conn.execute("SELECT name, json FROM protocols ORDER BY name").fetchall()
         return {r[0]: json.loads(r[1]) for r in rows}
+
+
+def committed_runs_file() -> Path | None:
+    """The committed export of the runs, :data:`COMMITTED_RUNS`, if there is one.
+
+    Looked for under the current folder (beside the default database, ``results/aeclust.db``),
+    then under the checkout this package runs from.
+
+    Returns
+    -------
+    Path or None
+    """
+    from aeclust.bench.protocol import _repo_root
+
+    roots = [Path.cwd(), _repo_root()]
+    for root in roots:
+        if root is not None and (root / COMMITTED_RUNS).is_file():
+            return root / COMMITTED_RUNS
+    return None
+
+
+def create_from_export(
+    source: str | os.PathLike[str], path: str | os.PathLike[str] = DEFAULT_DB
+) -> tuple[int, int]:
+    """Create the database ``path`` from a :meth:`ResultStore.export_jsonl` file, atomically.
+
+    The export is read into an in-memory store (:meth:`ResultStore.import_jsonl`) and copied to
+    ``path`` with SQLite's backup in one step, then renamed into place: much faster than a row by
+    row import into a file (one transaction each), and ``path`` appears only complete.
+
+    Parameters
+    ----------
+    source : path-like
+        The export (e.g. ``benchmarks/results/runs.jsonl``).
+    path : path-like
+        The database to create; it must not exist yet.
+
+    Returns
+    -------
+    (int, int)
+        Runs imported, runs skipped (as :meth:`ResultStore.import_jsonl`).
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists (merge into it with :meth:`ResultStore.import_jsonl` instead).
+    """
+    from aeclust._utils import atomic_path
+
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path} exists; merge an export into it with import_jsonl")
+    with ResultStore(":memory:") as memory:
+        counts = memory.import_jsonl(source)
+        with atomic_path(path) as tmp:
+            target = sqlite3.connect(str(tmp))
+            try:
+                memory._conn.backup(target)
+            finally:
+                target.close()
+    return counts

@@ -4,6 +4,11 @@ Subclasses implement ``_fit(x)`` (a float32 tensor on the device, inside a local
 and ``_predict(x)``; ``_embed(x)`` defaults to the fitted autoencoder's encoder. Learned state goes
 in attributes with a trailing underscore, which :meth:`BaseDeepClusterer.save` stores: tensors and
 arrays as a ``state_dict``-like mapping, modules as config + weights, everything else as JSON.
+
+Parameters are declared with constraints, as scikit-learn does: each estimator class has a
+``_parameter_constraints`` dict (scikit-learn's ``sklearn.utils._param_validation`` objects), built
+from :data:`SHARED_CONSTRAINTS` (the parameters several estimators share, declared once here) plus
+its own; ``fit`` and ``pretrain`` check every parameter against it before any work.
 """
 
 from __future__ import annotations
@@ -12,16 +17,19 @@ import copy
 import json
 import os
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from aeclust._utils import (
+    PRECISIONS,
     atomic_torch_save,
     check_n_clusters,
     local_seed,
@@ -30,8 +38,9 @@ from aeclust._utils import (
     seed_from,
 )
 from aeclust.nn import Autoencoder, autoencoder_from_config, build_autoencoder
-from aeclust.pretrain import PretrainConfig, pretrain_autoencoder
-from aeclust.training import batched_apply
+from aeclust.nn.autoencoders import ACTIVATIONS, AUTOENCODER_CLASSES
+from aeclust.pretrain import PRETRAIN_LOSSES, REC_LOSSES, PretrainConfig, pretrain_autoencoder
+from aeclust.training import OPTIMIZERS, batched_apply
 
 MODEL_FORMAT = "aeclust-model"
 MODEL_VERSION = 1
@@ -44,6 +53,132 @@ def register_estimator(cls: type[BaseDeepClusterer]) -> type[BaseDeepClusterer]:
     """Class decorator: make an estimator restorable by :func:`load` under its class name."""
     ESTIMATORS[cls.__name__] = cls
     return cls
+
+
+class SequenceOf(Options):
+    """Constraint: a list, tuple or 1-D array whose every item satisfies ``item``.
+
+    scikit-learn has no constraint for a sequence of numbers (network widths, an image shape, a
+    range); this one subclasses its ``Options`` only so that ``validate_parameter_constraints``
+    accepts it.
+
+    Parameters
+    ----------
+    item : Interval
+        The constraint every item meets.
+    min_len : int
+        The fewest items.
+    length : int or None
+        The exact number of items (overrides ``min_len``).
+    """
+
+    def __init__(self, item: Interval, *, min_len: int = 1, length: int | None = None) -> None:
+        super().__init__(type=tuple, options=set())
+        self.item = item
+        self.min_len = min_len
+        self.length = length
+
+    def is_satisfied_by(self, val: Any) -> bool:
+        if isinstance(val, np.ndarray):
+            if val.ndim != 1:
+                return False
+            val = val.tolist()
+        if not isinstance(val, (list, tuple)):
+            return False
+        n = len(val)
+        if (self.length is not None and n != self.length) or n < self.min_len:
+            return False
+        return all(self.item.is_satisfied_by(v) for v in val)
+
+    def __str__(self) -> str:
+        if self.length is not None:
+            size = f"of {self.length} items"
+        elif self.min_len > 0:
+            size = f"of at least {self.min_len} item{'s' if self.min_len > 1 else ''}"
+        else:
+            size = "(possibly empty)"
+        return f"a list or tuple {size}, each {self.item}"
+
+
+#: Constraint objects the declarations below and the estimator modules share.
+POSITIVE_INT = Interval(Integral, 1, None, closed="left")
+NON_NEGATIVE_INT = Interval(Integral, 0, None, closed="left")
+POSITIVE_REAL = Interval(Real, 0, None, closed="neither")
+NON_NEGATIVE_REAL = Interval(Real, 0, None, closed="left")
+FRACTION = Interval(Real, 0, 1, closed="both")
+
+#: Constraints of the parameters several estimators share, each declared once (scikit-learn's
+#: ``_parameter_constraints`` format: name -> list of accepted kinds; a value is valid when it
+#: meets one). Estimator classes pick theirs with :func:`shared_constraints`.
+SHARED_CONSTRAINTS: dict[str, list[Any]] = {
+    # every estimator
+    "n_clusters": [POSITIVE_INT],
+    "device": [str, torch.device],  # the name itself is checked by resolve_device, also in fit
+    "precision": [StrOptions(set(PRECISIONS))],
+    "random_state": ["random_state", np.random.Generator],
+    "verbose": ["verbose"],
+    # the network presets
+    "autoencoder": [
+        StrOptions({"mlp", "conv", "resnet"}),
+        SequenceOf(POSITIVE_INT),
+        torch.nn.Module,
+    ],
+    "embedding_dim": [POSITIVE_INT],
+    "hidden_dims": [SequenceOf(POSITIVE_INT, min_len=0)],
+    "activation": [StrOptions({*ACTIVATIONS, "linear", "identity", "none"})],
+    "batch_norm": ["boolean"],
+    "image_shape": [None, SequenceOf(POSITIVE_INT, length=3)],
+    # the shared autoencoder pretraining
+    "pretrain_epochs": [NON_NEGATIVE_INT],
+    "pretrain_lr": [POSITIVE_REAL],
+    "pretrain_loss": [StrOptions(set(PRETRAIN_LOSSES))],
+    "pretrain_patience": [None, NON_NEGATIVE_INT],  # None or 0: no early stopping
+    "pretrain_corruption": [Interval(Real, 0, 1, closed="left")],
+    "pretrain_cache": ["boolean", str, os.PathLike],
+    "batch_size": [POSITIVE_INT],
+    "n_init": [POSITIVE_INT],
+    # the clustering stage's training
+    "epochs": [NON_NEGATIVE_INT],
+    "optimizer": [StrOptions(set(OPTIMIZERS))],
+    "lr": [POSITIVE_REAL],
+    "momentum": [FRACTION],
+    "lam": [NON_NEGATIVE_REAL],
+    "rec_loss": [StrOptions(set(REC_LOSSES))],
+}
+
+#: The parameters of every method built on the shared pretrained autoencoder (AE+k-means, DEC,
+#: IDEC, DCN, DKM, CT, CCAE, k-DAE, DAMIC).
+PRETRAINED_AUTOENCODER_PARAMS = (
+    "n_clusters",
+    "autoencoder",
+    "embedding_dim",
+    "activation",
+    "batch_norm",
+    "image_shape",
+    "pretrain_epochs",
+    "pretrain_lr",
+    "pretrain_loss",
+    "pretrain_patience",
+    "pretrain_corruption",
+    "batch_size",
+    "n_init",
+    "pretrain_cache",
+    "device",
+    "precision",
+    "random_state",
+    "verbose",
+)
+
+
+def shared_constraints(*names: str) -> dict[str, list[Any]]:
+    """The :data:`SHARED_CONSTRAINTS` of ``names``, for a class's ``_parameter_constraints``.
+
+    Examples
+    --------
+    >>> sorted(shared_constraints("lr", "epochs"))
+    ['epochs', 'lr']
+    """
+    return {name: SHARED_CONSTRAINTS[name] for name in names}
 
 
 def store_init_args(estimator: BaseEstimator, args: dict[str, Any]) -> None:
@@ -66,6 +201,10 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
     #: Whether the method trains a network (drives docs/CLI, not behaviour).
     deep: ClassVar[bool] = True
+
+    #: What each constructor parameter may be (scikit-learn's ``_parameter_constraints``), checked
+    #: by ``fit`` and ``pretrain`` before any work; every subclass declares all its parameters.
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
 
     #: Whether ``precision="auto"`` may run this method in bf16 (on hardware with native bf16).
     #: Off unless the method has shown on the benchmark that its accuracy holds in bf16 (within
@@ -118,7 +257,14 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError
+            Before any work, when a parameter is outside its ``_parameter_constraints`` (one line
+            naming the parameter and what it may be) or ``X`` is not valid.
         """
+        self._validate_params()
         X = self._validate_X(X, reset=True)
         check_n_clusters(self.n_clusters, X.shape[0])
         device = self._device()
@@ -145,6 +291,7 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         """
         if not hasattr(self, "pretrain_epochs"):
             raise TypeError(f"{type(self).__name__} does not pretrain an autoencoder")
+        self._validate_params()
         saved = dict(vars(self))
         X = self._validate_X(X, reset=True)
         device = self._device()
@@ -169,16 +316,33 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             return self._predict(x).cpu().numpy().astype(np.int64)
 
     def transform(self, X: Any) -> np.ndarray:
-        """Embedding of ``X`` (the autoencoder's code), float32 array of shape (n, d)."""
+        """Embedding of ``X`` (the autoencoder's code), float32 array of shape (n, d).
+
+        :class:`aeclust.KMeans` returns the distances to its centres instead, as scikit-learn's
+        ``KMeans.transform`` does; :meth:`embed` is the space every method clusters in.
+        """
+        return self._apply(X, self._transform)
+
+    def embed(self, X: Any) -> np.ndarray:
+        """The representation of ``X`` the method clusters in, float32 array (n, d).
+
+        The autoencoder's codes for the deep methods (equal to :meth:`transform`); ``X`` itself
+        for :class:`aeclust.KMeans`. The benchmark's silhouette, ``select_k(space="embedding")``
+        and ``aeclust cluster --embedding`` use it.
+        """
+        return self._apply(X, self._embed)
+
+    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
+        """Fit, then return ``transform(X)``."""
+        return self.fit(X).transform(X)
+
+    def _apply(self, X: Any, fn: Any) -> np.ndarray:
+        """``fn`` of the validated rows of ``X`` on the fitted device, as a NumPy array."""
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         x = self._to_tensor(X, self._fitted_device())
         with torch.no_grad():
-            return self._embed(x).cpu().numpy()
-
-    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
-        """Fit, then return the embedding of ``X``."""
-        return self.fit(X).transform(X)
+            return fn(x).cpu().numpy()
 
     # -- for subclasses -------------------------------------------------------------------------
     @abstractmethod
@@ -193,6 +357,10 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         ae = self.autoencoder_
         ae.eval()
         return batched_apply(ae.encode, x)
+
+    def _transform(self, x: torch.Tensor) -> torch.Tensor:
+        """What :meth:`transform` returns; the embedding unless a method says otherwise."""
+        return self._embed(x)
 
     def _fitted_device(self) -> torch.device:
         for value in vars(self).values():
@@ -272,6 +440,14 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         module weights as tensors; restore it with :func:`aeclust.load`, which reads it with
         ``torch.load(weights_only=True)``.
 
+        aeclust's own networks (and modules registered with :func:`aeclust.nn.register_module`,
+        which have a ``config()``) are stored as their config plus weights and rebuilt by
+        ``load``. A module of your own class (e.g. ``DEC(autoencoder=MyAE())``) is stored as its
+        ``state_dict`` plus its class path, never as code: ``load`` cannot rebuild it and takes
+        it from you, ``load(path, modules={"autoencoder": MyAE(), "autoencoder_": MyAE()})``
+        (or one factory per class, ``modules={"mypkg.MyAE": MyAE}``), then loads the saved
+        weights into it.
+
         Parameters
         ----------
         path : path-like
@@ -291,11 +467,12 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
         def encode(prefix: str, value: Any) -> Any:
             if isinstance(value, torch.nn.Module):
-                if not hasattr(value, "config"):
-                    raise TypeError(f"{prefix}: module {type(value).__name__} has no config()")
                 for k, v in value.state_dict().items():
                     tensors[f"{prefix}.{k}"] = v.detach().cpu()
-                return {"__module__": value.config()}
+                if AUTOENCODER_CLASSES.get(type(value).__name__) is type(value):
+                    return {"__module__": value.config()}
+                # a module of the user's own class: its weights and class path, not its code
+                return {"__user_module__": _class_path(type(value))}
             if isinstance(value, np.ndarray):
                 tensors[prefix] = torch.from_numpy(np.ascontiguousarray(value))
                 return {"__array__": True}
@@ -333,7 +510,15 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         return path
 
 
-def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> BaseDeepClusterer:
+ModuleSource = torch.nn.Module | Callable[[], torch.nn.Module]
+
+
+def load(
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    *,
+    modules: Mapping[str, ModuleSource] | None = None,
+) -> BaseDeepClusterer:
     """Restore a model written by :meth:`BaseDeepClusterer.save`.
 
     Parameters
@@ -342,25 +527,53 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> BaseDee
         The model file.
     device : str or torch.device
         Where to put the restored networks (``"auto"`` picks CUDA when available).
+    modules : mapping, optional
+        Only for a model fitted with a network of your own class (one without an aeclust
+        ``config()``): the file holds its weights and class name, not its code, so give the
+        module, built as at fit time, for each such entry, keyed by the parameter or attribute
+        name (``"autoencoder"``, ``"autoencoder_"``), or one for all entries of a class, keyed by
+        its class path (``"mypkg.MyAE"``). A value is a module (copied) or a callable that
+        returns one (e.g. the class); the saved weights are loaded into it. The error of a
+        ``load`` without them lists the names needed.
 
     Returns
     -------
     BaseDeepClusterer
         A fitted estimator whose ``predict``/``transform`` equal the saved one's.
+
+    Raises
+    ------
+    ValueError
+        If the file holds a module of your own class that ``modules`` does not provide, or one
+        whose class or weights do not match.
     """
     payload = _read_model_file(path)
     dev = resolve_device(device)
     name = payload["class"]
     meta = json.loads(payload["meta_json"])
     tensors: dict[str, torch.Tensor] = payload["tensors"]
+    modules = dict(modules or {})
+    _check_user_modules(path, meta, modules)
+
+    def state(prefix: str) -> dict[str, torch.Tensor]:
+        return {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
 
     def decode(prefix: str, value: Any) -> Any:
         if isinstance(value, dict) and "__module__" in value:
             module = module_from_config(value["__module__"])
-            sub = {
-                k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")
-            }
-            module.load_state_dict(sub)
+            module.load_state_dict(state(prefix))
+            return module.to(dev).eval()
+        if isinstance(value, dict) and "__user_module__" in value:
+            entry = prefix.split(".", 1)[1]
+            module = _user_module(path, entry, value["__user_module__"], modules)
+            try:
+                module.load_state_dict(state(prefix))
+            except RuntimeError as exc:
+                first = str(exc).strip().splitlines()[0]
+                raise ValueError(
+                    f"{path}: the saved weights of {entry!r} do not fit the module given for it "
+                    f"({first}); build it as at fit time"
+                ) from None
             return module.to(dev).eval()
         if isinstance(value, dict) and "__array__" in value:
             return tensors[prefix].numpy()
@@ -414,6 +627,70 @@ def _read_model_file(path: str | os.PathLike) -> dict[str, Any]:
     if payload["class"] not in ESTIMATORS:
         raise ValueError(f"{path}: unknown estimator class {payload['class']!r}")
     return payload
+
+
+def _class_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _user_modules(meta: dict[str, Any]) -> dict[str, str]:
+    """Entry name -> class path of every module of a user's own class in a model file."""
+    found: dict[str, str] = {}
+
+    def walk(name: str, value: Any) -> None:
+        if isinstance(value, dict) and "__user_module__" in value:
+            found[name] = value["__user_module__"]
+        elif isinstance(value, dict) and "__tuple__" in value:
+            for i, v in enumerate(value["__tuple__"]):
+                walk(f"{name}.{i}", v)
+
+    for section in ("params", "attrs"):
+        for name, value in meta[section].items():
+            walk(name, value)
+    return found
+
+
+def _check_user_modules(
+    path: str | os.PathLike, meta: dict[str, Any], modules: Mapping[str, Any]
+) -> None:
+    """Fail before rebuilding anything when ``modules`` lacks a user module the file needs."""
+    needed = _user_modules(meta)
+    missing = {n: c for n, c in needed.items() if n not in modules and c not in modules}
+    if not missing:
+        return
+    classes = sorted(set(missing.values()))
+    example = ", ".join(f"{n!r}: {c.rsplit('.', 1)[-1]}(...)" for n, c in missing.items())
+    raise ValueError(
+        f"{path} holds network weights of your own class{'es' if len(classes) > 1 else ''} "
+        f"{', '.join(classes)}, whose code a model file does not store: pass them, built as at "
+        f"fit time, to aeclust.load(path, modules={{{example}}}) or one entry per class, "
+        f"modules={{{', '.join(repr(c) + ': ...' for c in classes)}}}"
+    )
+
+
+def _user_module(
+    path: str | os.PathLike, entry: str, class_path: str, modules: Mapping[str, Any]
+) -> torch.nn.Module:
+    """The module ``modules`` gives for ``entry`` (by name, else by class path), a new object."""
+    source = modules[entry] if entry in modules else modules[class_path]
+    if isinstance(source, torch.nn.Module):
+        module = copy.deepcopy(source)
+    elif callable(source):
+        module = source()
+    else:
+        module = source
+    if not isinstance(module, torch.nn.Module):
+        raise ValueError(
+            f"{path}: modules[{entry!r}] must be a torch module or a callable returning one, got "
+            f"{type(module).__name__}"
+        )
+    saved, given = class_path.rsplit(".", 1)[-1], type(module).__qualname__
+    if given.rsplit(".", 1)[-1] != saved:
+        raise ValueError(
+            f"{path}: {entry!r} was saved as a {class_path}, but modules gives a "
+            f"{_class_path(type(module))}"
+        )
+    return module
 
 
 def module_from_config(config: dict[str, Any]) -> torch.nn.Module:

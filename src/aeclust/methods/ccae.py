@@ -26,12 +26,23 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from aeclust._utils import local_seed, seed_from
-from aeclust.methods.base import BaseDeepClusterer, register_estimator, store_init_args
+from aeclust.methods.base import (
+    FRACTION,
+    NON_NEGATIVE_INT,
+    NON_NEGATIVE_REAL,
+    POSITIVE_INT,
+    PRETRAINED_AUTOENCODER_PARAMS,
+    BaseDeepClusterer,
+    register_estimator,
+    shared_constraints,
+    store_init_args,
+)
 from aeclust.nn import Autoencoder, build_autoencoder
 from aeclust.pretrain import PretrainConfig, pretrain_autoencoder, reconstruction_loss
 from aeclust.primitives import grouped_knn, kmeans, squared_distances
@@ -61,6 +72,16 @@ DAE_SHIFTS = ("class", "class+rival")
 #: What "the rival centre" of eqs. 12 / 15 is: the nearest other centre (Sec. 5's wording) or the
 #: mean of all other samples (the equations as printed).
 RIVALS = ("nearest", "all")
+
+#: Constraints of the shift parameters CCAE and the dAE share (their ``shift`` options differ).
+_SHIFT_CONSTRAINTS: dict[str, list[Any]] = {
+    "alpha": [FRACTION],
+    "beta": [NON_NEGATIVE_REAL],
+    "rival": [StrOptions(set(RIVALS))],
+    "n_shifts": [NON_NEGATIVE_INT],
+    "shift_epochs": [NON_NEGATIVE_INT],
+    **shared_constraints("lr", "hidden_dims"),
+}
 
 _SILHOUETTE_SAMPLE = 2000
 
@@ -210,21 +231,6 @@ def _changed(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a != b).float().mean())
 
 
-def _check_shift_params(est: Any, shifts: Sequence[str], counts: Sequence[str]) -> None:
-    """Validate the parameters CCAE and the dAE share (shift, rival, alpha, beta, counts)."""
-    if est.shift not in shifts:
-        raise ValueError(f"shift must be one of {tuple(shifts)}, got {est.shift!r}")
-    if est.rival not in RIVALS:
-        raise ValueError(f"rival must be one of {RIVALS}, got {est.rival!r}")
-    if not 0.0 <= float(est.alpha) <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {est.alpha}")
-    if float(est.beta) < 0.0:
-        raise ValueError(f"beta must be >= 0, got {est.beta}")
-    for name in counts:
-        if int(getattr(est, name)) < 0:
-            raise ValueError(f"{name} must be >= 0, got {getattr(est, name)}")
-
-
 # ---------------------------------------------------------------------------------------------
 # CCAE (Algorithm 1)
 # ---------------------------------------------------------------------------------------------
@@ -322,6 +328,15 @@ class CCAE(BaseDeepClusterer):
     #: so ``precision="auto"`` uses it.
     auto_bf16: ClassVar[bool] = True
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **shared_constraints(*PRETRAINED_AUTOENCODER_PARAMS),
+        **_SHIFT_CONSTRAINTS,
+        "shift": [StrOptions(set(CCAE_SHIFTS))],
+        "n_neighbours": [POSITIVE_INT],
+        "n_rivals": [POSITIVE_INT],
+        "keep_snapshots": ["boolean"],
+    }
+
     def __init__(
         self,
         n_clusters: int = 8,
@@ -363,12 +378,6 @@ class CCAE(BaseDeepClusterer):
         # The "mlp" preset is the paper's D-512-d; pretrain() and fit() must build the same one.
         build_kwargs.setdefault("hidden_dims", tuple(self.hidden_dims))
         return super()._pretrained_autoencoder(x, seed, **build_kwargs)
-
-    def _check_params(self) -> None:
-        _check_shift_params(self, CCAE_SHIFTS, ("n_shifts", "shift_epochs"))
-        for name in ("n_neighbours", "n_rivals"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     def shift_targets(
         self,
@@ -453,7 +462,6 @@ class CCAE(BaseDeepClusterer):
         }
 
     def _fit(self, x: torch.Tensor, seed: int) -> None:
-        self._check_params()
         ae = self._pretrained_autoencoder(x, seed)
         autocast_dtype = self._autocast_dtype(x.device)
         # Codes and k-means exactly as AEKMeans, so stage 0 is the AE+k-means row of the run.
@@ -613,6 +621,22 @@ class ClassSeparatingAE(_TorchEstimatorMixin, TransformerMixin, BaseEstimator):
     n_features_in_ : int
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **shared_constraints(
+            "autoencoder",
+            "embedding_dim",
+            "activation",
+            "epochs",
+            "batch_size",
+            "device",
+            "precision",
+            "random_state",
+            "verbose",
+        ),
+        **_SHIFT_CONSTRAINTS,
+        "shift": [StrOptions(set(DAE_SHIFTS))],
+    }
+
     def __init__(
         self,
         shift: str = "class",
@@ -641,9 +665,6 @@ class ClassSeparatingAE(_TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         tags.target_tags.required = True
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
-
-    def _check_params(self) -> None:
-        _check_shift_params(self, DAE_SHIFTS, ("n_shifts", "epochs", "shift_epochs"))
 
     def _validate_Xy(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         if y is None:
@@ -700,7 +721,7 @@ class ClassSeparatingAE(_TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         -------
         self
         """
-        self._check_params()
+        self._validate_params()  # before any work, as BaseDeepClusterer.fit
         X, codes = self._validate_Xy(X, y)
         device = self._device()
         seed = seed_from(self.random_state)

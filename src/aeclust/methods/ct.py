@@ -9,14 +9,21 @@ arXiv:2411.19496.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from sklearn.utils._param_validation import StrOptions
 from torch import nn
 
-from aeclust.methods.base import BaseDeepClusterer, register_estimator, store_init_args
-from aeclust.methods.dcn import REC_LOSSES
+from aeclust.methods.base import (
+    POSITIVE_REAL,
+    PRETRAINED_AUTOENCODER_PARAMS,
+    BaseDeepClusterer,
+    register_estimator,
+    shared_constraints,
+    store_init_args,
+)
 from aeclust.pretrain import reconstruction_loss
 from aeclust.primitives import (
     assign,
@@ -157,6 +164,15 @@ class CT(BaseDeepClusterer):
     arXiv:2411.19496, Sec. 3 (eqs. 10-11, Algorithm 1), Table 4.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **shared_constraints(
+            *PRETRAINED_AUTOENCODER_PARAMS, "epochs", "lam", "optimizer", "lr", "rec_loss"
+        ),
+        "alpha": [POSITIVE_REAL],
+        "assignment": [StrOptions(set(ASSIGNMENTS))],
+        "reinit": [StrOptions(set(REINITS))],
+    }
+
     def __init__(
         self,
         n_clusters: int = 8,
@@ -189,27 +205,11 @@ class CT(BaseDeepClusterer):
     ) -> None:
         store_init_args(self, locals())
 
-    def _check_params(self) -> None:
-        for name, value, valid in (
-            ("assignment", self.assignment, tuple(ASSIGNMENTS)),
-            ("reinit", self.reinit, REINITS),
-            ("rec_loss", self.rec_loss, REC_LOSSES),
-        ):
-            if value not in valid:
-                raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(map(repr, valid))}")
-        if not self.lam >= 0:
-            raise ValueError(f"lam must be >= 0, got {self.lam}")
-        if not self.alpha > 0:
-            raise ValueError(f"alpha must be > 0, got {self.alpha}")
-        if int(self.epochs) != self.epochs or self.epochs < 0:
-            raise ValueError(f"epochs must be a non-negative int, got {self.epochs!r}")
-
     def _max_membership(self, z: torch.Tensor, centers: torch.Tensor) -> np.ndarray:
         g = ASSIGNMENTS[self.assignment](z, centers, float(self.alpha))
         return g.max(dim=1).values.cpu().numpy().astype(np.float32)
 
     def _fit(self, x: torch.Tensor, seed: int) -> None:
-        self._check_params()
         ae = self._pretrained_autoencoder(x, seed)
         dtype = self._autocast_dtype(x.device)
         gen = self._generator(seed, x.device)

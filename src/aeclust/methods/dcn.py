@@ -9,7 +9,7 @@ simultaneous deep learning and clustering. ICML, PMLR 70:3861-3870.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -17,13 +17,18 @@ from torch import nn
 from torch.nn import functional as F
 
 from aeclust._utils import autocast
-from aeclust.methods.base import BaseDeepClusterer, register_estimator, store_init_args
+from aeclust.methods.base import (
+    NON_NEGATIVE_REAL,
+    PRETRAINED_AUTOENCODER_PARAMS,
+    BaseDeepClusterer,
+    register_estimator,
+    shared_constraints,
+    store_init_args,
+)
 from aeclust.nn import Autoencoder
 from aeclust.pretrain import reconstruction_loss
 from aeclust.primitives import assign, kmeans
 from aeclust.training import Trainer, batched_apply, make_optimizer
-
-REC_LOSSES = ("sum", "mean")
 
 
 @torch.no_grad()
@@ -206,6 +211,19 @@ class DCN(BaseDeepClusterer):
     simultaneous deep learning and clustering. ICML, PMLR 70:3861-3870.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **shared_constraints(
+            *PRETRAINED_AUTOENCODER_PARAMS,
+            "lam",
+            "epochs",
+            "optimizer",
+            "lr",
+            "momentum",
+            "rec_loss",
+        ),
+        "initial_count": [NON_NEGATIVE_REAL],
+    }
+
     def __init__(
         self,
         n_clusters: int = 8,
@@ -237,20 +255,7 @@ class DCN(BaseDeepClusterer):
     ) -> None:
         store_init_args(self, locals())
 
-    def _check_params(self) -> None:
-        if self.rec_loss not in REC_LOSSES:
-            raise ValueError(
-                f"unknown rec_loss {self.rec_loss!r}; valid: {', '.join(map(repr, REC_LOSSES))}"
-            )
-        if not self.lam >= 0:
-            raise ValueError(f"lam must be >= 0, got {self.lam}")
-        if not self.initial_count >= 0:
-            raise ValueError(f"initial_count must be >= 0, got {self.initial_count}")
-        if int(self.epochs) != self.epochs or self.epochs < 0:
-            raise ValueError(f"epochs must be a non-negative int, got {self.epochs!r}")
-
     def _fit(self, x: torch.Tensor, seed: int) -> None:
-        self._check_params()
         ae = self._pretrained_autoencoder(x, seed)
         dtype = self._autocast_dtype(x.device)
         z = batched_apply(ae.encode, x)

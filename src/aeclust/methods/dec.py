@@ -12,13 +12,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from aeclust.methods.base import BaseDeepClusterer, register_estimator, store_init_args
+from aeclust.methods.base import (
+    FRACTION,
+    NON_NEGATIVE_REAL,
+    POSITIVE_INT,
+    POSITIVE_REAL,
+    PRETRAINED_AUTOENCODER_PARAMS,
+    BaseDeepClusterer,
+    register_estimator,
+    shared_constraints,
+    store_init_args,
+)
 from aeclust.nn import Autoencoder
 from aeclust.pretrain import reconstruction_loss
 from aeclust.primitives import kl_divergence, kmeans, student_t_assignment, target_distribution
@@ -55,7 +65,7 @@ class DEC(BaseDeepClusterer):
         reproduces its masking noise end to end).
     batch_size : int
         Minibatch size (256 in the paper).
-    optimizer : {"sgd", "adam"}
+    optimizer : {"sgd", "adam", "adamw"}
         Fine-tuning optimiser (the paper: SGD, lr 0.01, momentum 0.9).
     lr, momentum : float
     max_iter : int
@@ -85,6 +95,14 @@ class DEC(BaseDeepClusterer):
         Fine-tuning iterations run.
     pretrain_history_ : list of dict
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **shared_constraints(*PRETRAINED_AUTOENCODER_PARAMS, "optimizer", "lr", "momentum"),
+        "max_iter": [POSITIVE_INT],
+        "update_interval": [POSITIVE_INT],
+        "tol": [FRACTION],
+        "alpha": [POSITIVE_REAL],
+    }
 
     def __init__(
         self,
@@ -246,6 +264,11 @@ class IDEC(DEC):
     (others)
         As :class:`DEC`.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **DEC._parameter_constraints,
+        "gamma": [NON_NEGATIVE_REAL],
+    }
 
     def __init__(
         self,

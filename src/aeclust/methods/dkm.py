@@ -11,14 +11,24 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from sklearn.utils._param_validation import StrOptions
 from torch import nn
 
-from aeclust.methods.base import BaseDeepClusterer, register_estimator, store_init_args
-from aeclust.methods.dcn import REC_LOSSES
+from aeclust.methods.base import (
+    NON_NEGATIVE_INT,
+    POSITIVE_INT,
+    POSITIVE_REAL,
+    PRETRAINED_AUTOENCODER_PARAMS,
+    BaseDeepClusterer,
+    SequenceOf,
+    register_estimator,
+    shared_constraints,
+    store_init_args,
+)
 from aeclust.nn import Autoencoder
 from aeclust.pretrain import PretrainConfig, reconstruction_loss
 from aeclust.primitives import assign, kmeans, softmax_assignment, squared_distances
@@ -215,6 +225,16 @@ class DKM(BaseDeepClusterer):
     arXiv:2411.19496 (the CT paper; its "DKM+rein" ablation).
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **shared_constraints(*PRETRAINED_AUTOENCODER_PARAMS, "lam", "optimizer", "lr", "rec_loss"),
+        "pretrained": ["boolean"],
+        "alpha": [POSITIVE_REAL],
+        "n_alpha_steps": [None, POSITIVE_INT],
+        "epochs_per_alpha": [NON_NEGATIVE_INT],
+        "alphas": [None, SequenceOf(POSITIVE_REAL)],
+        "reinit": [StrOptions(set(REINITS))],
+    }
+
     def __init__(
         self,
         n_clusters: int = 8,
@@ -251,40 +271,16 @@ class DKM(BaseDeepClusterer):
 
     def alpha_schedule(self) -> list[float]:
         """The alpha values this configuration trains with, one per ``epochs_per_alpha`` epochs."""
+        self._validate_params()
         if self.alphas is not None:
-            alphas = [float(a) for a in self.alphas]
-            if not alphas or not all(a > 0 and math.isfinite(a) for a in alphas):
-                raise ValueError(
-                    f"alphas must be a non-empty list of positive numbers, got {alphas}"
-                )
-            return alphas
+            return [float(a) for a in self.alphas]
         if self.n_alpha_steps is None:
             n = 20 if self.pretrained else 40
         else:
             n = int(self.n_alpha_steps)
-        if n < 1:
-            raise ValueError(f"n_alpha_steps must be >= 1, got {self.n_alpha_steps}")
         if self.pretrained:
-            if not self.alpha > 0:
-                raise ValueError(f"alpha must be > 0, got {self.alpha}")
             return [float(self.alpha)] * n
         return annealed_alphas(n)
-
-    def _check_params(self) -> None:
-        if self.rec_loss not in REC_LOSSES:
-            raise ValueError(
-                f"unknown rec_loss {self.rec_loss!r}; valid: {', '.join(map(repr, REC_LOSSES))}"
-            )
-        if self.reinit not in REINITS:
-            raise ValueError(
-                f"unknown reinit {self.reinit!r}; valid: {', '.join(map(repr, REINITS))}"
-            )
-        if not self.lam >= 0:
-            raise ValueError(f"lam must be >= 0, got {self.lam}")
-        if int(self.epochs_per_alpha) != self.epochs_per_alpha or self.epochs_per_alpha < 0:
-            raise ValueError(
-                f"epochs_per_alpha must be a non-negative int, got {self.epochs_per_alpha!r}"
-            )
 
     def _pretrain_config(self) -> PretrainConfig:
         config = super()._pretrain_config()
@@ -295,7 +291,6 @@ class DKM(BaseDeepClusterer):
         return config
 
     def _fit(self, x: torch.Tensor, seed: int) -> None:
-        self._check_params()
         alphas = self.alpha_schedule()
         ae = self._pretrained_autoencoder(x, seed)
         per_alpha = int(self.epochs_per_alpha)

@@ -8,16 +8,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from numbers import Real
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 
 from aeclust.augment import random_affine
-from aeclust.methods.base import BaseDeepClusterer, register_estimator, store_init_args
+from aeclust.methods.base import (
+    FRACTION,
+    NON_NEGATIVE_INT,
+    NON_NEGATIVE_REAL,
+    POSITIVE_INT,
+    POSITIVE_REAL,
+    BaseDeepClusterer,
+    SequenceOf,
+    register_estimator,
+    shared_constraints,
+    store_init_args,
+)
 from aeclust.nn import Autoencoder, ResNetAutoencoder
 from aeclust.primitives import mmd, pedcc
 from aeclust.training import Trainer, batched_apply, make_optimizer
@@ -203,6 +216,42 @@ class ICAE(BaseDeepClusterer):
     evenly-distributed class centroids. arXiv:1902.00220.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **shared_constraints(
+            "n_clusters",
+            "embedding_dim",
+            "image_shape",
+            "epochs",
+            "batch_size",
+            "optimizer",
+            "lr",
+            "device",
+            "precision",
+            "random_state",
+            "verbose",
+        ),
+        "autoencoder": [StrOptions({"resnet"}), nn.Module],
+        "channels": [SequenceOf(POSITIVE_INT)],
+        "input_size": [None, POSITIVE_INT],
+        "aug_weight": [NON_NEGATIVE_REAL],
+        "mmd_weight": [NON_NEGATIVE_REAL],
+        "rec_weight": [NON_NEGATIVE_REAL],
+        "sobel_weight": [NON_NEGATIVE_REAL],
+        "latent_noise": [NON_NEGATIVE_REAL],
+        "sobel_loss": [StrOptions(set(SOBEL_LOSSES))],
+        "augment": ["boolean"],
+        "n_views": [POSITIVE_INT],
+        "rotation": [NON_NEGATIVE_REAL],
+        "shift": [FRACTION],
+        "scale": [SequenceOf(POSITIVE_REAL, length=2)],
+        "shear": [SequenceOf(Interval(Real, -90, 90, closed="neither"), length=2)],
+        "hflip": ["boolean"],
+        "vflip": ["boolean"],
+        "pedcc_iter": [NON_NEGATIVE_INT],
+        "mmd_kernels": [POSITIVE_INT],
+        "latent_radius": [None, POSITIVE_REAL],
+    }
+
     def __init__(
         self,
         n_clusters: int = 8,
@@ -240,34 +289,7 @@ class ICAE(BaseDeepClusterer):
     ) -> None:
         store_init_args(self, locals())
 
-    # -- checks and shapes ----------------------------------------------------------------------
-    def _check_params(self) -> None:
-        if self.sobel_loss not in SOBEL_LOSSES:
-            raise ValueError(
-                f"unknown sobel_loss {self.sobel_loss!r}; valid: "
-                f"{', '.join(map(repr, SOBEL_LOSSES))}"
-            )
-        for name in ("aug_weight", "mmd_weight", "rec_weight", "sobel_weight", "latent_noise"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        r = self.latent_radius
-        if r is not None and not (isinstance(r, (int, float)) and math.isfinite(r) and r > 0):
-            raise ValueError(f"latent_radius must be a finite number > 0 or None, got {r!r}")
-        for name in ("epochs", "pedcc_iter"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < 0:
-                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-        for name in ("batch_size", "n_views", "mmd_kernels", "embedding_dim"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if isinstance(self.autoencoder, str) and self.autoencoder != "resnet":
-            raise ValueError(
-                f"unknown autoencoder {self.autoencoder!r}; valid: 'resnet' or an Autoencoder "
-                "module"
-            )
-
+    # -- shapes ---------------------------------------------------------------------------------
     def _network_shape(self, n_features: int) -> tuple[tuple[int, int, int], int]:
         """The (C, H, W) the network sees and how many zero features pad X to it."""
         if self.image_shape is not None:
@@ -327,7 +349,6 @@ class ICAE(BaseDeepClusterer):
 
     # -- fitting --------------------------------------------------------------------------------
     def _fit(self, x: torch.Tensor, seed: int) -> None:
-        self._check_params()
         shape, pad = self._network_shape(x.shape[1])
         self.image_shape_ = shape
         self.pad_features_ = pad

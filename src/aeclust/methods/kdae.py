@@ -15,11 +15,22 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 
-from aeclust.methods.base import BaseDeepClusterer, register_estimator, store_init_args
+from aeclust.methods.base import (
+    NON_NEGATIVE_INT,
+    NON_NEGATIVE_REAL,
+    POSITIVE_INT,
+    PRETRAINED_AUTOENCODER_PARAMS,
+    BaseDeepClusterer,
+    SequenceOf,
+    register_estimator,
+    shared_constraints,
+    store_init_args,
+)
 from aeclust.nn import BatchedMLPAutoencoder, MLPClassifier
 from aeclust.pretrain import reconstruction_loss
 from aeclust.primitives import kmeans
@@ -105,6 +116,16 @@ class KDAE(BaseDeepClusterer):
     #: mnist_test (3 seeds each; docs/METHODS.md "Precision"), so ``precision="auto"`` uses it.
     auto_bf16: ClassVar[bool] = True
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **shared_constraints(*PRETRAINED_AUTOENCODER_PARAMS, "epochs", "lr"),
+        "cluster_autoencoder": [SequenceOf(POSITIVE_INT)],
+        "cluster_pretrain_epochs": [NON_NEGATIVE_INT],
+        "loss": [StrOptions(set(LOSSES))],
+        "distance": [StrOptions(set(DISTANCES))],
+        "patience": [None, NON_NEGATIVE_INT],  # None or 0: off
+        "reseed_noise": [NON_NEGATIVE_REAL],
+    }
+
     def __init__(
         self,
         n_clusters: int = 8,
@@ -138,12 +159,6 @@ class KDAE(BaseDeepClusterer):
         store_init_args(self, locals())
 
     # -- pieces shared with DAMIC ---------------------------------------------------------------
-    def _check_params(self) -> None:
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.distance not in DISTANCES:
-            raise ValueError(f"distance must be one of {DISTANCES}, got {self.distance!r}")
-
     def _initial_clustering(self, x: torch.Tensor, seed: int) -> torch.Tensor:
         self.autoencoder_ = self._pretrained_autoencoder(x, seed)
         z = batched_apply(self.autoencoder_.encode, x)
@@ -225,7 +240,6 @@ class KDAE(BaseDeepClusterer):
 
     # -- fit / predict --------------------------------------------------------------------------
     def _fit(self, x: torch.Tensor, seed: int) -> None:
-        self._check_params()
         labels = self._initial_clustering(x, seed)
         models = self._build_cluster_autoencoders(x.shape[1]).to(x.device)
         self._pretrain_clusters(models, models, x, labels, seed)
@@ -315,6 +329,11 @@ class DAMIC(KDAE):
         As :class:`KDAE` (``loss`` is not used).
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **{k: v for k, v in KDAE._parameter_constraints.items() if k != "loss"},
+        "gate_hidden": [SequenceOf(POSITIVE_INT, min_len=0)],
+    }
+
     def __init__(
         self,
         n_clusters: int = 8,
@@ -347,12 +366,7 @@ class DAMIC(KDAE):
     ) -> None:
         store_init_args(self, locals())
 
-    def _check_params(self) -> None:
-        if self.distance not in DISTANCES:
-            raise ValueError(f"distance must be one of {DISTANCES}, got {self.distance!r}")
-
     def _fit(self, x: torch.Tensor, seed: int) -> None:
-        self._check_params()
         labels = self._initial_clustering(x, seed)
         models = self._build_cluster_autoencoders(x.shape[1])
         gate = MLPClassifier(

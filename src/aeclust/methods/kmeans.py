@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from sklearn.cluster import KMeans as SKLearnKMeans
 
-from aeclust.methods.base import BaseDeepClusterer, register_estimator, store_init_args
+from aeclust.methods.base import (
+    NON_NEGATIVE_REAL,
+    POSITIVE_INT,
+    PRETRAINED_AUTOENCODER_PARAMS,
+    BaseDeepClusterer,
+    register_estimator,
+    shared_constraints,
+    store_init_args,
+)
 from aeclust.primitives import assign, kmeans
 
 
@@ -17,7 +26,9 @@ class KMeans(BaseDeepClusterer):
     """k-means with k-means++ seeding and ``n_init`` restarts (wraps scikit-learn).
 
     The shallow baseline of every seed paper ("KM"). ``predict`` assigns each row to the nearest
-    centre, exactly as scikit-learn does.
+    centre and ``transform`` returns the distances to the centres, (n_samples, n_clusters),
+    exactly as scikit-learn does; ``embed`` returns the rows themselves (the space k-means
+    clusters in).
 
     Parameters
     ----------
@@ -47,6 +58,14 @@ class KMeans(BaseDeepClusterer):
     """
 
     deep = False
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **shared_constraints(
+            "n_clusters", "n_init", "random_state", "device", "precision", "verbose"
+        ),
+        "max_iter": [POSITIVE_INT],
+        "tol": [NON_NEGATIVE_REAL],
+    }
 
     def __init__(
         self,
@@ -83,7 +102,11 @@ class KMeans(BaseDeepClusterer):
         return assign(x, torch.from_numpy(self.cluster_centers_))[0]
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        return x
+        return x  # k-means clusters the input itself
+
+    def _transform(self, x: torch.Tensor) -> torch.Tensor:
+        # scikit-learn's KMeans.transform: the Euclidean distance to every centre
+        return torch.cdist(x, torch.from_numpy(self.cluster_centers_).to(x.device))
 
 
 @register_estimator
@@ -145,6 +168,10 @@ class AEKMeans(BaseDeepClusterer):
     Hinton and Salakhutdinov (2006); used as "AE+KM" in Xie et al. (2016, DEC), Opochinsky et al.
     (2020, k-DAE, Table 2) and the CT paper (Tables 2-3).
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = shared_constraints(
+        *PRETRAINED_AUTOENCODER_PARAMS
+    )
 
     def __init__(
         self,

@@ -10,18 +10,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from aeclust.methods.base import BaseDeepClusterer, register_estimator, store_init_args
+from aeclust.methods.base import (
+    FRACTION,
+    NON_NEGATIVE_REAL,
+    POSITIVE_INT,
+    BaseDeepClusterer,
+    register_estimator,
+    shared_constraints,
+    store_init_args,
+)
 from aeclust.metrics import nmi
 from aeclust.nn import MLPClassifier
 from aeclust.primitives import kl_divergence, kmeans, student_t_assignment, target_distribution
 from aeclust.primitives.knn import (
+    KNN_METHODS,
     EdgeSampler,
     contraction_rates,
     graph_edges,
@@ -174,6 +184,35 @@ class VCC(BaseDeepClusterer):
         The embedding of the training data after each of ``snapshot_epochs_``.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **shared_constraints(
+            "n_clusters",
+            "hidden_dims",
+            "embedding_dim",
+            "activation",
+            "epochs",
+            "batch_size",
+            "lr",
+            "momentum",
+            "n_init",
+            "device",
+            "precision",
+            "random_state",
+            "verbose",
+        ),
+        "n_neighbors": [POSITIVE_INT],
+        "softmax_of": [StrOptions(set(SOFTMAX_OF))],
+        "separation_loss": [StrOptions(set(SEPARATION_LOSSES))],
+        "knn_method": [StrOptions(set(KNN_METHODS))],
+        "steps_per_epoch": [None, POSITIVE_INT],
+        "weight_decay": [NON_NEGATIVE_REAL],
+        "gamma": [NON_NEGATIVE_REAL],
+        "nmi_threshold": [FRACTION],
+        "contraction": ["boolean"],
+        "expansion": ["boolean"],
+        "keep_snapshots": ["boolean", StrOptions({"auto"})],
+    }
+
     def __init__(
         self,
         n_clusters: int = 8,
@@ -204,37 +243,6 @@ class VCC(BaseDeepClusterer):
     ) -> None:
         store_init_args(self, locals())
 
-    # -- validation -----------------------------------------------------------------------------
-    def _check_params(self) -> None:
-        if self.softmax_of not in SOFTMAX_OF:
-            raise ValueError(f"softmax_of must be one of {SOFTMAX_OF}, got {self.softmax_of!r}")
-        if self.separation_loss not in SEPARATION_LOSSES:
-            raise ValueError(
-                f"separation_loss must be one of {SEPARATION_LOSSES}, got {self.separation_loss!r}"
-            )
-        for name in ("embedding_dim", "n_neighbors", "batch_size", "n_init"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, (int, np.integer)):
-            raise ValueError(f"epochs must be an int >= 0, got {self.epochs!r}")
-        if self.epochs < 0:
-            raise ValueError(f"epochs must be an int >= 0, got {self.epochs!r}")
-        if self.steps_per_epoch is not None and (
-            not isinstance(self.steps_per_epoch, (int, np.integer)) or self.steps_per_epoch < 1
-        ):
-            raise ValueError(f"steps_per_epoch must be None or >= 1, got {self.steps_per_epoch!r}")
-        if any(int(h) < 1 for h in self.hidden_dims):
-            raise ValueError(f"hidden_dims must be positive, got {list(self.hidden_dims)}")
-        if not 0.0 <= self.nmi_threshold <= 1.0:
-            raise ValueError(f"nmi_threshold must be in [0, 1], got {self.nmi_threshold!r}")
-        if self.gamma < 0:
-            raise ValueError(f"gamma must be >= 0, got {self.gamma!r}")
-        if self.keep_snapshots not in (True, False, "auto"):
-            raise ValueError(
-                f"keep_snapshots must be True, False or 'auto', got {self.keep_snapshots!r}"
-            )
-
     # -- graph ----------------------------------------------------------------------------------
     def _graph(self, x: torch.Tensor, seed: int) -> tuple[torch.Tensor, int]:
         m = min(int(self.n_neighbors), x.shape[0] - 1)
@@ -244,7 +252,6 @@ class VCC(BaseDeepClusterer):
 
     # -- fit ------------------------------------------------------------------------------------
     def _fit(self, x: torch.Tensor, seed: int) -> None:
-        self._check_params()
         device = x.device
         n = x.shape[0]
         graph, self.n_neighbors_ = self._graph(x, seed)
