@@ -575,6 +575,13 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-home", help="dataset folder (default $AECLUST_DATA)")
 
 
+def _add_fit_arguments(p: argparse.ArgumentParser, param_help: str) -> None:
+    """Device, precision and hyper-parameters of the fits of cluster, select-k and select."""
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help=param_help)
+
+
 def _add_output_arguments(p: argparse.ArgumentParser) -> None:
     """Where cluster and predict write what they found (nothing unless asked)."""
     p.add_argument(
@@ -626,15 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-clusters", type=int, help="default: the number of classes, when known")
     _add_output_arguments(p)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
-    p.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a method hyper-parameter, e.g. --param pretrain_epochs=100",
-    )
+    _add_fit_arguments(p, "a method hyper-parameter, e.g. --param pretrain_epochs=100")
     _add_cache_arguments(p)
     p.add_argument("--save-model", help="save the fitted model to this file")
     p.add_argument(
@@ -688,9 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the silhouette is measured",
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    _add_fit_arguments(p, "a method hyper-parameter")
     _add_cache_arguments(p)
     p.set_defaults(func=cmd_select_k)
 
@@ -703,18 +700,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--n-clusters", type=int, help="default: the number of classes, when known")
     p.add_argument("--seeds", type=int, default=2, help="fits per method (>= 2; default 2)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
-    p.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a hyper-parameter for every candidate that takes it, e.g. pretrain_epochs=30",
+    _add_fit_arguments(
+        p, "a hyper-parameter for every candidate that takes it, e.g. pretrain_epochs=30"
     )
-    p.add_argument("--cache-dir", help=argparse.SUPPRESS)
-    p.add_argument("--no-cache", action="store_true", help=argparse.SUPPRESS)
-    p.set_defaults(func=cmd_select, seed=0)
+    # the candidates of one seed share one pretraining, in a folder removed afterwards
+    p.set_defaults(func=cmd_select, seed=0, cache=False, cache_dir=None)
 
     p = sub.add_parser("methods", help="list the methods")
     p.set_defaults(func=cmd_methods)

@@ -8,13 +8,23 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from numbers import Integral
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from sklearn.mixture import GaussianMixture
+from sklearn.utils._param_validation import Interval, StrOptions
 
-from aeclust.methods.base import BaseDeepClusterer, register_estimator, store_init_args
+from aeclust.methods.base import (
+    NON_NEGATIVE_REAL,
+    POSITIVE_INT,
+    PRETRAINED_AUTOENCODER_PARAMS,
+    BaseDeepClusterer,
+    register_estimator,
+    shared_constraints,
+    store_init_args,
+)
 from aeclust.training import batched_apply
 
 #: Fitted attributes from which the UMAP reducer and the mixture are rebuilt after ``load``.
@@ -118,6 +128,16 @@ class N2D(BaseDeepClusterer):
     McInnes, Healy and Melville, "UMAP", arXiv 1802.03426.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **shared_constraints(*PRETRAINED_AUTOENCODER_PARAMS),
+        "embedding_dim": [None, POSITIVE_INT],  # None: n_clusters
+        "umap_neighbors": [Interval(Integral, 2, None, closed="left")],
+        "umap_components": [None, POSITIVE_INT],  # None: n_clusters
+        "umap_min_dist": [NON_NEGATIVE_REAL],
+        "umap_metric": [str],
+        "covariance_type": [StrOptions({"full", "tied", "diag", "spherical"})],
+    }
+
     def __init__(
         self,
         n_clusters: int = 8,
@@ -150,7 +170,6 @@ class N2D(BaseDeepClusterer):
     # -- fit ------------------------------------------------------------------------------------
     def _fit(self, x: torch.Tensor, seed: int) -> None:
         umap = _import_umap()  # before any work: a missing dependency fails at once
-        self._check_stage_params()
         self.autoencoder_ = self._pretrained_autoencoder(x, seed)
         codes = self._codes(x).cpu().numpy().astype(np.float32)
         reducer = self._new_reducer(umap, n_samples=len(codes), seed=seed)
@@ -179,25 +198,6 @@ class N2D(BaseDeepClusterer):
         # N2D's code has as many units as clusters (also for the bench's separate pretraining).
         build_kwargs.setdefault("embedding_dim", self.embedding_dim or self.n_clusters)
         return super()._pretrained_autoencoder(x, seed, **build_kwargs)
-
-    def _check_stage_params(self) -> None:
-        if not (isinstance(self.umap_neighbors, (int, np.integer)) and self.umap_neighbors >= 2):
-            raise ValueError(f"umap_neighbors must be an integer >= 2, got {self.umap_neighbors!r}")
-        if self.umap_components is not None and not (
-            isinstance(self.umap_components, (int, np.integer)) and self.umap_components >= 1
-        ):
-            raise ValueError(
-                f"umap_components must be a positive integer or None, got {self.umap_components!r}"
-            )
-        if not self.umap_min_dist >= 0.0:
-            raise ValueError(f"umap_min_dist must be >= 0, got {self.umap_min_dist!r}")
-        if self.covariance_type not in ("full", "tied", "diag", "spherical"):
-            raise ValueError(
-                "covariance_type must be one of 'full', 'tied', 'diag', 'spherical'; "
-                f"got {self.covariance_type!r}"
-            )
-        if not (isinstance(self.n_init, (int, np.integer)) and self.n_init >= 1):
-            raise ValueError(f"n_init must be a positive integer, got {self.n_init!r}")
 
     def _new_reducer(self, umap: Any, *, n_samples: int, seed: int, **overrides: Any) -> Any:
         """The UMAP of N2D's stage 2 (the same settings at fit and when rebuilt after load)."""
