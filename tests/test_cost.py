@@ -17,11 +17,11 @@ from aeclust.training import Trainer, make_optimizer, probing_cost
 @pytest.mark.parametrize(
     "est",
     [
-        AEKMeans(n_clusters=10, pretrain_epochs=25, batch_size=64, device="cpu", random_state=0),
+        AEKMeans(n_clusters=10, pretrain_epochs=12, batch_size=64, device="cpu", random_state=0),
         DEC(
             n_clusters=10,
-            pretrain_epochs=8,
-            max_iter=1200,
+            pretrain_epochs=4,
+            max_iter=600,
             tol=0.0,
             batch_size=64,
             device="cpu",
@@ -30,15 +30,17 @@ from aeclust.training import Trainer, make_optimizer, probing_cost
     ],
     ids=["AEKMeans", "DEC"],
 )
-def test_estimate_is_within_twice_the_measured_wall_time(est, digits):
+def test_estimate_is_within_twice_the_measured_time(est, digits):
+    # CPU time of this process, for the probe and the fit alike: the projection is what is
+    # tested, and another process on the machine would change wall time, not CPU time.
     x, _ = digits
-    cost = estimate_fit_cost(est, x)
-    start = time.perf_counter()
+    cost = estimate_fit_cost(est, x, clock=time.process_time)
+    start = time.process_time()
     est.fit(x)
-    wall = time.perf_counter() - start
-    assert wall / 2 <= cost.seconds <= 2 * wall, (cost.summary(), wall)
+    measured = time.process_time() - start
+    assert measured / 2 <= cost.seconds <= 2 * measured, (cost.summary(), measured)
     # the probe costs a small part of the fit
-    assert cost.probe_seconds < wall / 3
+    assert cost.probe_seconds < measured / 3
 
 
 def test_probe_projects_the_planned_steps_and_persists_nothing(digits, tmp_path):

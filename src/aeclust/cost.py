@@ -19,7 +19,7 @@ import math
 import os
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,7 +150,13 @@ def shorter_settings(estimator: Any, cost: FitCost, budget_seconds: float) -> di
     }
 
 
-def estimate_fit_cost(estimator: Any, X: Any, *, probe_steps: int = 4) -> FitCost:
+def estimate_fit_cost(
+    estimator: Any,
+    X: Any,
+    *,
+    probe_steps: int = 4,
+    clock: Callable[[], float] = time.perf_counter,
+) -> FitCost:
     """Estimate the wall time of ``clone(estimator).fit(X)`` on this machine, by a short probe.
 
     The probe is the estimator's own ``fit`` on ``X`` (a clone: the estimator is not changed)
@@ -167,6 +173,9 @@ def estimate_fit_cost(estimator: Any, X: Any, *, probe_steps: int = 4) -> FitCos
         The data the fit will see.
     probe_steps : int, default=4
         Steps per training stage in the probe (the first is a warm-up, not timed).
+    clock : callable, default=time.perf_counter
+        The timer: wall time by default; ``time.process_time`` projects CPU time, which other
+        processes on the machine do not change (the tests use it).
 
     Returns
     -------
@@ -175,10 +184,10 @@ def estimate_fit_cost(estimator: Any, X: Any, *, probe_steps: int = 4) -> FitCos
     probe_est = clone(estimator)
     if hasattr(probe_est, "verbose"):
         probe_est.set_params(verbose=False)
-    start = time.perf_counter()
-    with probing_cost(probe_steps) as probe:
+    start = clock()
+    with probing_cost(probe_steps, clock=clock) as probe:
         probe_est.fit(X)
-    wall = time.perf_counter() - start
+    wall = clock() - start
     stages = list(probe.stages)
     fixed = max(0.0, wall - sum(s.probed_seconds for s in stages))
     total = fixed + sum(s.seconds for s in stages)

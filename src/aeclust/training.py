@@ -210,13 +210,16 @@ class CostProbe:
 
     steps: int
     stages: list[StageCost]
+    clock: Callable[[], float] = time.perf_counter
 
 
 _ACTIVE_PROBES: list[CostProbe] = []
 
 
 @contextmanager
-def probing_cost(steps: int = 4) -> Iterator[CostProbe]:
+def probing_cost(
+    steps: int = 4, *, clock: Callable[[], float] = time.perf_counter
+) -> Iterator[CostProbe]:
     """Cut every :class:`Trainer` run inside the block to ``steps`` steps and record its cost.
 
     A fit run inside the block does everything the real fit does (its whole-data steps at full
@@ -230,6 +233,9 @@ def probing_cost(steps: int = 4) -> Iterator[CostProbe]:
     ----------
     steps : int
         Steps per stage (the first is a warm-up and is not timed); at least 2.
+    clock : callable, default=time.perf_counter
+        The timer (seconds); ``time.process_time`` measures CPU time instead of wall time,
+        which other processes on the machine do not change.
 
     Yields
     ------
@@ -238,7 +244,7 @@ def probing_cost(steps: int = 4) -> Iterator[CostProbe]:
     """
     if steps < 2:
         raise ValueError(f"steps must be >= 2 (one warm-up step + timed steps), got {steps}")
-    probe = CostProbe(int(steps), [])
+    probe = CostProbe(int(steps), [], clock)
     _ACTIVE_PROBES.append(probe)
     try:
         yield probe
@@ -497,7 +503,7 @@ class Trainer:
             self.checkpoint_path = None
             step_marks: list[float] = []
             hook_seconds = 0.0
-            probe_start = time.perf_counter()
+            probe_start = probe.clock()
         if self.checkpoint_path is not None:
             self._signature = {
                 "desc": self.desc,
@@ -524,10 +530,10 @@ class Trainer:
         for epoch in bar:
             self.module.train()
             if on_epoch_start is not None:
-                hook_start = time.perf_counter()
+                hook_start = probe.clock() if probe is not None else 0.0
                 on_epoch_start(epoch)
                 if probe is not None:
-                    hook_seconds += time.perf_counter() - hook_start
+                    hook_seconds += probe.clock() - hook_start
             if self.shuffle:
                 perm = torch.randperm(n, generator=self.generator).to(device, non_blocking=True)
             else:
@@ -553,7 +559,7 @@ class Trainer:
                 self.n_steps += 1
                 if probe is not None:
                     _sync(device)
-                    step_marks.append(time.perf_counter())
+                    step_marks.append(probe.clock())
                     if len(step_marks) >= probe.steps:
                         converged = True  # the probe has its timings: leave the epoch
                         total += loss.detach().float() * float(stop - start)
@@ -582,10 +588,10 @@ class Trainer:
                 )
             stop_now = converged
             if on_epoch_end is not None and (probe is not None or not converged):
-                hook_start = time.perf_counter()
+                hook_start = probe.clock() if probe is not None else 0.0
                 stop_now = bool(on_epoch_end(epoch, record)) or stop_now
                 if probe is not None:
-                    hook_seconds += time.perf_counter() - hook_start
+                    hook_seconds += probe.clock() - hook_start
             if self.early_stopping is not None and self.early_stopping.step(record):
                 stop_now = True
                 self.stopped_early = True
@@ -617,7 +623,7 @@ class Trainer:
                         float(np.median(np.diff(step_marks))) if len(step_marks) > 1 else 0.0
                     ),
                     epoch_seconds=hook_seconds,
-                    probed_seconds=time.perf_counter() - probe_start,
+                    probed_seconds=probe.clock() - probe_start,
                 )
             )
         if self.checkpoint_path is not None and self.checkpoint_path.exists():
