@@ -251,6 +251,91 @@ def test_substitute_dataset_is_marked_and_not_differenced(tmp_path: Path) -> Non
     assert "n/c" in km_line
 
 
+def _summary_store(db: Path) -> None:
+    """Two protocols: ``tiny`` (KM and AE+KM's own, with a USPS column and an MNIST column whose
+    quick variant runs on the MNIST test set) and ``other`` (TINY again, under another name)."""
+    home = TINY.replace(
+        "[paper.kmeans.digits]",
+        '[datasets.mnist]\nlabel = "MNIST"\n\n[datasets.usps]\nlabel = "USPS"\n\n'
+        "[paper.ae-kmeans.mnist]\nacc = 0.81\n\n[paper.kmeans.usps]\nacc = 0.67\n\n"
+        "[paper.kmeans.digits]",
+    ).replace('digits = "digits"', 'digits = "digits"\nmnist = "mnist_test"\nusps = "usps"')
+    other = TINY.replace('name = "tiny"', 'name = "other"')
+    with ResultStore(db) as store:
+        for text in (home, other, other.replace('name = "other"', 'name = "other+bf16"')):
+            proto = validate(tomllib.loads(text), source="t")
+            store.save_protocol(proto.name, proto.fingerprint, "t", proto.to_json())
+        # KM on digits, the full variant of its own protocol: 3 seeds ...
+        for seed, acc in enumerate((0.70, 0.72, 0.74)):
+            store.insert_run(
+                _fake_record("tiny", "kmeans", "digits", seed, variant="full", acc=acc)
+            )
+        # ... beside a quick run (not picked: full first) and other protocols' (not picked:
+        # its own protocol first)
+        store.insert_run(_fake_record("tiny", "kmeans", "digits", 0, acc=0.99))
+        store.insert_run(_fake_record("other", "kmeans", "digits", 0, variant="full", acc=0.98))
+        # AE+KM: its own quick variant on the stand-in mnist_test ...
+        for seed, acc in enumerate((0.60, 0.64)):
+            store.insert_run(
+                _fake_record("tiny", "ae-kmeans", "mnist", seed, data_name="mnist_test", acc=acc)
+            )
+        # ... its own quick variant on the paper's usps ...
+        store.insert_run(_fake_record("tiny", "ae-kmeans", "usps", 0))
+        # ... and on digits only in the other protocol (a bf16 run is never picked)
+        store.insert_run(_fake_record("other", "ae-kmeans", "digits", 0, variant="full", acc=0.83))
+        store.insert_run(_fake_record("other+bf16", "ae-kmeans", "digits", 1, acc=0.1))
+
+
+def test_summary_table_picks_each_methods_own_protocol_full_variant_first(tmp_path: Path) -> None:
+    from aeclust.bench.report import _home_row, summary_cells
+
+    db = tmp_path / "s.db"
+    _summary_store(db)
+    with ResultStore(db) as store:
+        table = summary_cells(store, {"kmeans": "tiny", "ae-kmeans": "tiny", "n2d": "n2d"})
+    assert list(table) == ["kmeans", "ae-kmeans", "n2d"]
+    assert list(table["kmeans"]) == ["usps", "mnist_test", "digits"]  # known data sets first
+    km = table["kmeans"]["digits"]
+    assert (km.cell.protocol, km.cell.variant, km.cell.seeds) == ("tiny", "full", [0, 1, 2])
+    assert km.cell.mean["acc"] == pytest.approx(0.72) and km.cell.std["acc"] == pytest.approx(0.02)
+    assert km.text() == "0.720±0.020 (3) / 0.75 / −0.030"
+    assert table["kmeans"]["mnist_test"].text() == "—"
+    assert table["kmeans"]["usps"].text() == "— / 0.67"  # not run: the paper's number alone
+    assert table["ae-kmeans"]["usps"].text() == "0.500 (1) q"  # quick, on the paper's data
+    stand_in = table["ae-kmeans"]["mnist_test"]
+    assert stand_in.stand_in and stand_in.quick and stand_in.cell.seeds == [0, 1]
+    assert stand_in.text() == "0.620±0.028 (2) †"  # the paper's MNIST number is not set beside
+    borrowed = table["ae-kmeans"]["digits"]
+    assert borrowed.text() == "0.830 (1) / 0.80 / +0.030 [other]"
+    assert [c.text() for c in table["n2d"].values()] == ["—"] * 3  # n2d is not stored
+    # a row not named like the method: the first paper row whose estimator is the method
+    assert _home_row(load_protocol("ccae-table2"), "ccae") == "ccae-1"
+    assert _home_row(load_protocol("kdae-table2"), "kdae") == "kdae"
+
+
+def test_benchmarks_md_opens_with_the_summary_and_links_the_notes(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    _summary_store(db)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "01-finding.md").write_text("# A finding (session 1)\n\nHand-written body text.\n")
+    text = write_benchmarks_md(db, tmp_path / "B.md", notes=[notes / "01-finding.md"]).read_text()
+    assert text.index("## Summary") < text.index("## Machines") < text.index("## tiny (full)")
+    row = next(line for line in text.splitlines() if line.startswith("| KMeans (`kmeans`) |"))
+    # the shipped rule: KMeans's own protocol is baselines, not stored here, so its cells come
+    # from the other protocols, full variants first, in name order ("other" before "tiny")
+    assert [c.strip() for c in row.strip("|").split("|")] == [
+        "KMeans (`kmeans`)",
+        "baselines",
+        "—",
+        "—",
+        "0.980 (1) / 0.75 / +0.230 [other]",
+    ]
+    assert "Rule: each cell is the ACC row of the method's own protocol" in text
+    assert "- [A finding (session 1)](notes/01-finding.md)" in text
+    assert "Hand-written body text" not in text  # linked, not appended
+
+
 # ---------------------------------------------------------------------------------------------
 # Resume and atomic writes
 # ---------------------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ standard deviation over seeds, the number of seeds and which, the paper's number
 difference (ours − paper), silhouette and wall times. Rows the paper reports that we have no run
 for show the paper's number and "—". A quick run on a substitute data set (``mnist_test`` for
 ``mnist``) is marked and not differenced. :func:`write_benchmarks_md` renders every protocol in
-the database, with the machines and the exact commands, into ``BENCHMARKS.md``.
+the database, with the machines and the exact commands, into ``BENCHMARKS.md``, which opens with
+one summary table (:func:`summary_cells`: a row per method, a column per data set, each method's
+own protocol's ACC beside the paper's) and links the hand-written notes of ``benchmarks/notes/``.
 
 A classification protocol (the dAE paper's Tables 4-5) gets two more tables per data set: the
 paper's layout (input × classifier, ours beside the paper's, in %) and the mean accuracy after
@@ -21,6 +23,7 @@ import json
 import logging
 import math
 import os
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,12 +38,16 @@ from aeclust.bench.store import COMMITTED_RUNS, ResultStore
 
 __all__ = [
     "CSV_COLUMNS",
+    "SUMMARY_METHODS",
     "CellSummary",
+    "SummaryCell",
     "render_csv",
     "render_markdown",
     "render_report",
     "shift_curves",
     "summarize",
+    "summary_cells",
+    "summary_md",
     "write_benchmarks_md",
 ]
 
@@ -526,6 +533,236 @@ def render_markdown(
 
 
 # ---------------------------------------------------------------------------------------------
+# Summary table: one row per method, one column per data set
+# ---------------------------------------------------------------------------------------------
+
+#: Rows of the summary table, in order: CLI method name -> the protocol of its own paper.
+#: The last two rows are the user's alternatives to deep clustering.
+SUMMARY_METHODS: dict[str, str] = {
+    "kdae": "kdae-table2",
+    "damic": "kdae-table2",
+    "ccae": "ccae-table2",
+    "icae": "icae-table7",
+    "vcc": "vcc-table2",
+    "ct": "ct-tables2-3",
+    "dec": "baselines",
+    "idec": "baselines",
+    "dcn": "baselines",
+    "dkm": "baselines",
+    "ae-kmeans": "baselines",
+    "n2d": "n2d",
+    "kmeans": "baselines",
+}
+
+#: Columns of the summary table in this order (those with a run), then any other data set run.
+SUMMARY_DATASETS: tuple[str, ...] = (
+    "usps",
+    "mnist_test",
+    "mnist",
+    "fashion_test",
+    "fashion_mnist",
+    "coil20",
+    "orl",
+    "yale",
+    "yaleb",
+)
+
+#: The rule that picks each summary cell (printed under the table).
+SUMMARY_RULE = (
+    "Rule: each cell is the ACC row of the method's own protocol (the Protocol column) named "
+    "like the method, else that table's first paper row whose estimator is the method "
+    "(ccae: CCAE-1, the CCAE defaults); its full variant, else its quick variant, in the first "
+    "column that ran on that data set; where that protocol has no run of the method on the data "
+    "set, the row named like the method in the other clustering protocols (full variants "
+    "first, then quick, each in name order; named in brackets). fp32 runs only."
+)
+
+
+@dataclass
+class SummaryCell:
+    """One (method, data set) cell of the summary table.
+
+    Parameters
+    ----------
+    method : str
+        CLI method name (the row).
+    dataset : str
+        Registry name of the data clustered (the column).
+    home : str
+        The protocol of the method's own paper.
+    cell : CellSummary or None
+        The protocol cell picked for it (None: no run anywhere).
+    stand_in : bool
+        The cell is a quick run on data standing in for the paper's (no paper number, no Δ).
+    paper : float or None
+        Where there is no run: the paper's ACC in the method's own protocol, if any.
+    """
+
+    method: str
+    dataset: str
+    home: str
+    cell: CellSummary | None = None
+    stand_in: bool = False
+    paper: float | None = None
+
+    @property
+    def quick(self) -> bool:
+        """bool : The cell comes from a quick variant."""
+        return self.cell is not None and self.cell.variant == "quick"
+
+    def text(self) -> str:
+        """``ours mean±std (seeds) [mark] / paper / Δ [protocol]``; '—' when nothing ran."""
+        c = self.cell
+        if c is None:
+            return _DASH if self.paper is None else f"{_DASH} / {_fmt_paper(self.paper)}"
+        std = c.std.get("acc", math.nan)
+        text = f"{c.mean['acc']:.3f}" + ("" if math.isnan(std) else f"±{std:.3f}")
+        text += f" ({c.n_seeds})"
+        if self.quick:
+            text += " †" if self.stand_in else " q"
+        if "acc" in c.paper and not self.stand_in:
+            text += f" / {_fmt_paper(c.paper['acc'])}"
+            d = c.diff("acc")
+            if not math.isnan(d):
+                text += " / " + f"{d:+.3f}".replace("-", "−")
+        if c.protocol != self.home:
+            text += f" [{c.protocol}]"
+        return text
+
+
+def _home_row(proto: Protocol, method: str) -> str | None:
+    """The row of a method in its own protocol: named like it, else the first paper row (then
+    other rows) whose estimator is the method."""
+    if method in proto.methods:
+        return method
+    return next(
+        (r for r in proto.rows() if r in proto.methods and proto.methods[r].estimator == method),
+        None,
+    )
+
+
+def summary_cells(
+    store: ResultStore,
+    methods: Mapping[str, str] | None = None,
+    *,
+    variants: Sequence[str] = ("full", "quick"),
+) -> dict[str, dict[str, SummaryCell]]:
+    """The summary table: for each method and data set, the ACC cell picked by the rule.
+
+    The rule (:data:`SUMMARY_RULE`): in the method's own protocol, the row named like the
+    method, else the first paper row whose estimator is the method; its full variant, else its
+    quick one (the first column that ran on the data set); where it has no run there, the row
+    named like the method in the other fp32 clustering protocols, full variants before quick,
+    protocols in name order. A quick run on a substitute data set is a stand-in.
+
+    Parameters
+    ----------
+    store : ResultStore
+    methods : mapping, optional
+        CLI method name -> its own protocol, in row order (default :data:`SUMMARY_METHODS`).
+    variants : sequence of {"full", "quick"}
+        Variants that may fill a cell, preferred first.
+
+    Returns
+    -------
+    dict
+        Method -> data set -> :class:`SummaryCell`, for every data set that some method ran on
+        (:data:`SUMMARY_DATASETS` first, in that order).
+    """
+    methods = SUMMARY_METHODS if methods is None else methods
+    protos = {
+        name: p
+        for name, p in sorted(_load_protocols(store).items())
+        if "+" not in name and p.kind == "clustering" and "acc" in p.metrics
+    }
+    present = {name: {r["variant"] for r in store.runs(name)} for name in protos}
+    tables: dict[tuple[str, str], dict[str, list[CellSummary]]] = {}
+
+    def table(name: str, variant: str) -> dict[str, list[CellSummary]]:
+        if (name, variant) not in tables:
+            found = variant in present[name]
+            tables[name, variant] = summarize(store, protos[name], variant) if found else {}
+        return tables[name, variant]
+
+    home_rows = {m: _home_row(protos[h], m) if h in protos else None for m, h in methods.items()}
+    picked: dict[str, dict[str, SummaryCell]] = {}
+    for method, home in methods.items():
+        row = home_rows[method]
+        order = [(home, v, row) for v in variants if row is not None]
+        order += [(p, v, method) for v in variants for p in protos if p != home]
+        cells: dict[str, SummaryCell] = {}
+        for name, variant, r in order:
+            for key, rows in table(name, variant).items():
+                cell = next((c for c in rows if c.method == r and c.seeds), None)
+                if cell is None or cell.data_used in cells or "acc" not in cell.mean:
+                    continue
+                stand_in = key in protos[name].datasets and protos[name].is_substitute(
+                    key, variant == "quick"
+                )
+                cells[cell.data_used] = SummaryCell(method, cell.data_used, home, cell, stand_in)
+        picked[method] = cells
+    columns = [d for d in SUMMARY_DATASETS if any(d in c for c in picked.values())]
+    columns += [d for c in picked.values() for d in c if d not in columns]
+    columns = list(dict.fromkeys(columns))
+    out: dict[str, dict[str, SummaryCell]] = {}
+    for method, home in methods.items():
+        proto, row = protos.get(home), home_rows[method]
+        out[method] = {}
+        for d in columns:
+            sc = picked[method].get(d)
+            if sc is None:
+                # not run anywhere: the paper's number of the method's own table, if any
+                sc = SummaryCell(method, d, home)
+                if proto is not None and row is not None:
+                    sc.paper = next(
+                        (
+                            proto.paper[row][k]["acc"]
+                            for k in proto.paper.get(row, {})
+                            if k in proto.datasets
+                            and proto.data_name(k, False) == d
+                            and "acc" in proto.paper[row][k]
+                        ),
+                        None,
+                    )
+            out[method][d] = sc
+    return out
+
+
+def summary_md(store: ResultStore, *, variants: Sequence[str] = ("full", "quick")) -> list[str]:
+    """The summary section of ``BENCHMARKS.md``: :func:`summary_cells` as one Markdown table,
+    its legend and the rule that picked each cell."""
+    from aeclust.methods import METHODS
+
+    table = summary_cells(store, variants=variants)
+    columns = list(next(iter(table.values()), {}))
+    lines = [
+        "## Summary",
+        "",
+        "ACC of each method (rows: estimator class, CLI name, and the protocol of its own paper) "
+        "on each data set clustered (columns): ours as mean ± sample standard deviation over "
+        "seeds (number of seeds) / the paper's number / Δ = ours − paper; the paper's number and "
+        "Δ are left out where the paper has none. **q**: the protocol's quick variant (CPU: "
+        "fewer epochs or seeds than the paper) on the paper's data; **†**: the quick variant on "
+        "a stand-in data set (e.g. `mnist_test` for the paper's `mnist`), so no paper number "
+        "and no Δ; **[protocol]**: the cell comes from that protocol, not the method's own; "
+        "'— / 0.77': not run, the paper's number; '—': no run. KMeans (k-means on the pixels) "
+        "and N2D are the user's alternatives to deep clustering. The sections below hold every "
+        "row, NMI, ARI and times.",
+        "",
+    ]
+    header = ["Method", "Protocol", *(f"`{d}`" for d in columns)]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    for method, cells in table.items():
+        home = next(iter(cells.values())).home if cells else SUMMARY_METHODS.get(method, "")
+        cls = METHODS[method].__name__ if method in METHODS else method
+        row = [f"{cls} (`{method}`)", home, *(_md_escape(c.text()) for c in cells.values())]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", SUMMARY_RULE, ""]
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
 # CSV
 # ---------------------------------------------------------------------------------------------
 
@@ -852,6 +1089,22 @@ def precision_md(store: ResultStore, protos: dict[str, Protocol]) -> list[str]:
     return lines
 
 
+def _note_link(note: str | os.PathLike[str], page_dir: Path) -> str:
+    """``- [first heading](path relative to the page)`` for one note file."""
+    path = Path(note)
+    title = next(
+        (
+            ln.lstrip("#").strip()
+            for ln in path.read_text(encoding="utf-8").splitlines()
+            if ln.startswith("#")
+        ),
+        path.stem,
+    )
+    rel = Path(os.path.relpath(path.resolve(), page_dir.resolve())).as_posix()
+    text = title.replace("[", "\\[").replace("]", "\\]")
+    return f"- [{text}]({urllib.parse.quote(rel)})"
+
+
 def write_benchmarks_md(
     db: str | os.PathLike[str] | ResultStore,
     path: str | os.PathLike[str] = "BENCHMARKS.md",
@@ -860,11 +1113,13 @@ def write_benchmarks_md(
     variant: str | None = None,
     notes: Sequence[str | os.PathLike[str]] | None = None,
 ) -> Path:
-    """Write ``BENCHMARKS.md``: machines, then every protocol in the database, atomically.
+    """Write ``BENCHMARKS.md``: the summary table, machines, then every protocol, atomically.
 
-    Measurements that are not protocol cells (loop throughput, single CLI runs) are kept as
-    Markdown files in ``benchmarks/notes/``, each with the command that produced it, and are
-    appended verbatim under "Other measurements".
+    The page holds only generated text. It opens with the summary table (:func:`summary_md`:
+    one row per method, one column per data set, ours beside the paper's ACC; left out when
+    ``protocol`` is given). Hand-written findings (ablations, re-runs, diagnoses) are Markdown
+    files in ``benchmarks/notes/``, each with the commands that produced it; the page lists
+    them as links under "Notes", titled by each note's first heading.
 
     Parameters
     ----------
@@ -875,8 +1130,8 @@ def write_benchmarks_md(
     protocol, variant : str, optional
         Restrict to one protocol / variant.
     notes : sequence of path-like, optional
-        Markdown files to append; default every ``*.md`` in ``benchmarks/notes/`` of the
-        repository.
+        Markdown files to link to (relative to the page); default every ``*.md`` in
+        ``benchmarks/notes/`` of the repository.
 
     Returns
     -------
@@ -900,9 +1155,17 @@ def write_benchmarks_md(
             "through the pretraining cache).",
             "",
         ]
+        summary = (
+            summary_md(store, variants=[variant] if variant else ("full", "quick"))
+            if protocol is None
+            else []
+        )
+        lines += summary
         lines += _machines_md(store, protos)
         speed, precision = speed_md(store), precision_md(store, protos)
         lines += ["## Contents", ""]
+        if summary:
+            lines.append("- [Summary](#summary): ACC per method and data set beside the paper")
         if speed:
             lines.append("- [Throughput](#throughput): `aeclust bench --speed`")
         if precision:
@@ -912,19 +1175,24 @@ def write_benchmarks_md(
                 n = len(store.runs(proto.name, v))
                 title = f"{proto.name} ({v})"
                 lines.append(f"- [{title}](#{_anchor(title)}): {proto.title}; {n} run(s)")
+        if notes:
+            lines.append("- [Notes](#notes): hand-written findings, one file each")
         lines.append("")
         lines += speed + precision
         for proto in protos.values():
             for v in _variants(store, proto.name, variant):
                 lines += _md_section(store, proto, v)
-    if notes:
-        lines += ["## Other measurements", ""]
-        for note in notes:
-            text = Path(note).read_text(encoding="utf-8").strip()
-            # Each note's own headings move one level down, under this section.
-            lines += [("#" + ln if ln.startswith("#") else ln) for ln in text.splitlines()]
-            lines.append("")
     target = Path(path)
+    if notes:
+        lines += [
+            "## Notes",
+            "",
+            "Hand-written findings (ablations, re-runs, diagnoses), one file each, with the "
+            "commands that produced them:",
+            "",
+        ]
+        lines += [_note_link(note, target.parent) for note in notes]
+        lines.append("")
     with atomic_path(target) as tmp:
         tmp.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return target
