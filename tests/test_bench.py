@@ -997,3 +997,52 @@ def test_git_commit_outside_checkout_reads_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("AECLUST_GIT_COMMIT", "abc123")
     assert git_commit(tmp_path) == "abc123"
     assert git_commit() == "abc123"  # the variable wins inside a checkout too
+
+
+def test_results_import_replace_changed_swaps_only_runs_of_another_configuration(tmp_path):
+    from aeclust.bench.store import RUN_COLUMNS
+
+    def row(seed, acc, config_hash):
+        r = {c: None for c in RUN_COLUMNS if c != "id"}
+        r.update(
+            protocol="p",
+            variant="full",
+            method="n2d",
+            dataset="usps",
+            seed=seed,
+            estimator="N2D",
+            data_name="usps",
+            acc=acc,
+            nmi=0.5,
+            ari=0.4,
+            nmi_average="arithmetic",
+            fit_seconds=1.0,
+            config_json="{}",
+            config_hash=config_hash,
+        )
+        return {k: v for k, v in r.items() if v is not None}
+
+    with ResultStore(tmp_path / "new.db") as new:
+        new.insert_run(row(0, 0.96, "after"))  # the protocol changed: another configuration
+        new.insert_run(row(1, 0.95, "same"))  # the same configuration as the stored run
+        new.export_jsonl(tmp_path / "new.jsonl")
+    with ResultStore(tmp_path / "old.db") as old:
+        old.insert_run(row(0, 0.82, "before"))
+        old.insert_run(row(1, 0.90, "same"))
+        assert old.import_jsonl(tmp_path / "new.jsonl") == (0, 2)  # kept by default
+        assert (
+            main(
+                [
+                    "results",
+                    "import",
+                    str(tmp_path / "new.jsonl"),
+                    "--db",
+                    str(tmp_path / "old.db"),
+                    "--replace-changed",
+                ]
+            )
+            == 0
+        )
+    with ResultStore(tmp_path / "old.db") as old:
+        accs = {r["seed"]: r["acc"] for r in old.runs("p")}
+    assert accs == {0: 0.96, 1: 0.90}

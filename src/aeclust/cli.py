@@ -555,7 +555,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     if not Path(args.file).exists():
         raise CLIError(f"results file not found: {args.file}")
     with ResultStore(args.db) as store:
-        inserted, skipped = store.import_jsonl(args.file)
+        inserted, skipped = store.import_jsonl(args.file, replace_changed=args.replace_changed)
     print(f"{inserted} run(s) merged into {args.db}; {skipped} already there")
     return 0
 
@@ -774,6 +774,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["export", "import"])
     p.add_argument("file", help="the JSON-lines file (e.g. benchmarks/results/runs.jsonl)")
     p.add_argument("--db", default="results/aeclust.db", help="results database")
+    p.add_argument(
+        "--replace-changed",
+        action="store_true",
+        help="import: a run replaces the stored run of its cell when their configurations "
+        "differ (a protocol's settings changed since the stored run)",
+    )
     p.set_defaults(func=cmd_results)
     return parser
 

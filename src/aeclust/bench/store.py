@@ -459,17 +459,28 @@ class ResultStore:
                 fh.write(json.dumps({"table": "speed", "row": row}, sort_keys=True) + "\n")
         return len(runs)
 
-    def import_jsonl(self, path: str | os.PathLike[str]) -> tuple[int, int]:
+    def import_jsonl(
+        self, path: str | os.PathLike[str], *, replace_changed: bool = False
+    ) -> tuple[int, int]:
         """Merge a :meth:`export_jsonl` file: runs whose cell is not stored yet are inserted (each
         in its own transaction), stored cells are kept; throughput rows are added when missing;
         a protocol is added when missing and replaced when the file's version was saved later
         than the stored one (so rows of a method that only the newer version has get its
         label in reports).
 
+        Parameters
+        ----------
+        path : path-like
+            The JSON-lines file.
+        replace_changed : bool, default=False
+            Replace a stored run by the file's run of the same cell when their configurations
+            differ (``config_hash``): the run of a protocol whose settings changed replaces the
+            run made before the change. Runs of the same configuration are never replaced.
+
         Returns
         -------
         (int, int)
-            Runs inserted, runs skipped because their cell was already stored.
+            Runs inserted (or replaced), runs skipped because their cell was already stored.
         """
         inserted = skipped = 0
         known = dict(self._conn.execute("SELECT name, updated_at FROM protocols").fetchall())
@@ -496,11 +507,29 @@ class ResultStore:
                     continue
                 cell = (row["protocol"], row["variant"], row["method"], row["dataset"], row["seed"])
                 if cell in self.finished_cells(row["protocol"], row["variant"]):
-                    skipped += 1
-                    continue
+                    if not (replace_changed and self._stored_hash(cell) != row.get("config_hash")):
+                        skipped += 1
+                        continue
+                    self._delete_run(cell)
                 self.insert_run(row)
                 inserted += 1
         return inserted, skipped
+
+    def _stored_hash(self, cell: Cell) -> str | None:
+        row = self._conn.execute(
+            "SELECT config_hash FROM runs WHERE protocol = ? AND variant = ? AND method = ? "
+            "AND dataset = ? AND seed = ?",
+            cell,
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def _delete_run(self, cell: Cell) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "DELETE FROM runs WHERE protocol = ? AND variant = ? AND method = ? "
+                "AND dataset = ? AND seed = ?",
+                cell,
+            )
 
     def protocols(self) -> dict[str, dict[str, Any]]:
         """Stored protocols: name -> parsed content (in name order)."""

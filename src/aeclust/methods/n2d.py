@@ -94,7 +94,9 @@ class N2D(BaseDeepClusterer):
     covariance_type : {"full", "tied", "diag", "spherical"}
         Of the Gaussian mixture (N2D: "full").
     n_init : int
-        Restarts of the mixture's EM (N2D's code: scikit-learn's default, 1).
+        Starts of the mixture's EM; the one with the highest likelihood is kept (label-free).
+        N2D's code used scikit-learn's default, 1; a single start can stop in a local optimum
+        that merges two clusters (see docs/METHODS.md, N2D), so the default is 10.
     pretrain_cache : bool or path
         Cache the pretrained network on disk (True: the default cache folder).
     device : "auto", "cpu", "cuda"
@@ -158,7 +160,7 @@ class N2D(BaseDeepClusterer):
         umap_min_dist: float = 0.0,
         umap_metric: str = "euclidean",
         covariance_type: str = "full",
-        n_init: int = 1,
+        n_init: int = 10,
         pretrain_cache: bool | str = False,
         device: str = "auto",
         precision: str = "fp32",
