@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.datasets import make_blobs
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import aeclust
-from aeclust.methods.vcc import VCC, _separation_loss
+from aeclust.methods.vcc import VCC, _in_batch_negatives, _separation_loss, _separation_terms
 from aeclust.metrics import cluster_accuracy
 from aeclust.primitives.knn import (
     EdgeSampler,
@@ -250,3 +251,54 @@ def test_fig2_snapshot_plot_is_written(blobs, tmp_path):
     assert path is not None and path.stat().st_size > 1000
     empty = clone(FAST).set_params(keep_snapshots=False).fit(x)
     assert plot_epoch_snapshots(empty, y, tmp_path / "none.png", "blobs") is None
+
+
+def test_parametric_umap_separation_terms():
+    # ParametricUMAP's reading of eq. 8: -log A_l on each edge, -log(1 - A_l) on each negative
+    d = torch.tensor([0.1, 0.7])
+    d_negative = torch.tensor([0.5, 1.0, 3.0, 2.0])
+    terms = _separation_terms(d, d, "parametric_umap", d_negative)
+    expected = torch.cat([d, -torch.log(1 - torch.exp(-d_negative))])
+    assert torch.allclose(terms, expected)
+    assert torch.allclose(_separation_loss(d, d, "parametric_umap", d_negative), expected.mean())
+
+
+def test_in_batch_negatives_pair_heads_with_shuffled_tails():
+    heads = torch.tensor([[0.0, 0.0], [10.0, 0.0]])
+    tails = torch.tensor([[0.0, 1.0], [10.0, 2.0]])
+    d = _in_batch_negatives(heads, tails, 3, torch.Generator().manual_seed(0))
+    assert d.shape == (6,)
+    # each head is repeated `rate` times; its partners are tails, each tail used `rate` times
+    to_tail = torch.cdist(heads, tails)  # [[1, |(10, 2)|], [|(10, 1)|, 2]]
+    for head, values in enumerate((d[:3], d[3:])):
+        for v in values.tolist():
+            assert torch.isclose(to_tail[head], torch.tensor(v)).any()
+    first_tail = (
+        torch.isclose(d[:3], to_tail[0, 0]).sum() + torch.isclose(d[3:], to_tail[1, 0]).sum()
+    )
+    assert int(first_tail) == 3
+
+
+def test_fuzzy_union_symmetrization():
+    a = torch.tensor([[0.0, 0.5], [0.25, 0.0]]).to_sparse()
+    paper = symmetrize_graph(a).to_dense()
+    union = symmetrize_graph(a, fuzzy_union=True).to_dense()
+    assert torch.allclose(paper[0, 1], torch.tensor(0.5 + 0.25 + 0.125))
+    assert torch.allclose(union[0, 1], torch.tensor(0.5 + 0.25 - 0.125))
+    assert torch.allclose(union, union.T)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"separation_loss": "parametric_umap"},
+        {"symmetrization": "fuzzy_union"},
+        {"loss_reduction": "sum", "lr": 1e-5},
+    ],
+)
+def test_reading_options_fit(params):
+    x, _ = make_blobs(120, n_features=6, centers=3, random_state=0)
+    model = VCC(3, epochs=2, batch_size=32, random_state=0, device="cpu", **params).fit(x)
+    assert np.isfinite(model.transform(x)).all()
+    assert set(np.unique(model.labels_)) <= {0, 1, 2}
+    assert all(np.isfinite(h["bps"]) for h in model.history_)

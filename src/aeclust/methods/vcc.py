@@ -44,7 +44,9 @@ from aeclust.primitives.knn import (
 from aeclust.training import Trainer, batched_apply, make_optimizer
 
 SOFTMAX_OF = ("distance", "negative_distance")
-SEPARATION_LOSSES = ("cross_entropy", "printed", "attraction")
+SEPARATION_LOSSES = ("cross_entropy", "printed", "attraction", "parametric_umap")
+SYMMETRIZATIONS = ("sum_product", "fuzzy_union")
+LOSS_REDUCTIONS = ("mean", "sum")
 # keep_snapshots="auto" keeps the three embeddings only for 2-D embeddings of at most this many
 # points (3 x 20,000 x 2 floats = 480 kB in the model file).
 _SNAPSHOT_MAX_POINTS = 20_000
@@ -71,17 +73,45 @@ def _log_one_minus_similarity(d: torch.Tensor) -> torch.Tensor:
     return torch.log(-torch.expm1(-d))
 
 
-def _separation_loss(d: torch.Tensor, targets: torch.Tensor, form: str) -> torch.Tensor:
-    """L_bps on sampled A⁻ edges at latent distances ``d`` (-log A_l = d), batch mean.
+def _separation_terms(
+    d: torch.Tensor, targets: torch.Tensor, form: str, d_negative: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-term L_bps on sampled A⁻ edges at latent distances ``d`` (-log A_l = d).
 
     ``"cross_entropy"``: eq. 6 without its constant entropy term, targets A_h; ``"printed"``:
-    eq. 8, both terms with weight 1; ``"attraction"``: eq. 6 with A_h = 1, i.e. -log A_l.
+    eq. 8, both terms with weight 1; ``"attraction"``: eq. 6 with A_h = 1, i.e. -log A_l;
+    ``"parametric_umap"``: -log A_l on each edge and -log(1 - A_l) on the in-batch negative
+    pairs at distances ``d_negative`` (both sets of terms, concatenated).
     """
     if form == "attraction":
-        return d.mean()
+        return d
     if form == "printed":
-        return (d - _log_one_minus_similarity(d)).mean()
-    return (targets * d - (1.0 - targets) * _log_one_minus_similarity(d)).mean()
+        return d - _log_one_minus_similarity(d)
+    if form == "parametric_umap":
+        assert d_negative is not None
+        return torch.cat([d, -_log_one_minus_similarity(d_negative)])
+    return targets * d - (1.0 - targets) * _log_one_minus_similarity(d)
+
+
+def _separation_loss(
+    d: torch.Tensor, targets: torch.Tensor, form: str, d_negative: torch.Tensor | None = None
+) -> torch.Tensor:
+    """L_bps as a batch mean of :func:`_separation_terms`."""
+    return _separation_terms(d, targets, form, d_negative).mean()
+
+
+def _in_batch_negatives(
+    heads: torch.Tensor, tails: torch.Tensor, rate: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Distances of ParametricUMAP's negative pairs: each head with ``rate`` shuffled tails.
+
+    ParametricUMAP (umap-learn 0.5.0-0.5.1, ``umap_loss``) repeats the batch's heads and tails
+    ``rate`` times and pairs the heads with a random permutation of the tails; the negatives are
+    thus drawn from the endpoints of the sampled (mostly weak, boundary) edges.
+    """
+    tails_repeated = tails.repeat_interleave(rate, dim=0)
+    order = torch.randperm(tails_repeated.shape[0], generator=generator).to(heads.device)
+    return _latent_distance(heads.repeat_interleave(rate, dim=0), tails_repeated[order])
 
 
 @register_estimator
@@ -134,7 +164,20 @@ class VCC(BaseDeepClusterer):
         -mean(log A_l): the sampling rates carry the edge weights and L_e's non-edges carry the
         repulsion, as in UMAP's sampled cross-entropy (the paper's ref. [17]). Not the paper's
         wording, but the only reading whose embedding clustered USPS at least as well as
-        dropping L_bps (docs/METHODS.md, VCC).
+        dropping L_bps (docs/METHODS.md, VCC). ``"parametric_umap"`` reads eq. 8 as the loss
+        of ParametricUMAP (umap-learn 0.5.0-0.5.1), whose edge repetition ``floor(w_max / w)``
+        and batch of 1000 eqs. 7 and Sec. 4.1 restate: -log A_l on each sampled edge and
+        -log(1 - A_l) on ``negative_sample_rate`` in-batch negatives per edge (each head with
+        shuffled tails of the batch), one mean over all terms.
+    negative_sample_rate : int
+        In-batch negatives per A⁻ edge for ``separation_loss="parametric_umap"`` (5,
+        ParametricUMAP's default); unused otherwise.
+    symmetrization : {"sum_product", "fuzzy_union"}
+        Eq. 4 as printed, Ã = A + Aᵀ + A∘Aᵀ (default), or UMAP's fuzzy union A + Aᵀ - A∘Aᵀ.
+    loss_reduction : {"mean", "sum"}
+        Each loss term averaged over its batch (default; the paper's Fig. 3 shows values of
+        0.07-0.25) or summed over it, as eqs. 8, 10 and 12 are written. With ``"sum"`` the
+        same lr takes steps ``batch_size`` times larger.
     knn_method : {"auto", "exact", "faiss", "pynndescent"}
         How the kNN graph is built (:func:`aeclust.primitives.knn`).
     epochs : int
@@ -203,6 +246,9 @@ class VCC(BaseDeepClusterer):
         "n_neighbors": [POSITIVE_INT],
         "softmax_of": [StrOptions(set(SOFTMAX_OF))],
         "separation_loss": [StrOptions(set(SEPARATION_LOSSES))],
+        "negative_sample_rate": [POSITIVE_INT],
+        "symmetrization": [StrOptions(set(SYMMETRIZATIONS))],
+        "loss_reduction": [StrOptions(set(LOSS_REDUCTIONS))],
         "knn_method": [StrOptions(set(KNN_METHODS))],
         "steps_per_epoch": [None, POSITIVE_INT],
         "weight_decay": [NON_NEGATIVE_REAL],
@@ -223,6 +269,9 @@ class VCC(BaseDeepClusterer):
         n_neighbors: int = 10,
         softmax_of: str = "distance",
         separation_loss: str = "attraction",
+        negative_sample_rate: int = 5,
+        symmetrization: str = "sum_product",
+        loss_reduction: str = "mean",
         knn_method: str = "auto",
         epochs: int = 30,
         steps_per_epoch: int | None = None,
@@ -248,7 +297,8 @@ class VCC(BaseDeepClusterer):
         m = min(int(self.n_neighbors), x.shape[0] - 1)
         dist, idx = knn(x, m, method=self.knn_method, seed=seed)
         sign = 1.0 if self.softmax_of == "distance" else -1.0
-        return symmetrize_graph(softmax_knn_graph(dist, idx, sign=sign)), m
+        union = self.symmetrization == "fuzzy_union"
+        return symmetrize_graph(softmax_knn_graph(dist, idx, sign=sign), fuzzy_union=union), m
 
     # -- fit ------------------------------------------------------------------------------------
     def _fit(self, x: torch.Tensor, seed: int) -> None:
@@ -317,6 +367,8 @@ class VCC(BaseDeepClusterer):
             state["nmi_kmeans"] = float(agreement)
             state["reinitialized"] = bool(reinit)
 
+        reduce = torch.sum if self.loss_reduction == "sum" else torch.mean
+
         def loss_fn(idx: torch.Tensor, points: torch.Tensor) -> Any:
             em = separation.sample(bs, sampler_gen).to(device)
             parts_idx = [points, rows[em], cols[em]]
@@ -330,24 +382,31 @@ class VCC(BaseDeepClusterer):
             # one forward pass of every point the step needs
             emb = encoder(x[torch.cat(parts_idx)]).float().split(sizes)
             d_minus = _latent_distance(emb[1], emb[2])
-            bps = _separation_loss(d_minus, targets[em], self.separation_loss)
+            d_negative = None
+            if self.separation_loss == "parametric_umap":
+                rate = int(self.negative_sample_rate)
+                d_negative = _in_batch_negatives(emb[1], emb[2], rate, sampler_gen)
+            bps = reduce(_separation_terms(d_minus, targets[em], self.separation_loss, d_negative))
             loss = bps
             parts: dict[str, torch.Tensor] = {"bps": bps}
             k = 3
             if self.contraction:
-                lc = _latent_distance(emb[k], emb[k + 1]).mean()  # eq. 10: -log A_l = d
+                lc = reduce(_latent_distance(emb[k], emb[k + 1]))  # eq. 10: -log A_l = d
                 loss = loss + lc
                 parts["contraction"] = lc
                 k += 2
             if self.expansion:
                 if sizes[k] > 0:
-                    le = -_log_one_minus_similarity(_latent_distance(emb[k], emb[k + 1])).mean()
+                    d_non_edges = _latent_distance(emb[k], emb[k + 1])
+                    le = reduce(-_log_one_minus_similarity(d_non_edges))
                 else:  # a complete graph has no non-edges
                     le = emb[0].new_zeros(())
                 loss = loss + le
                 parts["expansion"] = le
             q = student_t_assignment(emb[0], model.centers)
             clu = kl_divergence(state["p"][points], q)
+            if self.loss_reduction == "sum":
+                clu = clu * points.numel()
             parts["clustering"] = clu
             if state["beta"] > 0:
                 loss = loss + state["beta"] * clu

@@ -341,8 +341,10 @@ def softmax_knn_graph(
     ).coalesce()
 
 
-def symmetrize_graph(a: torch.Tensor) -> torch.Tensor:
+def symmetrize_graph(a: torch.Tensor, *, fuzzy_union: bool = False) -> torch.Tensor:
     """Ã = A + Aᵀ + A∘Aᵀ (VCC eq. 4) of a sparse COO matrix, kept sparse.
+
+    With ``fuzzy_union=True``: UMAP's fuzzy set union A + Aᵀ - A∘Aᵀ instead.
 
     Returns
     -------
@@ -352,7 +354,8 @@ def symmetrize_graph(a: torch.Tensor) -> torch.Tensor:
     if not a.is_sparse:
         raise ValueError("symmetrize_graph expects a sparse COO tensor")
     a = a.coalesce()
-    return (a + a.t() + a * a.t()).coalesce()
+    product = a * a.t()
+    return (a + a.t() - product if fuzzy_union else a + a.t() + product).coalesce()
 
 
 def graph_edges(
