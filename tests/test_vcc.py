@@ -234,6 +234,7 @@ def test_separation_loss_forms():
         ("nmi_threshold", 1.5, r"'nmi_threshold' parameter of VCC must be a float in the range"),
         ("n_neighbors", 0, r"'n_neighbors' parameter of VCC must be an int in the range \[1"),
         ("keep_snapshots", "yes", "'keep_snapshots' parameter of VCC must be"),
+        ("assignment", "gmm", "'assignment' parameter of VCC must be a str among"),
     ],
 )
 def test_bad_parameters_get_clear_errors(blobs, param, value, message):
@@ -302,3 +303,27 @@ def test_reading_options_fit(params):
     assert np.isfinite(model.transform(x)).all()
     assert set(np.unique(model.labels_)) <= {0, 1, 2}
     assert all(np.isfinite(h["bps"]) for h in model.history_)
+
+
+def test_mixture_assignment_reads_clusters_off_the_same_embedding(blobs, tmp_path):
+    from sklearn.mixture import GaussianMixture
+
+    x, y = blobs
+    base = VCC(4, hidden_dims=[32, 16], epochs=4, batch_size=64, random_state=0, device="cpu")
+    paper = clone(base).fit(x)
+    variant = clone(base).set_params(assignment="mixture").fit(x)
+    # training does not depend on the assignment: same embedding, only the read-out differs
+    assert np.allclose(variant.transform(x), paper.transform(x), atol=1e-6)
+    expected = (
+        GaussianMixture(4, covariance_type="full", n_init=10, random_state=0)
+        .fit(variant.transform(x).astype(np.float64))
+        .predict(variant.transform(x).astype(np.float64))
+    )
+    assert np.array_equal(variant.labels_, expected)
+    assert cluster_accuracy(y, variant.labels_) > 0.95
+    proba = variant.predict_proba(x)
+    assert proba.shape == (len(x), 4) and np.allclose(proba.sum(1), 1)
+    assert np.array_equal(proba.argmax(1), variant.labels_)
+    restored = aeclust.load(variant.save(tmp_path / "vcc-mixture.pt"))
+    assert np.array_equal(restored.predict(x), variant.labels_)
+    assert np.allclose(restored.predict_proba(x), proba)

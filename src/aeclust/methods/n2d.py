@@ -25,10 +25,13 @@ from aeclust.methods.base import (
     shared_constraints,
     store_init_args,
 )
+from aeclust.primitives.mixture import (
+    COVARIANCE_TYPES,
+    MixtureParameters,
+    fit_gaussian_mixture,
+    rebuild_gaussian_mixture,
+)
 from aeclust.training import batched_apply
-
-#: Fitted attributes from which the UMAP reducer and the mixture are rebuilt after ``load``.
-_MIXTURE_ATTRS = ("mixture_weights_", "mixture_means_", "mixture_covariances_")
 
 
 def _import_umap() -> Any:
@@ -137,7 +140,7 @@ class N2D(BaseDeepClusterer):
         "umap_components": [None, POSITIVE_INT],  # None: n_clusters
         "umap_min_dist": [NON_NEGATIVE_REAL],
         "umap_metric": [str],
-        "covariance_type": [StrOptions({"full", "tied", "diag", "spherical"})],
+        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
     }
 
     def __init__(
@@ -179,20 +182,19 @@ class N2D(BaseDeepClusterer):
             # UMAP warns when it falls back from the spectral start on tiny data; not an error.
             warnings.filterwarnings("ignore", category=UserWarning, module="umap")
             manifold = reducer.fit_transform(codes).astype(np.float32)
-        # The mixture runs in float64 (as N2D's scikit-learn did on UMAP's output), so that the
-        # saved parameters rebuild it exactly.
-        mixture = GaussianMixture(
-            n_components=self.n_clusters,
+        mixture, params = fit_gaussian_mixture(
+            manifold,
+            self.n_clusters,
             covariance_type=self.covariance_type,
             n_init=self.n_init,
-            random_state=seed,
-        ).fit(manifold.astype(np.float64))
+            seed=seed,
+        )
         self.codes_ = codes
         self.manifold_ = manifold
-        self.mixture_weights_ = mixture.weights_
-        self.mixture_means_ = mixture.means_
-        self.mixture_covariances_ = mixture.covariances_
-        self.n_iter_ = int(mixture.n_iter_)
+        self.mixture_weights_ = params.weights
+        self.mixture_means_ = params.means
+        self.mixture_covariances_ = params.covariances
+        self.n_iter_ = params.n_iter
         self.labels_ = mixture.predict(manifold.astype(np.float64)).astype(np.int64)
         self._reducer, self._mixture = reducer, mixture
 
@@ -251,16 +253,13 @@ class N2D(BaseDeepClusterer):
     def _fitted_mixture(self) -> GaussianMixture:
         mixture = getattr(self, "_mixture", None)
         if mixture is None:
-            from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky
-
-            mixture = GaussianMixture(
-                n_components=self.n_clusters, covariance_type=self.covariance_type
-            )
-            mixture.weights_ = np.asarray(self.mixture_weights_, dtype=np.float64)
-            mixture.means_ = np.asarray(self.mixture_means_, dtype=np.float64)
-            mixture.covariances_ = np.asarray(self.mixture_covariances_, dtype=np.float64)
-            mixture.precisions_cholesky_ = _compute_precision_cholesky(
-                mixture.covariances_, self.covariance_type
+            mixture = rebuild_gaussian_mixture(
+                MixtureParameters(
+                    self.mixture_weights_,
+                    self.mixture_means_,
+                    self.mixture_covariances_,
+                    self.covariance_type,
+                )
             )
             self._mixture = mixture
         return mixture
