@@ -160,7 +160,7 @@ class VCC(BaseDeepClusterer):
         Eq. 3 is ``softmax(D_i)`` of the distances, read literally by ``"distance"`` (the
         farthest of the M neighbours gets the largest weight); ``"negative_distance"`` normalises
         ``exp(-D_i)`` instead (a similarity). See docs for the measured difference.
-    separation_loss : {"cross_entropy", "printed", "attraction"}
+    separation_loss : {"attraction", "cross_entropy", "printed", "parametric_umap"}
         L_bps on a batch of A⁻ edges. ``"printed"`` is eq. 8 as printed,
         -mean(log A_l + log(1 - A_l)), which pulls every sampled edge to A_l = 1/2.
         ``"cross_entropy"`` keeps eq. 6's targets, -mean(A_h log A_l + (1 - A_h)
