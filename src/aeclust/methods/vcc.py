@@ -489,17 +489,21 @@ class VCC(BaseDeepClusterer):
         )
         self._mixture = None
         if self.assignment == "mixture":
-            self._fit_mixture(self._embed(x), seed)
-        self.labels_ = self._predict(x).cpu().numpy().astype(np.int64)
+            # one pass of the encoder serves both the mixture's fit and the training labels
+            embedding = self._mixture_input(x)
+            self._mixture, params = fit_gaussian_mixture(
+                embedding, self.n_clusters, n_init=self.n_init, seed=seed
+            )
+            self.mixture_weights_ = params.weights
+            self.mixture_means_ = params.means
+            self.mixture_covariances_ = params.covariances
+            self.labels_ = self._mixture.predict(embedding).astype(np.int64)
+        else:
+            self.labels_ = self._predict(x).cpu().numpy().astype(np.int64)
 
-    def _fit_mixture(self, embedding: torch.Tensor, seed: int) -> None:
-        mixture, params = fit_gaussian_mixture(
-            embedding.float().cpu().numpy(), self.n_clusters, n_init=self.n_init, seed=seed
-        )
-        self.mixture_weights_ = params.weights
-        self.mixture_means_ = params.means
-        self.mixture_covariances_ = params.covariances
-        self._mixture = mixture
+    def _mixture_input(self, x: torch.Tensor) -> np.ndarray:
+        # the mixture is fitted and evaluated in float64 (its saved parameters rebuild it exactly)
+        return self._embed(x).float().cpu().numpy().astype(np.float64)
 
     def _fitted_mixture(self) -> Any:
         # rebuilt from the saved arrays after aeclust.load (the predictor itself is not saved)
@@ -527,8 +531,7 @@ class VCC(BaseDeepClusterer):
 
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
         if self.assignment == "mixture":
-            embedding = self._embed(x).float().cpu().numpy().astype(np.float64)
-            labels = self._fitted_mixture().predict(embedding)
+            labels = self._fitted_mixture().predict(self._mixture_input(x))
             return torch.from_numpy(labels.astype(np.int64))
         return self._soft_assignment(x).argmax(dim=1)
 
@@ -542,6 +545,5 @@ class VCC(BaseDeepClusterer):
         with torch.no_grad():
             x = self._to_tensor(X, self._fitted_device())
             if self.assignment == "mixture":
-                embedding = self._embed(x).float().cpu().numpy().astype(np.float64)
-                return self._fitted_mixture().predict_proba(embedding)
+                return self._fitted_mixture().predict_proba(self._mixture_input(x))
             return self._soft_assignment(x).cpu().numpy()
