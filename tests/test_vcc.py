@@ -327,3 +327,12 @@ def test_mixture_assignment_reads_clusters_off_the_same_embedding(blobs, tmp_pat
     restored = aeclust.load(variant.save(tmp_path / "vcc-mixture.pt"))
     assert np.array_equal(restored.predict(x), variant.labels_)
     assert np.allclose(restored.predict_proba(x), proba)
+
+
+def test_a_graph_too_spread_for_eq7_is_refused_before_training():
+    # far-apart raw points: the softmax of eq. 3 spans many orders of magnitude, and eq. 7's
+    # sampling would need billions of draws an epoch; fit says so instead of allocating them
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(60, 20)) * 300).astype(np.float32)
+    with pytest.raises(ValueError, match=r"VCC: the kNN graph's weights .* span"):
+        VCC(n_clusters=3, epochs=1, device="cpu").fit(x)

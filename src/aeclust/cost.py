@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
+from aeclust.diagnostics import DegenerateClusteringWarning
 from aeclust.training import StageCost, probing_cost
 
 __all__ = [
@@ -185,7 +187,9 @@ def estimate_fit_cost(
     if hasattr(probe_est, "verbose"):
         probe_est.set_params(verbose=False)
     start = clock()
-    with probing_cost(probe_steps, clock=clock) as probe:
+    with probing_cost(probe_steps, clock=clock) as probe, warnings.catch_warnings():
+        # a partition after a few steps is not the fit's: its degeneracy means nothing
+        warnings.simplefilter("ignore", DegenerateClusteringWarning)
         probe_est.fit(X)
     wall = clock() - start
     stages = list(probe.stages)

@@ -288,6 +288,8 @@ class CCAE(BaseDeepClusterer):
         As for every estimator.
     pretrain_epochs, pretrain_lr, pretrain_loss, pretrain_patience, pretrain_corruption
         The standard AE's training (stage 0).
+    center_inputs : bool or "auto"
+        Centre the inputs on the training mean, as :class:`aeclust.AEKMeans`.
     batch_size : int
     n_init : int
         k-means++ restarts on the standard AE's codes (the same call as :class:`AEKMeans`, so
@@ -361,6 +363,7 @@ class CCAE(BaseDeepClusterer):
         pretrain_loss: str = "mse",
         pretrain_patience: int | None = None,
         pretrain_corruption: float = 0.0,
+        center_inputs: bool | str = "auto",
         batch_size: int = 256,
         n_init: int = 20,
         keep_snapshots: bool = False,

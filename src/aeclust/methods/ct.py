@@ -111,6 +111,8 @@ class CT(BaseDeepClusterer):
         Reconstruction pretraining epochs (50 in the paper).
     pretrain_lr, pretrain_loss, pretrain_patience, pretrain_corruption
         Pretraining settings, as :class:`aeclust.AEKMeans` (shared pretrained network).
+    center_inputs : bool or "auto"
+        Centre the inputs on the training mean, as :class:`aeclust.AEKMeans`.
     batch_size : int
         Minibatch size (256 in the paper).
     epochs : int
@@ -187,6 +189,7 @@ class CT(BaseDeepClusterer):
         pretrain_loss: str = "mse",
         pretrain_patience: int | None = None,
         pretrain_corruption: float = 0.0,
+        center_inputs: bool | str = "auto",
         batch_size: int = 256,
         epochs: int = 100,
         lam: float = 10.0,

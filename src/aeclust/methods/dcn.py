@@ -141,6 +141,8 @@ class DCN(BaseDeepClusterer):
         Batch norm in the preset's hidden layers, early stopping of pretraining on the training
         loss, masking noise while pretraining — as :class:`aeclust.AEKMeans`, so that every
         method of a protocol can share one pretrained network.
+    center_inputs : bool or "auto"
+        Centre the inputs on the training mean, as :class:`aeclust.AEKMeans`.
     batch_size : int
         Minibatch size of the pretraining and of the alternating optimisation (256 in DCN's code).
     lam : float
@@ -238,6 +240,7 @@ class DCN(BaseDeepClusterer):
         pretrain_loss: str = "mse",
         pretrain_patience: int | None = None,
         pretrain_corruption: float = 0.0,
+        center_inputs: bool | str = "auto",
         batch_size: int = 256,
         lam: float = 1.0,
         epochs: int = 50,

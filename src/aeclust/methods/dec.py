@@ -63,6 +63,8 @@ class DEC(BaseDeepClusterer):
     pretrain_epochs, pretrain_lr, pretrain_loss, pretrain_patience, pretrain_corruption
         Autoencoder pretraining (DEC pretrains a stacked denoising AE; ``pretrain_corruption=0.2``
         reproduces its masking noise end to end).
+    center_inputs : bool or "auto"
+        Centre the inputs on the training mean, as :class:`aeclust.AEKMeans`.
     batch_size : int
         Minibatch size (256 in the paper).
     optimizer : {"sgd", "adam", "adamw"}
@@ -118,6 +120,7 @@ class DEC(BaseDeepClusterer):
         pretrain_loss: str = "mse",
         pretrain_patience: int | None = None,
         pretrain_corruption: float = 0.0,
+        center_inputs: bool | str = "auto",
         batch_size: int = 256,
         optimizer: str = "sgd",
         lr: float = 0.01,
@@ -284,6 +287,7 @@ class IDEC(DEC):
         pretrain_loss: str = "mse",
         pretrain_patience: int | None = None,
         pretrain_corruption: float = 0.0,
+        center_inputs: bool | str = "auto",
         batch_size: int = 256,
         optimizer: str = "adam",
         lr: float = 1e-3,

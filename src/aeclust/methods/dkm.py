@@ -149,6 +149,8 @@ class DKM(BaseDeepClusterer):
         Batch norm in the preset's hidden layers, early stopping of pretraining on the training
         loss, masking noise while pretraining — as :class:`aeclust.AEKMeans`, so that every
         method of a protocol can share one pretrained network.
+    center_inputs : bool or "auto"
+        Centre the inputs on the training mean, as :class:`aeclust.AEKMeans`.
     batch_size : int
         Minibatch size (256 in the authors' code).
     lam : float
@@ -249,6 +251,7 @@ class DKM(BaseDeepClusterer):
         pretrain_loss: str = "mse",
         pretrain_patience: int | None = None,
         pretrain_corruption: float = 0.0,
+        center_inputs: bool | str = "auto",
         batch_size: int = 256,
         lam: float = 1.0,
         pretrained: bool = True,

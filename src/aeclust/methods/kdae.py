@@ -71,6 +71,8 @@ class KDAE(BaseDeepClusterer):
     pretrain_epochs, pretrain_lr, pretrain_loss, pretrain_patience, pretrain_corruption
         Its pretraining: 50 epochs of BCE with a sigmoid output, Adam, early stopping
         (patience 10).
+    center_inputs : bool or "auto"
+        Centre the inputs on the training mean, as :class:`aeclust.AEKMeans`.
     batch_size : int
     n_init : int
         k-means restarts on the initial embedding (100 in the authors' code).
@@ -140,6 +142,7 @@ class KDAE(BaseDeepClusterer):
         pretrain_loss: str = "bce",
         pretrain_patience: int | None = 10,
         pretrain_corruption: float = 0.0,
+        center_inputs: bool | str = "auto",
         batch_size: int = 256,
         n_init: int = 100,
         cluster_autoencoder: Sequence[int] = (1024, 256, 10),
@@ -348,6 +351,7 @@ class DAMIC(KDAE):
         pretrain_loss: str = "bce",
         pretrain_patience: int | None = 10,
         pretrain_corruption: float = 0.0,
+        center_inputs: bool | str = "auto",
         batch_size: int = 256,
         n_init: int = 100,
         cluster_autoencoder: Sequence[int] = (1024, 256, 10),

@@ -142,6 +142,13 @@ class AEKMeans(BaseDeepClusterer):
         Early stopping of pretraining on the training loss (None: all epochs).
     pretrain_corruption : float
         Masking noise of a denoising autoencoder during pretraining (0: plain autoencoder).
+    center_inputs : bool or "auto"
+        Remove the training mean from every input before the network (fit, predict,
+        transform; stored as ``input_offset_``). ``"auto"`` (default) centres when the mean
+        row holds more than half of the data's energy
+        (:func:`aeclust.methods.base.mean_image_share`: faces and other dense images, where the
+        ReLU autoencoder otherwise stops at the mean image with every code equal), never with
+        ``pretrain_loss="bce"``.
     batch_size : int
     n_init : int
         k-means restarts.
@@ -187,6 +194,7 @@ class AEKMeans(BaseDeepClusterer):
         pretrain_loss: str = "mse",
         pretrain_patience: int | None = None,
         pretrain_corruption: float = 0.0,
+        center_inputs: bool | str = "auto",
         batch_size: int = 256,
         n_init: int = 20,
         pretrain_cache: bool | str = False,

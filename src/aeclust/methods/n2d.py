@@ -85,6 +85,8 @@ class N2D(BaseDeepClusterer):
         Early stopping of pretraining on the training loss (None: all epochs).
     pretrain_corruption : float
         Masking noise during pretraining (0: a plain autoencoder, as N2D).
+    center_inputs : bool or "auto"
+        Centre the inputs on the training mean, as :class:`aeclust.AEKMeans`.
     batch_size : int
     umap_neighbors : int
         UMAP's ``n_neighbors`` (N2D: 20). Capped at ``n_samples - 1`` on tiny data.
@@ -157,6 +159,7 @@ class N2D(BaseDeepClusterer):
         pretrain_loss: str = "mse",
         pretrain_patience: int | None = None,
         pretrain_corruption: float = 0.0,
+        center_inputs: bool | str = "auto",
         batch_size: int = 256,
         umap_neighbors: int = 20,
         umap_components: int | None = None,
@@ -263,6 +266,9 @@ class N2D(BaseDeepClusterer):
             )
             self._mixture = mixture
         return mixture
+
+    def _training_embedding(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.manifold_)  # the layout fit clustered: no second UMAP pass
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         codes = self._codes(x).cpu().numpy().astype(np.float32)

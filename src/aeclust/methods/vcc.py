@@ -120,6 +120,11 @@ def _in_batch_negatives(
     return _latent_distance(heads.repeat_interleave(rate, dim=0), tails_repeated[order])
 
 
+#: Above this many separation draws per edge and epoch (eq. 7), ``fit`` refuses the graph: its
+#: weights span too many orders of magnitude for the sampling to finish (see ``_fit``).
+MAX_DRAWS_PER_EDGE = 1000
+
+
 @register_estimator
 class VCC(BaseDeepClusterer):
     """Very Compact Clusters: an MLP embedding trained on a kNN graph, then self-trained.
@@ -318,13 +323,31 @@ class VCC(BaseDeepClusterer):
         union = self.symmetrization == "fuzzy_union"
         return symmetrize_graph(softmax_knn_graph(dist, idx, sign=sign), fuzzy_union=union), m
 
+    @staticmethod
+    def _refuse_graph(values: torch.Tensor, draws: str) -> None:
+        spread = float(values.max()) / float(values.min()) if float(values.min()) > 0 else math.inf
+        raise ValueError(
+            f"VCC: the kNN graph's weights (eq. 3, a softmax of neighbour distances) span "
+            f"{spread:.3g} (max/min) on this data, so eq. 7 would draw {draws} edges an epoch "
+            f"({values.numel():,} edges); the distances are too large for the softmax. Reduce the "
+            "input's dimension or scale (downsample the images, PCA)"
+            + (", or set steps_per_epoch" if math.isfinite(spread) else "")
+        )
+
     # -- fit ------------------------------------------------------------------------------------
     def _fit(self, x: torch.Tensor, seed: int) -> None:
         device = x.device
         n = x.shape[0]
         graph, self.n_neighbors_ = self._graph(x, seed)
         rows, cols, values = graph_edges(graph)
+        smallest = float(values.min())
+        if smallest <= 0.0:  # weights underflowed to 0: the spread below is infinite
+            self._refuse_graph(values, "no finite number of")
         separation = EdgeSampler(separation_rates(values))
+        if not self.steps_per_epoch and separation.total > MAX_DRAWS_PER_EDGE * values.numel():
+            # eq. 7's rates follow the spread of the weights; on the benchmark sets an epoch draws
+            # each edge 2-4 times, while raw 128x128 images give a spread of 5e10 and 1.4e11 draws
+            self._refuse_graph(values, f"{separation.total:,}")
         plus_rates = contraction_rates(values)
         # R⁺ is 0 for every edge only if all weights are equal; then every edge is "strong".
         contraction = EdgeSampler(plus_rates if int(plus_rates.sum()) > 0 else plus_rates + 1)
