@@ -157,6 +157,7 @@ PRETRAIN_KEYS: frozenset[str] = frozenset(
         "pretrain_optimizer",
         "pretrain_patience",
         "pretrain_corruption",
+        "center_inputs",
         "batch_size",
     }
 )
