@@ -314,3 +314,12 @@ def test_console_script_runs():
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "nope.csv" in proc.stderr
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_cluster_says_when_the_partition_is_degenerate(tmp_path, capsys):
+    same = tmp_path / "same.npy"
+    np.save(same, np.ones((40, 6), dtype=np.float32))  # one distinct point: empty clusters
+    assert main(["cluster", str(same), "--method", "kmeans", "--n-clusters", "3"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: KMeans ended in a degenerate partition: 2 of 3 clusters are empty" in err

@@ -12,6 +12,7 @@ import csv
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from aeclust import __version__
+from aeclust.diagnostics import DegenerateClusteringWarning
 
 logger = logging.getLogger("aeclust")
 
@@ -186,15 +188,24 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     if args.estimate_only:
         return 0
     start = time.perf_counter()
-    if args.checkpoint_dir:
-        from aeclust.training import checkpointing
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DegenerateClusteringWarning)
+        if args.checkpoint_dir:
+            from aeclust.training import checkpointing
 
-        # an interrupted run, started again with the same arguments, continues from here
-        with checkpointing(args.checkpoint_dir, interval_s=args.checkpoint_interval):
+            # an interrupted run, started again with the same arguments, continues from here
+            with checkpointing(args.checkpoint_dir, interval_s=args.checkpoint_interval):
+                labels = model.fit_predict(data.x)
+        else:
             labels = model.fit_predict(data.x)
-    else:
-        labels = model.fit_predict(data.x)
     elapsed = time.perf_counter() - start
+    for warning in caught:  # one readable line each (the others as Python prints them)
+        if issubclass(warning.category, DegenerateClusteringWarning):
+            print(f"warning: {warning.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
 
     written = _write_labels(args, labels)
     say = _messages(args)

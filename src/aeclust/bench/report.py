@@ -406,10 +406,13 @@ def _md_section(store: ResultStore, proto: Protocol, variant: str) -> list[str]:
         if "nmi" in proto.metrics
         else ""
     )
-    lines.append(
-        f"- Paper reports {metric_names}{nmi_text}; the paper's numbers are over "
-        f"{proto.seeds} run(s)."
-    )
+    if proto.paper:
+        lines.append(
+            f"- Paper reports {metric_names}{nmi_text}; the paper's numbers are over "
+            f"{proto.seeds} run(s)."
+        )
+    else:  # a library protocol: no paper table to set beside
+        lines.append(f"- No paper numbers; we report {metric_names}{nmi_text}.")
     if runs:
         lines.append(
             f"- Ours: {len(runs)} run(s), seeds {', '.join(map(str, seeds_used))} "
