@@ -165,6 +165,35 @@ def test_a_diagnostic_row_without_runs_or_paper_numbers_is_left_out(tmp_path: Pa
     assert "| KM, extra diagnostic | 1 (0) |" in render_report(db, fmt="md")
 
 
+def test_a_symmetric_value_range_column_feeds_2x_minus_1_and_is_its_own_configuration(
+    tiny: Path, tmp_path: Path
+) -> None:
+    """value_range = "symmetric" maps the loader's [0, 1] to [-1, 1] (DKM's code reads USPS so);
+    the stored configuration says so, and a "unit" column's configuration is unchanged."""
+    sym = tmp_path / "sym.toml"
+    sym.write_text(
+        TINY.replace('label = "Digits"', 'label = "Digits"\nvalue_range = "symmetric"', 1)
+    )
+    db_unit, db_sym = tmp_path / "unit.db", tmp_path / "sym.db"
+    for proto, db in ((tiny, db_unit), (sym, db_sym)):
+        summary = run_protocol(
+            proto, quick=True, seeds=1, device="cpu", db=db, methods=["kmeans"], plots=False
+        )
+        assert not summary.failures
+    (unit,), (symmetric,) = _rows(db_unit), _rows(db_sym)
+    assert "value_range" not in json.loads(unit["config_json"])["dataset"]
+    assert json.loads(symmetric["config_json"])["dataset"]["value_range"] == "symmetric"
+    assert unit["config_hash"] != symmetric["config_hash"]
+    # k-means is affine-equivariant: the same partition on 2x - 1 as on x
+    assert symmetric["acc"] == pytest.approx(unit["acc"], abs=0.02)
+
+    from aeclust.bench.runner import _load
+
+    for spec_path, low in ((tiny, 0.0), (sym, -1.0)):
+        data = _load(load_protocol(spec_path), "digits", True, None, False)
+        assert data.x.min() == pytest.approx(low) and data.x.max() == pytest.approx(1.0)
+
+
 def test_first_seed_runs_later_seeds_alone(tiny: Path, tmp_path: Path) -> None:
     """--first-seed 1 --seeds 1 stores seed 1 only, as seed 1 of a 0..1 run does."""
     db = tmp_path / "one.db"
@@ -734,6 +763,7 @@ def test_protocol_parameters_match_the_registered_estimators(path: Path) -> None
         (("pretrain_epochs = 2", "pretrain_epoch = 2"), "unknown pretraining key"),
         (('title = "Tiny protocol on digits"', "subtitle = 1"), "unknown top-level"),
         (("[paper.dec.digits]", "[paper.dec.mnist]"), "not a [datasets] key"),
+        (('label = "Digits"', 'label = "Digits"\nvalue_range = "pm1"'), "value_range must be"),
     ],
 )
 def test_validation_rejects_bad_protocols(change: tuple[str, str], message: str) -> None:

@@ -107,6 +107,7 @@ def test_without_reinitialisation_the_centres_stay_put(digits):
         (dict(reinit="always"), "'reinit' parameter of CT"),
         (dict(alpha=0.0), r"'alpha' parameter of CT must be a float in the range \(0.0, inf\)"),
         (dict(lam=-1.0), r"'lam' parameter of CT must be a float in the range \[0.0, inf\)"),
+        (dict(assignment="fuzzy-cmeans", alpha=1.0), "fuzzy-cmeans' needs alpha > 1"),
     ],
 )
 def test_bad_parameters_are_named(params, message, digits):

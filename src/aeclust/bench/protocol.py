@@ -32,6 +32,7 @@ the numbers the paper printed, so that a run can be set beside them. Keys (see
     note = "..."                      # how our copy differs from the paper's
     available = true                  # false: paper column only, nothing to load
     downsample = 4                    # optional k x k block mean of the images
+    value_range = "symmetric"         # optional: [-1, 1] (x -> 2x - 1), not the loader's [0, 1]
     n_clusters = 10                   # optional (default: the number of classes)
     [datasets.<key>.pretrain]         # per-data-set overrides of [pretrain]
     [datasets.<key>.methods.<row>]    # per-data-set overrides of a method's parameters
@@ -191,6 +192,8 @@ _TOP_KEYS = frozenset(
         "classifiers",
     }
 )
+#: How a column's pixels enter the methods: the loader's [0, 1], or [-1, 1] (x -> 2x - 1).
+VALUE_RANGES = frozenset({"unit", "symmetric"})
 _REQUIRED = ("name", "title", "citation", "table", "kind", "metrics", "nmi_average", "seeds")
 _DATASET_KEYS = frozenset(
     {
@@ -199,6 +202,7 @@ _DATASET_KEYS = frozenset(
         "note",
         "available",
         "downsample",
+        "value_range",
         "n_clusters",
         "pretrain",
         "methods",
@@ -297,6 +301,9 @@ class DatasetSpec:
         False for columns with nothing to load (paper numbers only).
     downsample : int or None
         Block-mean factor applied to the images after loading.
+    value_range : {"unit", "symmetric"}
+        ``"unit"``: the loader's [0, 1]; ``"symmetric"``: mapped to [-1, 1] by x -> 2x - 1 (as a
+        reference implementation fed the data, e.g. DKM's code on USPS).
     n_clusters : int or None
         Number of clusters (default: the number of classes).
     pretrain : dict
@@ -313,6 +320,7 @@ class DatasetSpec:
     note: str = ""
     available: bool = True
     downsample: int | None = None
+    value_range: str = "unit"
     n_clusters: int | None = None
     pretrain: dict[str, Any] = field(default_factory=dict)
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -706,6 +714,9 @@ def validate(data: Mapping[str, Any], *, source: str = "<protocol>") -> Protocol
             isinstance(downsample, bool) or not isinstance(downsample, int) or downsample < 1
         ):
             errors.append(f"{where}.downsample must be a positive integer")
+        value_range = spec.get("value_range", "unit")
+        if value_range not in VALUE_RANGES:
+            errors.append(f"{where}.value_range must be one of {sorted(VALUE_RANGES)}")
         n_clusters = spec.get("n_clusters")
         if n_clusters is not None and (
             isinstance(n_clusters, bool) or not isinstance(n_clusters, int) or n_clusters < 1
@@ -741,6 +752,7 @@ def validate(data: Mapping[str, Any], *, source: str = "<protocol>") -> Protocol
             note=str(spec.get("note", "")),
             available=bool(available),
             downsample=downsample,
+            value_range=str(value_range),
             n_clusters=n_clusters,
             pretrain=ds_pretrain,
             methods=checked,
@@ -1063,6 +1075,7 @@ def same_cell(a: Protocol, b: Protocol, row: str, key: str, quick: bool) -> str 
         ("estimator", ma.estimator, mb.estimator),
         ("data set", a.data_name(key, quick), b.data_name(key, quick)),
         ("downsample", da.downsample, db.downsample),
+        ("value_range", da.value_range, db.value_range),
         ("n_clusters", da.n_clusters, db.n_clusters),
         ("nmi_average", a.nmi_average, b.nmi_average),
         ("shared_pretrain", ma.shared_pretrain, mb.shared_pretrain),

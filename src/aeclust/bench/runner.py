@@ -223,6 +223,13 @@ def _downsample(
     return np.ascontiguousarray(imgs.reshape(len(x), -1), dtype=np.float32), shape
 
 
+def _value_range_entry(proto: Protocol, key: str) -> dict[str, str]:
+    """``{"value_range": ...}`` for a column that changes it, else nothing, so that the stored
+    configurations and hashes of every other cell stay as they were."""
+    value_range = proto.datasets[key].value_range
+    return {} if value_range == "unit" else {"value_range": value_range}
+
+
 def _load(proto: Protocol, key: str, quick: bool, data_home: Any, download: bool) -> _Data:
     from aeclust.datasets import load_dataset
 
@@ -232,6 +239,8 @@ def _load(proto: Protocol, key: str, quick: bool, data_home: Any, download: bool
     if ds.y is None:
         raise ValueError(f"{name} has no labels to evaluate against")
     x, shape = _downsample(ds.x, ds.image_shape, spec.downsample or 1)
+    if spec.value_range == "symmetric":
+        x = 2.0 * x - 1.0
     n_clusters = spec.n_clusters or int(ds.n_classes or len(np.unique(ds.y)))
     return _Data(key, name, x, ds.y, shape, n_clusters, proto.is_substitute(key, quick))
 
@@ -399,6 +408,7 @@ class _Runner:
                 "key": data.key,
                 "name": data.name,
                 "downsample": self.proto.datasets[data.key].downsample,
+                **_value_range_entry(self.proto, data.key),
                 "n_samples": int(data.x.shape[0]),
                 "n_features": int(data.x.shape[1]),
                 "image_shape": list(data.image_shape) if data.image_shape else None,
@@ -421,6 +431,7 @@ class _Runner:
             "params": {k: v for k, v in _json_safe(params).items() if k not in _NOT_HASHED},
             "data": data_name,
             "downsample": self.proto.datasets[key].downsample,
+            **_value_range_entry(self.proto, key),
             "nmi_average": self.proto.nmi_average,
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
@@ -921,6 +932,7 @@ def _classification_hash(
         "split": proto.datasets[key].split,
         "data": data_name,
         "downsample": proto.datasets[key].downsample,
+        **_value_range_entry(proto, key),
         "nmi_average": proto.nmi_average,
     }
     if proto.methods[rep].select is not None:  # absent otherwise: older cells keep their hash
@@ -1044,6 +1056,7 @@ def _run_classification_seed(
                 "key": data.key,
                 "name": data.name,
                 "downsample": proto.datasets[data.key].downsample,
+                **_value_range_entry(proto, data.key),
                 "n_samples": int(data.x.shape[0]),
                 "n_features": int(data.x.shape[1]),
                 "n_classes": data.n_clusters,

@@ -27,6 +27,7 @@ from aeclust.methods.base import (
 from aeclust.pretrain import reconstruction_loss
 from aeclust.primitives import (
     assign,
+    fuzzy_cmeans_membership,
     inverse_distance_assignment,
     kmeans,
     softmax_assignment,
@@ -35,11 +36,14 @@ from aeclust.primitives import (
 )
 from aeclust.training import Trainer, batched_apply, make_optimizer
 
-#: The soft assignments G the centering loss can use (name -> G(z, centres, alpha)).
+#: The soft memberships the centering loss can use (name -> u(z, centres, alpha)). The weight G of
+#: eq. 10 is the membership itself, except for "fuzzy-cmeans", where it is u^alpha (Bezdek's
+#: objective, alpha the fuzzifier).
 ASSIGNMENTS: dict[str, Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]] = {
     "inverse-distance": inverse_distance_assignment,
     "softmax": softmax_assignment,
     "student-t": student_t_assignment,
+    "fuzzy-cmeans": fuzzy_cmeans_membership,
 }
 REINITS = ("kmeans", "none")
 
@@ -60,21 +64,26 @@ def centering_loss(
         The centroids mu, fixed during the epoch.
     alpha : float
         Parameter of G (Table 4: 2 to 3).
-    assignment : {"inverse-distance", "softmax", "student-t"}
+    assignment : {"inverse-distance", "softmax", "student-t", "fuzzy-cmeans"}
         G_k(z) = |z - mu_k|^(-alpha) / sum_j |z - mu_j|^(-alpha); DKM's
-        softmax_k(-alpha |z - mu_k|^2); or DEC's Student's t kernel with alpha degrees of
-        freedom, (1 + |z - mu_k|^2 / alpha)^(-(alpha + 1) / 2) normalised.
+        softmax_k(-alpha |z - mu_k|^2); DEC's Student's t kernel with alpha degrees of
+        freedom, (1 + |z - mu_k|^2 / alpha)^(-(alpha + 1) / 2) normalised; or
+        G_k = u_k^alpha with u the fuzzy c-means membership of fuzzifier alpha > 1
+        (:func:`aeclust.primitives.fuzzy_cmeans_membership`), so that the term is Bezdek's
+        fuzzy c-means objective J_alpha.
 
     Returns
     -------
     loss : Tensor ()
     g : Tensor (n, k)
+        The membership (u for "fuzzy-cmeans", else G), rows summing to 1.
     """
     with torch.autocast(z.device.type, enabled=False):
         z = z.float()
         mu = centers.detach().float()
         g = ASSIGNMENTS[assignment](z, mu, alpha)
-        return (squared_distances(z, mu) * g).sum(dim=1).mean(), g
+        weight = g.pow(alpha) if assignment == "fuzzy-cmeans" else g
+        return (squared_distances(z, mu) * weight).sum(dim=1).mean(), g
 
 
 @register_estimator
@@ -86,7 +95,9 @@ class CT(BaseDeepClusterer):
     3. For each of ``epochs`` fine-tuning epochs (100 in the paper), with mu held fixed, minimise
        by minibatch SGD (Adam, batch 256)
 
-           L = L_rec + lam * sum_i sum_k G_k(z_i) |z_i - mu_k|^2            (eqs. 10-11)
+           L = L_rec + lam * mean_i sum_k G_k(z_i) |z_i - mu_k|^2           (eqs. 10-11)
+
+       (both terms are batch means, L_rec a per-sample sum of squares, so lam weighs like terms)
 
        then run k-means on the new embedding of the whole data set, warm-started from mu, and
        use its centres as mu for the next epoch (the "re-initialisation", Algorithm 1).
@@ -95,7 +106,7 @@ class CT(BaseDeepClusterer):
 
     Equations 10-11 were lost in the text extraction; the paper says only that G is a
     differentiable soft assignment with a parameter alpha (2 to 3 in its Table 4), different from
-    DKM's softmax. Both readings are implemented (``assignment``); see docs/METHODS.md for the
+    DKM's softmax. Four readings are implemented (``assignment``); see docs/METHODS.md for the
     ablation that picked the default.
 
     Parameters
@@ -122,10 +133,10 @@ class CT(BaseDeepClusterer):
         CMU-PIE, 1e-4 for RCV1).
     alpha : float
         Parameter of G (Table 4: 3 for MNIST and COIL100, 2.5 for USPS, 2 otherwise).
-    assignment : {"inverse-distance", "softmax", "student-t"}
+    assignment : {"inverse-distance", "softmax", "student-t", "fuzzy-cmeans"}
         The soft assignment G (see :func:`centering_loss`). The default, DKM's softmax with the
         paper's small alpha, won our ablation (``benchmarks/protocols/ct-assignment.toml``;
-        docs/METHODS.md).
+        docs/METHODS.md). ``"fuzzy-cmeans"`` needs ``alpha > 1`` (the fuzzifier).
     reinit : {"kmeans", "none"}
         ``"none"`` is the paper's "Ours-rein" ablation (Tables 5-6): mu stays at the initial
         k-means centres and ``labels_`` is the nearest of them.
@@ -155,7 +166,8 @@ class CT(BaseDeepClusterer):
         ``labels_changed`` (fraction of points whose k-means label changed in the
         re-initialisation).
     initial_max_membership_, max_membership_ : ndarray (n_samples,)
-        max_k G_k(z_i) before and after fine-tuning (the paper's Fig. 3 histograms).
+        The largest membership max_k G_k(z_i) (max_k u_k for ``"fuzzy-cmeans"``, whose rows of u
+        sum to 1) before and after fine-tuning (the paper's Fig. 3 histograms).
     n_iter_ : int
         Fine-tuning epochs run.
     pretrain_history_ : list of dict
@@ -207,6 +219,13 @@ class CT(BaseDeepClusterer):
         verbose: bool = False,
     ) -> None:
         store_init_args(self, locals())
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        if self.assignment == "fuzzy-cmeans" and self.alpha <= 1.0:
+            raise ValueError(
+                f"assignment='fuzzy-cmeans' needs alpha > 1 (the fuzzifier), got alpha={self.alpha}"
+            )
 
     def _max_membership(self, z: torch.Tensor, centers: torch.Tensor) -> np.ndarray:
         g = ASSIGNMENTS[self.assignment](z, centers, float(self.alpha))

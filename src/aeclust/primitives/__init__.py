@@ -2,6 +2,7 @@
 MMD, PEDCC)."""
 
 from aeclust.primitives.assignments import (
+    fuzzy_cmeans_membership,
     inverse_distance_assignment,
     kl_divergence,
     softmax_assignment,
@@ -22,6 +23,7 @@ __all__ = [
     "KMeansResult",
     "PEDCCResult",
     "assign",
+    "fuzzy_cmeans_membership",
     "gaussian_kernel_bandwidths",
     "inverse_distance_assignment",
     "kl_divergence",

@@ -72,3 +72,19 @@ def inverse_distance_assignment(
     with torch.autocast(z.device.type, enabled=False):
         d2 = squared_distances(z.float(), centers.float())
         return torch.softmax(-0.5 * alpha * torch.log(d2 + eps), dim=1)
+
+
+def fuzzy_cmeans_membership(
+    z: torch.Tensor, centers: torch.Tensor, fuzzifier: float, eps: float = 1e-8
+) -> torch.Tensor:
+    """Fuzzy c-means membership u_k(z) = 1 / sum_j (|z - mu_k| / |z - mu_j|)^(2 / (m - 1)).
+
+    The membership that minimises Bezdek's objective sum_k u_k^m |z - mu_k|^2 for fixed centres
+    (fuzzifier m > 1). Computed as softmax(-log(d^2 + eps) / (m - 1)) so that a point on a centre
+    does not divide by zero.
+    """
+    if fuzzifier <= 1.0:
+        raise ValueError(f"the fuzzy c-means fuzzifier must be > 1, got {fuzzifier}")
+    with torch.autocast(z.device.type, enabled=False):
+        d2 = squared_distances(z.float(), centers.float())
+        return torch.softmax(-torch.log(d2 + eps) / (fuzzifier - 1.0), dim=1)
