@@ -134,18 +134,29 @@ def test_an_autoencoder_that_loses_its_points_is_reseeded(blobs):
     )
     model.fit(x)
     models = model.autoencoders_
+    xt = torch.from_numpy(x)
+    opt = torch.optim.Adam(models.parameters())
+    models.train()
+    models(xt).square().mean().backward()  # one step, so that every model has Adam moments
+    opt.step()
     with torch.no_grad():  # make autoencoder 3 useless: it wins no point
         models.decoder[-1].bias[3].fill_(1e3)
-    xt = torch.from_numpy(x)
     assert 3 not in model._assign(models, xt).tolist()
     source = int(torch.bincount(model._assign(models, xt), minlength=4).argmax())
-    opt = torch.optim.Adam(models.parameters())
     model.reseed_noise = 0.0
     labels = model._assign(models, xt)
     assert model._reseed_empty(models, opt, labels, torch.Generator().manual_seed(0)) == 1
     models.eval()
     out = models(xt[:10])
     assert torch.allclose(out[3], out[source])  # a copy of the largest cluster's autoencoder
+    # the copy starts with fresh Adam moments, in the linear layers and the batch norms alike
+    kinds = set()
+    for param, per_model in models.per_model_parameters():
+        kinds.add(param.ndim)
+        for name in ("exp_avg", "exp_avg_sq"):
+            moments = per_model(opt.state[param][name])
+            assert torch.all(moments[3] == 0) and torch.any(moments[source] != 0)
+    assert kinds == {1, 3}  # batch-norm vectors (k * width,), linear weights and biases (k, ., .)
 
 
 def test_damic_uses_the_gate(blobs):

@@ -136,15 +136,19 @@ class ICAE(BaseDeepClusterer):
         Use augmented views (Loss1 and extra MMD points); False is Table 4's ablation: one view,
         no Loss1.
     n_views : int
-        Augmented views per image V (Sec. 4.3 and the code: 4; Algorithm 1: 1).
+        Augmented views per image V (Eq. 8 and the authors' June-2019 code: 4; their current
+        code: 5; Algorithm 1: 1).
     rotation : float
         Rotation range in degrees, uniform in [-rotation, rotation] (code: 10).
     shift : float
-        Translation range as a fraction of the image size, each axis (code: 0.1).
+        Translation range as a fraction of the image size, each axis (the authors' code: 0.1,
+        vertical only).
     scale : (low, high)
         Zoom range (code: 0.9 to 1.1).
     shear : (low, high)
-        Horizontal shear range in degrees (code: -10 to 5).
+        Horizontal shear range in degrees (the authors' code: -10 to 5 in torchvision's sign
+        convention, where a positive shear moves the lower rows left; ours moves them right, so
+        the same numbers draw the mirrored range).
     hflip, vflip : bool
         Random left-right / up-down mirroring (the paper adds flips for Fashion and COIL20).
     pedcc_iter : int
@@ -188,13 +192,15 @@ class ICAE(BaseDeepClusterer):
     -----
     Choices the paper leaves open (see docs/METHODS.md, ICAE):
 
-    - Scale: codes and centroids have unit norm here (the code scales the centroids to norm
-      alpha = sqrt(d) and does not normalise the codes). Loss1 is Eq. 1 read literally, the
-      squared distance summed over the coordinates, measured at the paper's radius alpha
-      (``latent_radius``): alpha^2 |z - z'|^2 for unit codes. The noise beta * N(0, I) at unit
-      norm is the paper's alpha * beta * n0 (Eq. 4) at radius alpha, the code's
-      0.05 sqrt(d) N(0, I). (The code's own weights differ from Table 3: 5 x the per-coordinate
-      MSE for the augmentation term, 5 x the MMD; Table 3's are the defaults.)
+    - Scale: codes and centroids have unit norm here, as in the authors' current code (their
+      June-2019 upload scaled the centroids to norm alpha = sqrt(d) and did not normalise the
+      codes). Loss1 is Eq. 1 read literally, the squared distance summed over the coordinates,
+      measured at the paper's radius alpha (``latent_radius``): alpha^2 |z - z'|^2 for unit
+      codes. The noise beta * N(0, I) at unit norm is the paper's alpha * beta * n0 (Eq. 4) at
+      radius alpha (the June-2019 code's 0.05 sqrt(d) N(0, I); the current code adds
+      0.05 N(0, I) / sqrt(d)). The codes' own weights differ from Table 3 (June-2019: 5 x the
+      per-coordinate MSE for the augmentation term, 5 x the MMD; current: 0.01 x that MSE,
+      1 x the MMD on the clean codes only); Table 3's are the defaults.
     - Inputs in [0, 1] are mapped to [-1, 1] (the paper's normalisation) for the network and
       the losses; augmentations act on the [0, 1] images, so that the pixels entering the frame
       are background (0).

@@ -65,9 +65,10 @@ class KDAE(BaseDeepClusterer):
     ----------
     n_clusters : int
     autoencoder, embedding_dim, activation, batch_norm, image_shape
-        The initial autoencoder; default the paper's 1024-256-10 (Sec. 3.4) with ELU and batch
+        The initial autoencoder; default the paper's 1024-256-10 (Sec. 3.5) with ELU and batch
         norm. The defaults are the full protocol of ``kdae-table2`` (0.752 on USPS against
-        0.736 with the authors' code networks, 500-500-2000-10 and 500-100-10; BENCHMARKS.md).
+        0.736 with mirrored 500-500-2000-10 and 500-100-10 networks, close to the authors' code,
+        whose initial decoder is 10-500-500 without the 2000 layer; BENCHMARKS.md).
     pretrain_epochs, pretrain_lr, pretrain_loss, pretrain_patience, pretrain_corruption
         Its pretraining: 50 epochs of BCE with a sigmoid output, Adam, early stopping
         (patience 10).
@@ -222,14 +223,10 @@ class KDAE(BaseDeepClusterer):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
                 models.copy_model(source, target, self.reseed_noise)
-            for p in models.parameters():
-                for value in optimizer.state.get(p, {}).values():
-                    if (
-                        isinstance(value, torch.Tensor)
-                        and value.ndim
-                        and value.shape[0] == self.n_clusters
-                    ):
-                        value[target] = 0
+            for param, per_model in models.per_model_parameters():
+                for value in optimizer.state.get(param, {}).values():
+                    if isinstance(value, torch.Tensor) and value.shape == param.shape:
+                        per_model(value)[target] = 0  # Adam's moments of the copied model
             counts[target] = counts[source] // 2
             counts[source] -= counts[target]
         return len(empty)
@@ -329,7 +326,8 @@ class DAMIC(KDAE):
     gate_hidden : sequence of int
         Hidden widths of the gate network (it ends in n_clusters logits).
     (others)
-        As :class:`KDAE` (``loss`` is not used).
+        As :class:`KDAE` (``loss`` is not used, nor ``reseed_noise``: DAMIC never re-seeds an
+        autoencoder, the gate decides the clusters).
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -134,6 +134,21 @@ class BatchedMLPAutoencoder(nn.Module):
                 for t in (module.weight, module.bias, module.running_mean, module.running_var):
                     view = t.view(k, -1)
                     view[target] = view[source]
+
+    def per_model_parameters(
+        self,
+    ) -> list[tuple[nn.Parameter, Callable[[torch.Tensor], torch.Tensor]]]:
+        """Every trainable parameter with the view that puts the model index first: a linear
+        layer's (k, ...) as it is, a batch norm's (k * width,) as (k, width). Applied to a tensor
+        of the parameter's shape (e.g. an optimiser's moments), ``view(t)[i]`` is model i's part."""
+        k = self.n_models
+        out: list[tuple[nn.Parameter, Callable[[torch.Tensor], torch.Tensor]]] = []
+        for module in self.modules():
+            if isinstance(module, BatchedLinear):
+                out += [(p, lambda t: t) for p in (module.weight, module.bias)]
+            elif isinstance(module, nn.BatchNorm1d) and module.affine:
+                out += [(p, lambda t: t.view(k, -1)) for p in (module.weight, module.bias)]
+        return out
 
     def config(self) -> dict[str, Any]:
         """Arguments that rebuild this module."""

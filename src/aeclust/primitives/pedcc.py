@@ -74,7 +74,9 @@ def pedcc(
 
     exactly the update of the authors' PEDCC code (velocity with no damping, the position moved
     by the velocity of the previous step). For ``n_centers <= dim + 1`` the minimum angle
-    approaches the regular simplex's arccos(-1/(k-1)).
+    approaches the regular simplex's arccos(-1/(k-1)) for the papers' sizes (96.33 degrees after
+    200 steps for k = 10, d = 60; simplex 96.38); as the velocity is never damped, very small
+    cases do not settle in 200 steps (k = 2: 166-180 degrees; k = 3 in 2-D: 92-120).
 
     Parameters
     ----------
