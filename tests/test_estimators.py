@@ -10,6 +10,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import aeclust
 from aeclust import DEC, IDEC, AEKMeans, KMeans
+from aeclust.methods import METHODS
 from aeclust.methods.ccae import CCAE, ClassSeparatingAE
 from aeclust.methods.kdae import DAMIC, KDAE
 from aeclust.metrics import cluster_accuracy
@@ -333,6 +334,26 @@ class MyAE(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.encode(x)
         return z, self.decode(z)
+
+
+class ReconstructionOnlyAE(MyAE):
+    """The most common user module: ``forward`` returns the reconstruction alone."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return self.decode(self.encode(x))
+
+
+@pytest.mark.parametrize("name", ["ae-kmeans", "dec", "idec", "dcn", "dkm", "ct", "ccae"])
+def test_a_users_module_is_trained_through_encode_and_decode_not_its_forward(name, digits):
+    """The documented contract is encode() and decode(); what forward returns does not matter."""
+    x, _ = digits
+    cls = METHODS[name]
+    est = cls(3, autoencoder=ReconstructionOnlyAE(), pretrain_epochs=2, random_state=0)
+    short = {"epochs": 1, "max_iter": 2, "update_interval": 1, "n_shifts": 1, "shift_epochs": 1}
+    est.set_params(**{k: v for k, v in short.items() if k in est.get_params()})
+    labels = est.set_params(n_init=1, device="cpu").fit(x[:200]).labels_
+    assert labels.shape == (200,) and set(labels) <= {0, 1, 2}
+    assert est.transform(x[:5]).shape == (5, 5)
 
 
 def test_save_and_load_a_users_own_module(digits, tmp_path):

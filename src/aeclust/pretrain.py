@@ -21,7 +21,7 @@ import torch
 from torch.nn import functional as F
 
 from aeclust._utils import atomic_torch_save
-from aeclust.nn import Autoencoder
+from aeclust.nn import Autoencoder, encode_decode
 from aeclust.training import EarlyStopping, Trainer, make_optimizer, probing
 
 logger = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ def pretrain_autoencoder(
 
     def loss_fn(idx: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
         inputs = F.dropout(xb, corruption) * (1 - corruption) if corruption > 0 else xb
-        _, x_hat = autoencoder(inputs)
+        _, x_hat = encode_decode(autoencoder, inputs)
         return reconstruction_loss(x_hat, xb, kind)
 
     history = trainer.run([x], loss_fn)

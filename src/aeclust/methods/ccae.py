@@ -43,7 +43,7 @@ from aeclust.methods.base import (
     shared_constraints,
     store_init_args,
 )
-from aeclust.nn import Autoencoder, build_autoencoder
+from aeclust.nn import Autoencoder, build_autoencoder, encode_decode
 from aeclust.pretrain import PretrainConfig, pretrain_autoencoder, reconstruction_loss
 from aeclust.primitives import grouped_knn, kmeans, squared_distances
 from aeclust.primitives.kmeans import cluster_sums
@@ -219,7 +219,7 @@ def train_on_targets(
     )
 
     def loss_fn(idx: torch.Tensor, xb: torch.Tensor, tb: torch.Tensor) -> torch.Tensor:
-        _, x_hat = ae(xb)
+        _, x_hat = encode_decode(ae, xb)
         return reconstruction_loss(x_hat, tb, "mse")
 
     history = trainer.run([x, targets], loss_fn)

@@ -24,6 +24,7 @@ from aeclust.methods.base import (
     shared_constraints,
     store_init_args,
 )
+from aeclust.nn import encode_decode
 from aeclust.pretrain import reconstruction_loss
 from aeclust.primitives import (
     assign,
@@ -243,7 +244,7 @@ class CT(BaseDeepClusterer):
         optimizer = make_optimizer(ae.parameters(), self.optimizer, self.lr)
 
         def loss_fn(idx: torch.Tensor, xb: torch.Tensor) -> Any:
-            zb, x_hat = ae(xb)
+            zb, x_hat = encode_decode(ae, xb)
             rec = reconstruction_loss(x_hat, xb, self.rec_loss)
             clu, _ = centering_loss(zb, state["centers"], alpha, self.assignment)
             return rec + lam * clu, {"reconstruction": rec, "clustering": clu}

@@ -25,7 +25,7 @@ from aeclust.methods.base import (
     shared_constraints,
     store_init_args,
 )
-from aeclust.nn import Autoencoder
+from aeclust.nn import Autoencoder, encode_decode
 from aeclust.pretrain import reconstruction_loss
 from aeclust.primitives import assign, kmeans
 from aeclust.training import Trainer, batched_apply, make_optimizer
@@ -271,7 +271,7 @@ class DCN(BaseDeepClusterer):
         state: dict[str, Any] = {"pending": None, "changed": torch.zeros((), device=x.device)}
 
         def loss_fn(idx: torch.Tensor, xb: torch.Tensor) -> Any:
-            zb, x_hat = ae(xb)
+            zb, x_hat = encode_decode(ae, xb)
             rec = reconstruction_loss(x_hat, xb, self.rec_loss)
             target = model.centers[model.assignments[idx]]
             clu = (zb.float() - target).pow(2).sum(dim=1).mean()

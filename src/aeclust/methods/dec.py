@@ -29,7 +29,7 @@ from aeclust.methods.base import (
     shared_constraints,
     store_init_args,
 )
-from aeclust.nn import Autoencoder
+from aeclust.nn import Autoencoder, encode_decode
 from aeclust.pretrain import reconstruction_loss
 from aeclust.primitives import kl_divergence, kmeans, student_t_assignment, target_distribution
 from aeclust.training import StopTraining, Trainer, batch_slices, batched_apply, make_optimizer
@@ -193,7 +193,7 @@ class DEC(BaseDeepClusterer):
 
         def loss_fn(idx: torch.Tensor, xb: torch.Tensor) -> Any:
             if rec_weight > 0:
-                zb, x_hat = ae(xb)
+                zb, x_hat = encode_decode(ae, xb)
                 rec = reconstruction_loss(x_hat, xb, "mse")
             else:
                 zb, rec = ae.encode(xb), None

@@ -29,7 +29,7 @@ from aeclust.methods.base import (
     shared_constraints,
     store_init_args,
 )
-from aeclust.nn import Autoencoder
+from aeclust.nn import Autoencoder, encode_decode
 from aeclust.pretrain import PretrainConfig, reconstruction_loss
 from aeclust.primitives import assign, kmeans, softmax_assignment, squared_distances
 from aeclust.training import Trainer, batched_apply, make_optimizer
@@ -314,7 +314,7 @@ class DKM(BaseDeepClusterer):
             current["alpha"] = alphas[min(epoch // per_alpha, len(alphas) - 1)]
 
         def loss_fn(idx: torch.Tensor, xb: torch.Tensor) -> Any:
-            zb, x_hat = ae(xb)
+            zb, x_hat = encode_decode(ae, xb)
             rec = reconstruction_loss(x_hat, xb, self.rec_loss)
             clu, _ = dkm_clustering_loss(zb, model.representatives, current["alpha"])
             return rec + lam * clu, {"reconstruction": rec, "clustering": clu}

@@ -6,6 +6,7 @@ from aeclust.nn.autoencoders import (
     MLPAutoencoder,
     autoencoder_from_config,
     build_autoencoder,
+    encode_decode,
     make_activation,
     register_module,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "ResNetAutoencoder",
     "autoencoder_from_config",
     "build_autoencoder",
+    "encode_decode",
     "make_activation",
     "register_module",
 ]

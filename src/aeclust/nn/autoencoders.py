@@ -26,6 +26,16 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
+def encode_decode(autoencoder: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The embedding and the reconstruction of ``x``: an aeclust network's ``forward``; for a
+    user's module, ``encode`` then ``decode`` (the documented contract), whatever its own
+    ``forward`` returns (often the reconstruction alone)."""
+    if isinstance(autoencoder, Autoencoder):
+        return autoencoder(x)
+    z = autoencoder.encode(x)
+    return z, autoencoder.decode(z)
+
+
 def make_activation(name: str | None) -> nn.Module:
     """Instantiate an activation by name (``None`` or ``"linear"`` -> identity)."""
     if name is None or name in ("linear", "identity", "none"):
