@@ -153,8 +153,11 @@ class _ShiftByBias(nn.Module):
         super().__init__()
         self.b = nn.Parameter(torch.zeros(2))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return x, x + self.b
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return z + self.b
 
 
 def test_eq6_retraining_loss_is_the_squared_error_to_the_shifted_targets():
