@@ -11,7 +11,7 @@ from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from aeclust.methods.base import load
-from aeclust.methods.dcn import DCN, _DCNModel, dcn_centroid_update
+from aeclust.methods.dcn import DCN, DCNModule, dcn_centroid_update
 from aeclust.methods.dkm import DKM, annealed_alphas, dkm_clustering_loss
 from aeclust.metrics import cluster_accuracy
 from aeclust.nn import MLPAutoencoder
@@ -112,9 +112,19 @@ def test_dcn_vectorised_centroid_update_equals_the_sequential_rule(initial_count
 
 def test_dcn_state_lives_in_checkpointed_buffers():
     ae = MLPAutoencoder([6, 2])
-    model = _DCNModel(ae, torch.zeros(3, 2), torch.zeros(10, dtype=torch.long), 100)
+    data = torch.zeros(10, 6)
+    model = DCNModule(
+        ae,
+        torch.zeros(3, 2),
+        torch.zeros(10, dtype=torch.long),
+        data,
+        initial_count=100,
+        lam=1.0,
+        rec_loss="sum",
+    )
     keys = set(model.state_dict())
     assert {"centers", "counts", "assignments"} <= keys
+    assert not any(k.startswith("data") for k in keys)  # the training set is not state
     assert all(not k.startswith(("centers", "counts")) for k, _ in model.named_parameters())
 
 

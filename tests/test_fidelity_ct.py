@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+import aeclust.methods.base as base_module
 import aeclust.methods.ct as ct_module
 from aeclust.methods.ct import CT, centering_loss
 from aeclust.metrics import cluster_accuracy, nmi
@@ -211,7 +212,8 @@ def test_each_epoch_reinitialises_kmeans_from_the_previous_centres(monkeypatch):
         calls.append((kwargs, result))
         return result
 
-    monkeypatch.setattr(ct_module, "kmeans", spy)
+    monkeypatch.setattr(ct_module, "kmeans", spy)  # the re-initialisations
+    monkeypatch.setattr(base_module, "kmeans", spy)  # the initial k-means (shared opening)
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(0, 0.3, (4, 2)), rng.normal(3, 0.3, (4, 2))]).astype(np.float32)
     est = CT(
@@ -243,7 +245,8 @@ def test_ours_rein_runs_kmeans_once(monkeypatch):
         calls.append(kwargs)
         return real(x, n_clusters, **kwargs)
 
-    monkeypatch.setattr(ct_module, "kmeans", spy)
+    monkeypatch.setattr(ct_module, "kmeans", spy)  # the re-initialisations
+    monkeypatch.setattr(base_module, "kmeans", spy)  # the initial k-means (shared opening)
     est = _hand_ct(reinit="none", epochs=2).fit(X4)
     assert len(calls) == 1 and "init" not in calls[0]
     assert len(est.history_) == 2

@@ -8,6 +8,7 @@ from aeclust.pretrain import PretrainConfig, pretrain_autoencoder
 from aeclust.training import (
     EarlyStopping,
     Trainer,
+    TrainingModule,
     batch_slices,
     checkpointing,
     make_optimizer,
@@ -247,3 +248,49 @@ def test_stop_training_from_a_step_hook_ends_cleanly():
     assert trainer.n_steps == 25
     assert len(hist) == 3 and hist[-1]["converged"] is True
     assert hist[-1]["loss"] > 0
+
+
+class _Recorder(TrainingModule):
+    """A one-parameter model that records when the Trainer calls each hook."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+        self.events: list[str] = []
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.events.append(f"start{epoch}")
+
+    def before_step(self, step: int) -> None:
+        self.events.append(f"before{step}")
+
+    def training_step(self, idx: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+        self.events.append(f"step{len(idx)}")
+        return (xb.sum(dim=1) * self.w).pow(2).mean()
+
+    def on_epoch_end(self, epoch: int, record: dict) -> None:
+        record["seen"] = len(self.events)
+        self.events.append(f"end{epoch}")
+
+    def on_train_end(self) -> None:
+        self.events.append("train_end")
+
+
+def test_fit_calls_a_training_modules_hooks_in_order():
+    module = _Recorder()
+    trainer = Trainer(module, torch.optim.SGD(module.parameters(), lr=0.01), epochs=2, batch_size=3)
+    history = trainer.fit([torch.ones(6, 2)])
+    assert module.events == [
+        "start0", "before0", "step3", "before1", "step3", "end0",
+        "start1", "before2", "step3", "before3", "step3", "end1",
+        "train_end",
+    ]  # fmt: skip
+    assert [r["seen"] for r in history] == [5, 11]  # on_epoch_end may add to the record
+    assert not module.training  # left in eval mode
+
+
+def test_fit_refuses_a_plain_module_with_the_way_out():
+    net = torch.nn.Linear(2, 1)
+    trainer = Trainer(net, torch.optim.SGD(net.parameters(), lr=0.01), epochs=1)
+    with pytest.raises(TypeError, match=r"TrainingModule.*Trainer\.run"):
+        trainer.fit([torch.ones(4, 2)])

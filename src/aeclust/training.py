@@ -38,6 +38,48 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 LossFn = Callable[..., LossOutput]
 
 
+class TrainingModule(nn.Module):
+    """A method's model, apart from the loop (as PyTorch Lightning separates them).
+
+    It holds the method's networks and its state: parameters (trained), buffers (centres,
+    assignments) and, for state that is not a tensor of fixed shape (a target not yet computed,
+    a record of updates, a random generator), PyTorch's own ``get_extra_state`` /
+    ``set_extra_state``. All of it is in ``state_dict()``, so a :class:`Trainer` checkpoint of the
+    module resumes the method with nothing else to save. :meth:`Trainer.fit` calls, per epoch::
+
+        on_epoch_start(epoch)
+        for each minibatch:  before_step(step); loss = training_step(idx, *batch); optimiser step
+        on_epoch_end(epoch, record)
+        ...
+        on_train_end()                      # once, after the last epoch
+
+    A method implements :meth:`training_step` (its loss, as the paper writes it) and the hooks
+    it needs; the others do nothing.
+    """
+
+    def training_step(self, idx: torch.Tensor, *batch: torch.Tensor) -> LossOutput:
+        """The loss of one minibatch: a scalar, or ``(loss, {"part": value, ...})``.
+
+        ``idx`` are the minibatch's row indices into the training tensors (for per-sample state
+        such as a target distribution); ``batch`` the rows of each training tensor.
+        """
+        raise NotImplementedError
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Before the epoch's first step (e.g. a schedule that follows the epoch)."""
+
+    def before_step(self, step: int) -> None:
+        """Before every optimisation step (``step`` counts from 0 over the whole run); may raise
+        :class:`StopTraining` to end training there (a convergence test)."""
+
+    def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> bool | None:
+        """After the epoch: whole-data refreshes; may add entries to ``record``; True stops."""
+        return None
+
+    def on_train_end(self) -> None:
+        """Once, after the last epoch (or a stop)."""
+
+
 def make_optimizer(
     params: Any,
     name: str = "adam",
@@ -457,6 +499,35 @@ class Trainer:
         return int(state["epoch"]), dict(state["extra"])
 
     # -- the loop -------------------------------------------------------------------------------
+    def fit(self, tensors: Sequence[torch.Tensor]) -> list[dict[str, Any]]:
+        """Train ``module`` (a :class:`TrainingModule`) for ``epochs`` passes over ``tensors``.
+
+        Its :meth:`TrainingModule.training_step` is the loss and its hooks run at the points
+        :class:`TrainingModule` lists; its whole state (parameters, buffers, extra state) is what
+        a checkpoint saves and a resumed run restores.
+
+        Returns
+        -------
+        list of dict
+            One record per epoch, as :meth:`run`.
+        """
+        module = self.module
+        if not isinstance(module, TrainingModule):
+            raise TypeError(
+                f"Trainer.fit needs a TrainingModule, got {type(module).__name__}; "
+                "use Trainer.run(tensors, loss_fn) for a plain module"
+            )
+        history = self.run(
+            tensors,
+            module.training_step,
+            on_epoch_start=module.on_epoch_start,
+            on_epoch_end=module.on_epoch_end,
+            before_step=module.before_step,
+        )
+        module.on_train_end()
+        module.eval()
+        return history
+
     def run(
         self,
         tensors: Sequence[torch.Tensor],
@@ -510,7 +581,11 @@ class Trainer:
                 "epochs": self.epochs,
                 "batch_size": self.batch_size,
                 "data": _tensor_fingerprint(tensors),
-                "module": [[k, list(v.shape)] for k, v in self.module.state_dict().items()],
+                "module": [
+                    [k, list(v.shape)]
+                    for k, v in self.module.state_dict().items()
+                    if isinstance(v, torch.Tensor)  # not a module's extra state
+                ],
             }
             restored = self._load_checkpoint() if self.checkpoint_path.exists() else None
             if restored is not None:

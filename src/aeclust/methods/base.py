@@ -42,7 +42,8 @@ from aeclust.diagnostics import DegenerateClusteringWarning, partition_problems
 from aeclust.nn import Autoencoder, autoencoder_from_config, build_autoencoder
 from aeclust.nn.autoencoders import ACTIVATIONS, AUTOENCODER_CLASSES
 from aeclust.pretrain import PRETRAIN_LOSSES, REC_LOSSES, PretrainConfig, pretrain_autoencoder
-from aeclust.training import OPTIMIZERS, batched_apply
+from aeclust.primitives import KMeansResult, kmeans
+from aeclust.training import OPTIMIZERS, Trainer, TrainingModule, batched_apply, make_optimizer
 
 MODEL_FORMAT = "aeclust-model"
 MODEL_VERSION = 1
@@ -409,9 +410,75 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             return fn(x).cpu().numpy()
 
     # -- for subclasses -------------------------------------------------------------------------
-    @abstractmethod
     def _fit(self, x: torch.Tensor, seed: int) -> None:
-        """Fit on a float32 tensor already on the device (inside a seeded block)."""
+        """Fit on a float32 tensor already on the device (inside a seeded block).
+
+        The template every method that fine-tunes a pretrained autoencoder follows: pretrain
+        (:meth:`_pretrained_autoencoder`) → initialise the method's
+        :class:`~aeclust.training.TrainingModule` (:meth:`_training_module`, usually from
+        k-means on the embedding: :meth:`_initial_kmeans`) → :meth:`Trainer.fit
+        <aeclust.training.Trainer.fit>` for :meth:`_training_epochs` epochs, checkpointed
+        under the key ``type(self).__name__.lower()`` → the fitted attributes
+        (:meth:`_fitted_from`) → ``labels_ = predict(X)``. Methods of another shape (no
+        pretrained network, several networks, rounds of training) override it.
+        """
+        ae = self._pretrained_autoencoder(x, seed)
+        module = self._training_module(ae, x, seed)
+        trainer = Trainer(
+            module,
+            self._make_optimizer(module.parameters()),
+            epochs=self._training_epochs(x.shape[0]),
+            batch_size=self.batch_size,
+            seed=seed,
+            autocast_dtype=self._autocast_dtype(x.device),
+            verbose=self.verbose,
+            desc=type(self).__name__,
+            resume_key=type(self).__name__.lower(),
+        )
+        self.history_ = trainer.fit([x])
+        self.autoencoder_ = ae.eval()
+        self._fitted_from(module, trainer, x)
+        self.labels_ = self._predict(x).cpu().numpy().astype(np.int64)
+
+    def _training_module(self, ae: Autoencoder, x: torch.Tensor, seed: int) -> TrainingModule:
+        """The method's model, initialised (the template :meth:`_fit`)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _fit or _training_module")
+
+    def _training_epochs(self, n_samples: int) -> int:
+        """Epochs of the training stage (the template :meth:`_fit`); default ``epochs``."""
+        return int(self.epochs)
+
+    def _fitted_from(self, module: TrainingModule, trainer: Trainer, x: torch.Tensor) -> None:
+        """Set the fitted attributes other than ``labels_``, ``history_`` and ``autoencoder_``
+        from the trained module (the template :meth:`_fit`)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _fit or _fitted_from")
+
+    def _make_optimizer(self, params: Any) -> torch.optim.Optimizer:
+        """The fine-tuning optimiser from ``optimizer``, ``lr`` (and ``momentum`` where the
+        estimator has it)."""
+        return make_optimizer(
+            params, self.optimizer, self.lr, momentum=getattr(self, "momentum", 0.9)
+        )
+
+    def _initial_kmeans(
+        self,
+        ae: Autoencoder,
+        x: torch.Tensor,
+        seed: int,
+        *,
+        autocast_dtype: torch.dtype | None = None,
+    ) -> tuple[torch.Tensor, KMeansResult]:
+        """k-means (``n_init`` restarts, seeded) on the pretrained embedding: the usual start.
+
+        Returns
+        -------
+        z : Tensor (n_samples, embedding_dim)
+            The embedding.
+        result : KMeansResult
+        """
+        z = batched_apply(ae.encode, x, autocast_dtype=autocast_dtype)
+        gen = self._generator(seed, x.device)
+        return z, kmeans(z, self.n_clusters, n_init=self.n_init, generator=gen)
 
     @abstractmethod
     def _predict(self, x: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ from aeclust.methods.base import (
     shared_constraints,
     store_init_args,
 )
-from aeclust.nn import encode_decode
+from aeclust.nn import Autoencoder, encode_decode
 from aeclust.pretrain import reconstruction_loss
 from aeclust.primitives import (
     assign,
@@ -35,7 +35,7 @@ from aeclust.primitives import (
     squared_distances,
     student_t_assignment,
 )
-from aeclust.training import Trainer, batched_apply, make_optimizer
+from aeclust.training import Trainer, TrainingModule, batched_apply
 
 #: The soft memberships the centering loss can use (name -> u(z, centres, alpha)). The weight G of
 #: eq. 10 is the membership itself, except for "fuzzy-cmeans", where it is u^alpha (Bezdek's
@@ -85,6 +85,56 @@ def centering_loss(
         g = ASSIGNMENTS[assignment](z, mu, alpha)
         weight = g.pow(alpha) if assignment == "fuzzy-cmeans" else g
         return (squared_distances(z, mu) * weight).sum(dim=1).mean(), g
+
+
+class CTModule(TrainingModule):
+    """CT's model: the autoencoder, trained on L_r + lambda * L_c (eq. 12) with the centroids
+    held fixed during an epoch (a buffer, with the k-means labels they came from) and replaced
+    after it by k-means on the new embedding, started from them (``reinit="kmeans"``)."""
+
+    def __init__(
+        self,
+        autoencoder: Autoencoder,
+        centers: torch.Tensor,
+        labels: torch.Tensor,
+        data: torch.Tensor,
+        *,
+        alpha: float,
+        lam: float,
+        assignment: str,
+        rec_loss: str,
+        reinit: str,
+        autocast_dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.autoencoder = autoencoder
+        self.register_buffer("centers", centers.detach().float().clone())
+        self.register_buffer("labels", labels.detach().clone())
+        self.data = data  # the training set, for the re-initialisation (not state)
+        self.alpha = float(alpha)
+        self.lam = float(lam)
+        self.assignment = assignment
+        self.rec_loss = rec_loss
+        self.reinit = reinit
+        self.autocast_dtype = autocast_dtype
+
+    def training_step(self, idx: torch.Tensor, xb: torch.Tensor) -> Any:
+        zb, x_hat = encode_decode(self.autoencoder, xb)
+        rec = reconstruction_loss(x_hat, xb, self.rec_loss)
+        clu, _ = centering_loss(zb, self.centers, self.alpha, self.assignment)
+        return rec + self.lam * clu, {"reconstruction": rec, "clustering": clu}
+
+    def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
+        if self.reinit != "kmeans":
+            return
+        ae = self.autoencoder
+        ae.eval()
+        z = batched_apply(ae.encode, self.data, autocast_dtype=self.autocast_dtype)
+        ae.train()
+        result = kmeans(z, self.centers.shape[0], init=self.centers)
+        record["labels_changed"] = float((result.labels != self.labels).float().mean())
+        record["kmeans_inertia"] = result.inertia
+        self.centers, self.labels = result.centers.float(), result.labels
 
 
 @register_estimator
@@ -232,68 +282,30 @@ class CT(BaseDeepClusterer):
         g = ASSIGNMENTS[self.assignment](z, centers, float(self.alpha))
         return g.max(dim=1).values.cpu().numpy().astype(np.float32)
 
-    def _fit(self, x: torch.Tensor, seed: int) -> None:
-        ae = self._pretrained_autoencoder(x, seed)
+    def _training_module(self, ae: Autoencoder, x: torch.Tensor, seed: int) -> CTModule:
         dtype = self._autocast_dtype(x.device)
-        gen = self._generator(seed, x.device)
-        z = batched_apply(ae.encode, x, autocast_dtype=dtype)
-        start = kmeans(z, self.n_clusters, n_init=self.n_init, generator=gen)
-        state = {"centers": start.centers.float(), "labels": start.labels}
-        self.initial_max_membership_ = self._max_membership(z, state["centers"])
-        lam, alpha = float(self.lam), float(self.alpha)
-        optimizer = make_optimizer(ae.parameters(), self.optimizer, self.lr)
-
-        def loss_fn(idx: torch.Tensor, xb: torch.Tensor) -> Any:
-            zb, x_hat = encode_decode(ae, xb)
-            rec = reconstruction_loss(x_hat, xb, self.rec_loss)
-            clu, _ = centering_loss(zb, state["centers"], alpha, self.assignment)
-            return rec + lam * clu, {"reconstruction": rec, "clustering": clu}
-
-        def on_epoch_end(epoch: int, record: dict[str, Any]) -> None:
-            if self.reinit != "kmeans":
-                return
-            ae.eval()
-            z_new = batched_apply(ae.encode, x, autocast_dtype=dtype)
-            ae.train()
-            result = kmeans(z_new, self.n_clusters, init=state["centers"])
-            record["labels_changed"] = float((result.labels != state["labels"]).float().mean())
-            record["kmeans_inertia"] = result.inertia
-            state["centers"], state["labels"] = result.centers.float(), result.labels
-
-        trainer = Trainer(
+        z, start = self._initial_kmeans(ae, x, seed, autocast_dtype=dtype)
+        self.initial_max_membership_ = self._max_membership(z, start.centers.float())
+        return CTModule(
             ae,
-            optimizer,
-            epochs=int(self.epochs),
-            batch_size=self.batch_size,
-            seed=seed,
+            start.centers,
+            start.labels,
+            x,
+            alpha=self.alpha,
+            lam=self.lam,
+            assignment=self.assignment,
+            rec_loss=self.rec_loss,
+            reinit=self.reinit,
             autocast_dtype=dtype,
-            verbose=self.verbose,
-            desc=type(self).__name__,
-            resume_key="ct",
         )
 
-        def set_extra_state(extra: dict[str, Any]) -> None:
-            state["centers"] = extra["centers"].to(x.device)
-            state["labels"] = extra["labels"].to(x.device)
-
-        self.history_ = trainer.run(
-            [x],
-            loss_fn,
-            on_epoch_end=on_epoch_end,
-            # the centroids held fixed during the next epoch (the last re-initialisation)
-            get_extra_state=lambda: {"centers": state["centers"], "labels": state["labels"]},
-            set_extra_state=set_extra_state,
-        )
-        self.autoencoder_ = ae.eval()
-        centers = state["centers"]
-        self.cluster_centers_ = centers.cpu().numpy()
+    def _fitted_from(self, module: CTModule, trainer: Trainer, x: torch.Tensor) -> None:
         # In fp32 the nearest final centre is exactly the last re-initialisation's k-means label
-        # (Lloyd's labels are those of its final centres); the fp32 embedding also makes
-        # labels_ = predict(X) under bf16 training.
-        z = self._embed(x)
-        self.max_membership_ = self._max_membership(z, centers)
+        # (Lloyd's labels are those of its final centres); labels_ = predict(X) takes the fp32
+        # embedding, also under bf16 training.
+        self.cluster_centers_ = module.centers.cpu().numpy()
+        self.max_membership_ = self._max_membership(self._embed(x).float(), module.centers)
         self.n_iter_ = len(self.history_)
-        self.labels_ = assign(z.float(), centers)[0].cpu().numpy().astype(np.int64)
 
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
         centers = torch.from_numpy(self.cluster_centers_).to(x.device)

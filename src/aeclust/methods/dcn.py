@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -27,8 +26,8 @@ from aeclust.methods.base import (
 )
 from aeclust.nn import Autoencoder, encode_decode
 from aeclust.pretrain import reconstruction_loss
-from aeclust.primitives import assign, kmeans
-from aeclust.training import Trainer, batched_apply, make_optimizer
+from aeclust.primitives import assign
+from aeclust.training import Trainer, TrainingModule
 
 
 @torch.no_grad()
@@ -78,16 +77,26 @@ def dcn_centroid_update(
     return new_centers, new_counts
 
 
-class _DCNModel(nn.Module):
-    """The autoencoder plus DCN's k-means state (centroids M, counts c, assignments s) as
-    buffers: the optimiser does not touch them, but checkpoints capture them."""
+class DCNModule(TrainingModule):
+    """DCN's model: the autoencoder plus its k-means state (centroids M, counts c, assignments
+    s) as buffers, which the optimiser does not touch and checkpoints capture.
+
+    One step of Algorithm 1: the network step on L_r + lambda/2 |f(x) - M s|^2 (eq. 5,
+    :meth:`training_step`), then, for the same minibatch, the assignment (eq. 6) and centroid
+    (eq. 7) updates — run just before the next step and at the end of each epoch.
+    """
 
     def __init__(
         self,
         autoencoder: Autoencoder,
         centers: torch.Tensor,
         assignments: torch.Tensor,
+        data: torch.Tensor,
+        *,
         initial_count: float,
+        lam: float,
+        rec_loss: str,
+        autocast_dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.autoencoder = autoencoder
@@ -96,6 +105,49 @@ class _DCNModel(nn.Module):
             "counts", torch.full((centers.shape[0],), float(initial_count), device=centers.device)
         )
         self.register_buffer("assignments", assignments.detach().long().clone())
+        self.data = data  # the training set, to re-encode a minibatch after its step (not state)
+        self.half_lam = 0.5 * float(lam)
+        self.rec_loss = rec_loss
+        self.autocast_dtype = autocast_dtype
+        self.pending: torch.Tensor | None = None  # the minibatch whose updates are due
+        self.changed = torch.zeros((), device=centers.device)  # assignment changes this epoch
+
+    def training_step(self, idx: torch.Tensor, xb: torch.Tensor) -> Any:
+        zb, x_hat = encode_decode(self.autoencoder, xb)
+        rec = reconstruction_loss(x_hat, xb, self.rec_loss)
+        target = self.centers[self.assignments[idx]]
+        clu = (zb.float() - target).pow(2).sum(dim=1).mean()
+        self.pending = idx
+        return rec + self.half_lam * clu, {"reconstruction": rec, "clustering": clu}
+
+    @torch.no_grad()
+    def before_step(self, step: int) -> None:
+        # Steps 2 and 3 for the minibatch whose network step has just been taken.
+        idx = self.pending
+        if idx is None:
+            return
+        self.pending = None
+        ae = self.autoencoder
+        was_training = ae.training
+        ae.eval()
+        with autocast(self.data.device, self.autocast_dtype):
+            zb = ae.encode(self.data[idx])
+        zb = zb.float()
+        labels, _ = assign(zb, self.centers)
+        self.changed += (labels != self.assignments[idx]).sum()
+        self.assignments[idx] = labels
+        centers, counts = dcn_centroid_update(self.centers, self.counts, zb, labels)
+        self.centers.copy_(centers)
+        self.counts.copy_(counts)
+        ae.train(was_training)
+
+    def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
+        self.before_step(-1)
+        record["assignment_changes"] = float(self.changed) / self.data.shape[0]
+        self.changed.zero_()
+
+    def on_train_end(self) -> None:
+        self.before_step(-1)
 
 
 @register_estimator
@@ -258,72 +310,23 @@ class DCN(BaseDeepClusterer):
     ) -> None:
         store_init_args(self, locals())
 
-    def _fit(self, x: torch.Tensor, seed: int) -> None:
-        ae = self._pretrained_autoencoder(x, seed)
-        dtype = self._autocast_dtype(x.device)
-        z = batched_apply(ae.encode, x)
-        init = kmeans(
-            z, self.n_clusters, n_init=self.n_init, generator=self._generator(seed, x.device)
+    def _training_module(self, ae: Autoencoder, x: torch.Tensor, seed: int) -> DCNModule:
+        _, init = self._initial_kmeans(ae, x, seed)
+        return DCNModule(
+            ae,
+            init.centers,
+            init.labels,
+            x,
+            initial_count=self.initial_count,
+            lam=self.lam,
+            rec_loss=self.rec_loss,
+            autocast_dtype=self._autocast_dtype(x.device),
         )
-        model = _DCNModel(ae, init.centers, init.labels, self.initial_count)
-        optimizer = make_optimizer(ae.parameters(), self.optimizer, self.lr, momentum=self.momentum)
-        half_lam = 0.5 * float(self.lam)
-        state: dict[str, Any] = {"pending": None, "changed": torch.zeros((), device=x.device)}
 
-        def loss_fn(idx: torch.Tensor, xb: torch.Tensor) -> Any:
-            zb, x_hat = encode_decode(ae, xb)
-            rec = reconstruction_loss(x_hat, xb, self.rec_loss)
-            target = model.centers[model.assignments[idx]]
-            clu = (zb.float() - target).pow(2).sum(dim=1).mean()
-            state["pending"] = idx
-            return rec + half_lam * clu, {"reconstruction": rec, "clustering": clu}
-
-        def update_clusters(*_: Any) -> None:
-            # Steps 2 and 3 for the batch whose network step has just been taken: the Trainer
-            # calls this before the next step and at the end of the epoch.
-            idx = state["pending"]
-            if idx is None:
-                return
-            state["pending"] = None
-            was_training = ae.training
-            ae.eval()
-            with torch.no_grad():
-                with autocast(x.device, dtype):
-                    zb = ae.encode(x[idx])
-                zb = zb.float()
-                labels, _ = assign(zb, model.centers)
-                state["changed"] += (labels != model.assignments[idx]).sum()
-                model.assignments[idx] = labels
-                centers, counts = dcn_centroid_update(model.centers, model.counts, zb, labels)
-                model.centers.copy_(centers)
-                model.counts.copy_(counts)
-            ae.train(was_training)
-
-        def on_epoch_end(epoch: int, record: dict[str, Any]) -> None:
-            update_clusters()
-            record["assignment_changes"] = float(state["changed"]) / x.shape[0]
-            state["changed"].zero_()
-
-        trainer = Trainer(
-            model,
-            optimizer,
-            epochs=int(self.epochs),
-            batch_size=self.batch_size,
-            seed=seed,
-            autocast_dtype=dtype,
-            verbose=self.verbose,
-            desc=type(self).__name__,
-            resume_key="dcn",  # centres, counts and assignments are buffers of the model
-        )
-        self.history_ = trainer.run(
-            [x], loss_fn, before_step=update_clusters, on_epoch_end=on_epoch_end
-        )
-        update_clusters()
-        self.autoencoder_ = ae.eval()
-        self.cluster_centers_ = model.centers.cpu().numpy()
-        self.cluster_counts_ = model.counts.cpu().numpy()
+    def _fitted_from(self, module: DCNModule, trainer: Trainer, x: torch.Tensor) -> None:
+        self.cluster_centers_ = module.centers.cpu().numpy()
+        self.cluster_counts_ = module.counts.cpu().numpy()
         self.n_iter_ = len(self.history_)
-        self.labels_ = self._predict(x).cpu().numpy().astype(np.int64)
 
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
         centers = torch.from_numpy(self.cluster_centers_).to(x.device)

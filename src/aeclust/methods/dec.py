@@ -31,17 +31,89 @@ from aeclust.methods.base import (
 )
 from aeclust.nn import Autoencoder, encode_decode
 from aeclust.pretrain import reconstruction_loss
-from aeclust.primitives import kl_divergence, kmeans, student_t_assignment, target_distribution
-from aeclust.training import StopTraining, Trainer, batch_slices, batched_apply, make_optimizer
+from aeclust.primitives import kl_divergence, student_t_assignment, target_distribution
+from aeclust.training import StopTraining, Trainer, TrainingModule, batch_slices, batched_apply
 
 
-class _ClusteringModel(nn.Module):
-    """The autoencoder and the learnable cluster centres, trained and checkpointed together."""
+class DECModule(TrainingModule):
+    """DEC's model: the autoencoder, the centres mu (trained), and the target P (eqs. 1-3).
 
-    def __init__(self, autoencoder: Autoencoder, centers: torch.Tensor) -> None:
+    P is recomputed from the whole data set every ``update_interval`` steps
+    (:meth:`before_step`), which also stops training once fewer than ``tol`` of the labels
+    changed since the previous refresh. The loss is ``rec_weight * L_r + clu_weight * KL(P||Q)``
+    (DEC: 0 and 1; IDEC: 1 and gamma, eq. 7). P, the labels of its refresh and the record of
+    refreshes are the module's extra state, so checkpoints carry them.
+    """
+
+    def __init__(
+        self,
+        autoencoder: Autoencoder,
+        centers: torch.Tensor,
+        data: torch.Tensor,
+        *,
+        alpha: float,
+        update_interval: int,
+        tol: float,
+        rec_weight: float,
+        clu_weight: float,
+        autocast_dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         self.autoencoder = autoencoder
         self.centers = nn.Parameter(centers.clone())
+        self.data = data  # the whole training set, for the refreshes of P (not state)
+        self.alpha = alpha
+        self.update_interval = update_interval
+        self.tol = tol
+        self.rec_weight = rec_weight
+        self.clu_weight = clu_weight
+        self.autocast_dtype = autocast_dtype
+        self.target: torch.Tensor | None = None
+        self.labels: torch.Tensor | None = None
+        self.updates: list[dict[str, float]] = []
+
+    def before_step(self, step: int) -> None:
+        if step % self.update_interval:
+            return
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            z = batched_apply(
+                self.autoencoder.encode, self.data, autocast_dtype=self.autocast_dtype
+            )
+            q = student_t_assignment(z, self.centers, self.alpha)
+        self.train(was_training)
+        labels = q.argmax(dim=1)
+        self.target = target_distribution(q)
+        previous, self.labels = self.labels, labels
+        if previous is not None:
+            delta = float((labels != previous).float().mean())
+            self.updates.append({"step": step, "delta_label": delta})
+            if delta < self.tol:
+                raise StopTraining
+
+    def training_step(self, idx: torch.Tensor, xb: torch.Tensor) -> Any:
+        if self.rec_weight > 0:
+            zb, x_hat = encode_decode(self.autoencoder, xb)
+            rec = reconstruction_loss(x_hat, xb, "mse")
+        else:
+            zb, rec = self.autoencoder.encode(xb), None
+        assert self.target is not None  # refreshed at step 0
+        q = student_t_assignment(zb, self.centers, self.alpha)
+        kl = kl_divergence(self.target[idx], q)
+        if rec is None:
+            return self.clu_weight * kl, {"kl": kl}
+        return self.rec_weight * rec + self.clu_weight * kl, {"kl": kl, "reconstruction": rec}
+
+    def get_extra_state(self) -> dict[str, Any]:
+        # the target P in use and the labels of its refresh, until the next refresh
+        return {"p": self.target, "labels": self.labels, "updates": list(self.updates)}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        device = self.data.device
+        self.target = None if state["p"] is None else state["p"].to(device)
+        self.labels = None if state["labels"] is None else state["labels"].to(device)
+        self.updates = list(state["updates"])
 
 
 @register_estimator
@@ -151,92 +223,29 @@ class DEC(BaseDeepClusterer):
             z, torch.from_numpy(self.cluster_centers_).to(x.device), self.alpha
         )
 
-    def _fit(self, x: torch.Tensor, seed: int) -> None:
-        ae = self._pretrained_autoencoder(x, seed)
-        z = batched_apply(ae.encode, x)
-        init = kmeans(
-            z, self.n_clusters, n_init=self.n_init, generator=self._generator(seed, x.device)
-        )
-        model = _ClusteringModel(ae, init.centers)
-        rec_weight = self._reconstruction_weight()
-        clu_weight = self._clustering_weight()
-        # Without reconstruction the decoder gets no gradient; optimisers skip such parameters.
-        optimizer = make_optimizer(
-            model.parameters(), self.optimizer, self.lr, momentum=self.momentum
-        )
-        n_batches = len(batch_slices(x.shape[0], self.batch_size))
-        state: dict[str, Any] = {"p": None, "labels": None}
-        updates: list[dict[str, float]] = []
-        autocast_dtype = self._autocast_dtype(x.device)
-
-        def refresh(step: int) -> None:
-            if step % self.update_interval:
-                return
-            was_training = model.training
-            model.eval()
-            with torch.no_grad():
-                q = student_t_assignment(
-                    batched_apply(ae.encode, x, autocast_dtype=autocast_dtype),
-                    model.centers,
-                    self.alpha,
-                )
-            model.train(was_training)
-            labels = q.argmax(dim=1)
-            state["p"] = target_distribution(q)
-            previous = state["labels"]
-            state["labels"] = labels
-            if previous is not None:
-                delta = float((labels != previous).float().mean())
-                updates.append({"step": step, "delta_label": delta})
-                if delta < self.tol:
-                    raise StopTraining
-
-        def loss_fn(idx: torch.Tensor, xb: torch.Tensor) -> Any:
-            if rec_weight > 0:
-                zb, x_hat = encode_decode(ae, xb)
-                rec = reconstruction_loss(x_hat, xb, "mse")
-            else:
-                zb, rec = ae.encode(xb), None
-            q = student_t_assignment(zb, model.centers, self.alpha)
-            kl = kl_divergence(state["p"][idx], q)
-            if rec is None:
-                return clu_weight * kl, {"kl": kl}
-            return rec + clu_weight * kl, {"kl": kl, "reconstruction": rec}
-
-        trainer = Trainer(
-            model,
-            optimizer,
-            epochs=max(1, math.ceil(self.max_iter / n_batches)),
-            batch_size=self.batch_size,
-            seed=seed,
-            autocast_dtype=autocast_dtype,
-            verbose=self.verbose,
-            desc=type(self).__name__,
-            resume_key=type(self).__name__.lower(),
+    def _training_module(self, ae: Autoencoder, x: torch.Tensor, seed: int) -> DECModule:
+        _, init = self._initial_kmeans(ae, x, seed)
+        return DECModule(
+            ae,
+            init.centers,
+            x,
+            alpha=self.alpha,
+            update_interval=self.update_interval,
+            tol=self.tol,
+            rec_weight=self._reconstruction_weight(),
+            clu_weight=self._clustering_weight(),
+            autocast_dtype=self._autocast_dtype(x.device),
         )
 
-        def set_extra_state(extra: dict[str, Any]) -> None:
-            state["p"] = None if extra["p"] is None else extra["p"].to(x.device)
-            state["labels"] = None if extra["labels"] is None else extra["labels"].to(x.device)
-            updates[:] = extra["updates"]
+    def _training_epochs(self, n_samples: int) -> int:
+        # max_iter counts steps; the loop counts epochs (the convergence test stops it sooner)
+        n_batches = len(batch_slices(n_samples, self.batch_size))
+        return max(1, math.ceil(self.max_iter / n_batches))
 
-        self.history_ = trainer.run(
-            [x],
-            loss_fn,
-            before_step=refresh,
-            # the target P in use and the labels of its refresh, until the next refresh
-            get_extra_state=lambda: {
-                "p": state["p"],
-                "labels": state["labels"],
-                "updates": list(updates),
-            },
-            set_extra_state=set_extra_state,
-        )
-        self.autoencoder_ = ae.eval()
-        self.cluster_centers_ = model.centers.detach().cpu().numpy()
-        self.target_updates_ = updates
+    def _fitted_from(self, module: DECModule, trainer: Trainer, x: torch.Tensor) -> None:
+        self.cluster_centers_ = module.centers.detach().cpu().numpy()
+        self.target_updates_ = module.updates
         self.n_iter_ = trainer.n_steps
-        self.labels_ = self._predict(x).cpu().numpy().astype(np.int64)
 
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
         return self._soft_assignment(x).argmax(dim=1)

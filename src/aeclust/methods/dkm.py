@@ -13,7 +13,6 @@ import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from sklearn.utils._param_validation import StrOptions
 from torch import nn
@@ -32,7 +31,7 @@ from aeclust.methods.base import (
 from aeclust.nn import Autoencoder, encode_decode
 from aeclust.pretrain import PretrainConfig, reconstruction_loss
 from aeclust.primitives import assign, kmeans, softmax_assignment, squared_distances
-from aeclust.training import Trainer, batched_apply, make_optimizer
+from aeclust.training import Trainer, TrainingModule, batched_apply
 
 REINITS = ("none", "kmeans")
 
@@ -90,13 +89,58 @@ def dkm_clustering_loss(
         return (d2 * g).sum(dim=1).mean(), g
 
 
-class _DKMModel(nn.Module):
-    """The autoencoder and the representatives R, trained together (and checkpointed together)."""
+class DKMModule(TrainingModule):
+    """DKM's model: the autoencoder and the representatives R, trained together on
+    L_r + lambda * L_c (eq. 8) with the softmax of eq. 9 at the alpha of the current epoch
+    (``alphas[epoch // epochs_per_alpha]``; the schedule follows the epoch, so a resumed run
+    picks it up by itself). ``reinit="kmeans"`` (ours) replaces R by k-means on the embedding
+    after every epoch.
+    """
 
-    def __init__(self, autoencoder: Autoencoder, representatives: torch.Tensor) -> None:
+    def __init__(
+        self,
+        autoencoder: Autoencoder,
+        representatives: torch.Tensor,
+        data: torch.Tensor,
+        *,
+        alphas: Sequence[float],
+        epochs_per_alpha: int,
+        lam: float,
+        rec_loss: str,
+        reinit: str = "none",
+        autocast_dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         self.autoencoder = autoencoder
         self.representatives = nn.Parameter(representatives.detach().float().clone())
+        self.data = data  # the training set, for the k-means re-initialisation (not state)
+        self.alphas = list(alphas)
+        self.epochs_per_alpha = int(epochs_per_alpha)
+        self.lam = float(lam)
+        self.rec_loss = rec_loss
+        self.reinit = reinit
+        self.autocast_dtype = autocast_dtype
+        self.alpha = self.alphas[0]
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.alpha = self.alphas[min(epoch // self.epochs_per_alpha, len(self.alphas) - 1)]
+
+    def training_step(self, idx: torch.Tensor, xb: torch.Tensor) -> Any:
+        zb, x_hat = encode_decode(self.autoencoder, xb)
+        rec = reconstruction_loss(x_hat, xb, self.rec_loss)
+        clu, _ = dkm_clustering_loss(zb, self.representatives, self.alpha)
+        return rec + self.lam * clu, {"reconstruction": rec, "clustering": clu}
+
+    def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
+        record["alpha"] = self.alpha
+        if self.reinit == "kmeans":
+            ae = self.autoencoder
+            ae.eval()
+            z = batched_apply(ae.encode, self.data, autocast_dtype=self.autocast_dtype)
+            ae.train()
+            result = kmeans(z, self.representatives.shape[0], init=self.representatives.detach())
+            with torch.no_grad():
+                self.representatives.copy_(result.centers)
 
 
 @register_estimator
@@ -293,61 +337,33 @@ class DKM(BaseDeepClusterer):
             config = dataclasses.replace(config, epochs=0)
         return config
 
-    def _fit(self, x: torch.Tensor, seed: int) -> None:
-        alphas = self.alpha_schedule()
-        ae = self._pretrained_autoencoder(x, seed)
-        per_alpha = int(self.epochs_per_alpha)
-        dtype = self._autocast_dtype(x.device)
-        gen = self._generator(seed, x.device)
+    def _training_module(self, ae: Autoencoder, x: torch.Tensor, seed: int) -> DKMModule:
         if self.pretrained:
-            z = batched_apply(ae.encode, x)
-            reps = kmeans(z, self.n_clusters, n_init=self.n_init, generator=gen).centers
+            _, init = self._initial_kmeans(ae, x, seed)
+            reps = init.centers
         else:
+            gen = self._generator(seed, x.device)
             reps = torch.rand((self.n_clusters, ae.embedding_dim), generator=gen, device=x.device)
             reps = 2.0 * reps - 1.0
-        model = _DKMModel(ae, reps)
-        optimizer = make_optimizer(model.parameters(), self.optimizer, self.lr)
-        lam = float(self.lam)
-        current = {"alpha": alphas[0]}
-
-        def on_epoch_start(epoch: int) -> None:
-            current["alpha"] = alphas[min(epoch // per_alpha, len(alphas) - 1)]
-
-        def loss_fn(idx: torch.Tensor, xb: torch.Tensor) -> Any:
-            zb, x_hat = encode_decode(ae, xb)
-            rec = reconstruction_loss(x_hat, xb, self.rec_loss)
-            clu, _ = dkm_clustering_loss(zb, model.representatives, current["alpha"])
-            return rec + lam * clu, {"reconstruction": rec, "clustering": clu}
-
-        def on_epoch_end(epoch: int, record: dict[str, Any]) -> None:
-            record["alpha"] = current["alpha"]
-            if self.reinit == "kmeans":
-                ae.eval()
-                z = batched_apply(ae.encode, x, autocast_dtype=dtype)
-                ae.train()
-                result = kmeans(z, self.n_clusters, init=model.representatives.detach())
-                with torch.no_grad():
-                    model.representatives.copy_(result.centers)
-
-        trainer = Trainer(
-            model,
-            optimizer,
-            epochs=len(alphas) * per_alpha,
-            batch_size=self.batch_size,
-            seed=seed,
-            autocast_dtype=dtype,
-            verbose=self.verbose,
-            desc=type(self).__name__,
-            resume_key="dkm",  # representatives live in the model; alpha follows the epoch
+        return DKMModule(
+            ae,
+            reps,
+            x,
+            alphas=self.alpha_schedule(),
+            epochs_per_alpha=self.epochs_per_alpha,
+            lam=self.lam,
+            rec_loss=self.rec_loss,
+            reinit=self.reinit,
+            autocast_dtype=self._autocast_dtype(x.device),
         )
-        self.history_ = trainer.run(
-            [x], loss_fn, on_epoch_start=on_epoch_start, on_epoch_end=on_epoch_end
-        )
-        self.autoencoder_ = ae.eval()
-        self.cluster_centers_ = model.representatives.detach().cpu().numpy()
-        self.alphas_ = alphas
+
+    def _training_epochs(self, n_samples: int) -> int:
+        return len(self.alpha_schedule()) * int(self.epochs_per_alpha)
+
+    def _fitted_from(self, module: DKMModule, trainer: Trainer, x: torch.Tensor) -> None:
+        self.cluster_centers_ = module.representatives.detach().cpu().numpy()
+        self.alphas_ = module.alphas
         self.n_iter_ = len(self.history_)
-        self.labels_ = self._predict(x).cpu().numpy().astype(np.int64)
 
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
         centers = torch.from_numpy(self.cluster_centers_).to(x.device)
