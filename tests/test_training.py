@@ -11,6 +11,7 @@ from aeclust.training import (
     TrainingModule,
     batch_slices,
     checkpointing,
+    eval_mode,
     make_optimizer,
 )
 
@@ -294,3 +295,15 @@ def test_fit_refuses_a_plain_module_with_the_way_out():
     trainer = Trainer(net, torch.optim.SGD(net.parameters(), lr=0.01), epochs=1)
     with pytest.raises(TypeError, match=r"TrainingModule.*Trainer\.run"):
         trainer.fit([torch.ones(4, 2)])
+
+
+@pytest.mark.parametrize("start_training", [True, False])
+def test_eval_mode_restores_the_modules_mode_even_after_an_error(start_training):
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    net.train(start_training)
+    with eval_mode(net) as inside:
+        assert inside is net and not net.training and not net[1].training
+    assert net.training is start_training and net[1].training is start_training
+    with pytest.raises(RuntimeError), eval_mode(net):
+        raise RuntimeError("a failing whole-data pass")
+    assert net.training is start_training

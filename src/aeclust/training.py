@@ -707,6 +707,22 @@ class Trainer:
         return self.history
 
 
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Evaluation mode for the block, the module's previous mode restored after it.
+
+    For a whole-data pass inside a training stage (a target refresh, a k-means
+    re-initialisation): batch norm uses its running statistics and dropout is off, and the
+    training steps that follow find the module as they left it.
+    """
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
 @torch.no_grad()
 def batched_apply(
     fn: Callable[[torch.Tensor], torch.Tensor],

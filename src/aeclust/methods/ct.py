@@ -35,7 +35,7 @@ from aeclust.primitives import (
     squared_distances,
     student_t_assignment,
 )
-from aeclust.training import Trainer, TrainingModule, batched_apply
+from aeclust.training import Trainer, TrainingModule, batched_apply, eval_mode
 
 #: The soft memberships the centering loss can use (name -> u(z, centres, alpha)). The weight G of
 #: eq. 10 is the membership itself, except for "fuzzy-cmeans", where it is u^alpha (Bezdek's
@@ -127,10 +127,8 @@ class CTModule(TrainingModule):
     def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
         if self.reinit != "kmeans":
             return
-        ae = self.autoencoder
-        ae.eval()
-        z = batched_apply(ae.encode, self.data, autocast_dtype=self.autocast_dtype)
-        ae.train()
+        with eval_mode(self.autoencoder) as ae:
+            z = batched_apply(ae.encode, self.data, autocast_dtype=self.autocast_dtype)
         result = kmeans(z, self.centers.shape[0], init=self.centers)
         record["labels_changed"] = float((result.labels != self.labels).float().mean())
         record["kmeans_inertia"] = result.inertia

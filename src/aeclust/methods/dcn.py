@@ -27,7 +27,7 @@ from aeclust.methods.base import (
 from aeclust.nn import Autoencoder, encode_decode
 from aeclust.pretrain import reconstruction_loss
 from aeclust.primitives import assign
-from aeclust.training import Trainer, TrainingModule
+from aeclust.training import Trainer, TrainingModule, eval_mode
 
 
 @torch.no_grad()
@@ -120,17 +120,25 @@ class DCNModule(TrainingModule):
         self.pending = idx
         return rec + self.half_lam * clu, {"reconstruction": rec, "clustering": clu}
 
-    @torch.no_grad()
     def before_step(self, step: int) -> None:
-        # Steps 2 and 3 for the minibatch whose network step has just been taken.
+        self._update_clusters()
+
+    def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
+        self._update_clusters()
+        record["assignment_changes"] = float(self.changed) / self.data.shape[0]
+        self.changed.zero_()
+
+    def on_train_end(self) -> None:
+        self._update_clusters()
+
+    @torch.no_grad()
+    def _update_clusters(self) -> None:
+        """Steps 2 and 3 (eqs. 6-7) for the minibatch whose network step was just taken."""
         idx = self.pending
         if idx is None:
             return
         self.pending = None
-        ae = self.autoencoder
-        was_training = ae.training
-        ae.eval()
-        with autocast(self.data.device, self.autocast_dtype):
+        with eval_mode(self.autoencoder) as ae, autocast(self.data.device, self.autocast_dtype):
             zb = ae.encode(self.data[idx])
         zb = zb.float()
         labels, _ = assign(zb, self.centers)
@@ -139,15 +147,6 @@ class DCNModule(TrainingModule):
         centers, counts = dcn_centroid_update(self.centers, self.counts, zb, labels)
         self.centers.copy_(centers)
         self.counts.copy_(counts)
-        ae.train(was_training)
-
-    def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
-        self.before_step(-1)
-        record["assignment_changes"] = float(self.changed) / self.data.shape[0]
-        self.changed.zero_()
-
-    def on_train_end(self) -> None:
-        self.before_step(-1)
 
 
 @register_estimator

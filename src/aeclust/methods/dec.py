@@ -32,7 +32,14 @@ from aeclust.methods.base import (
 from aeclust.nn import Autoencoder, encode_decode
 from aeclust.pretrain import reconstruction_loss
 from aeclust.primitives import kl_divergence, student_t_assignment, target_distribution
-from aeclust.training import StopTraining, Trainer, TrainingModule, batch_slices, batched_apply
+from aeclust.training import (
+    StopTraining,
+    Trainer,
+    TrainingModule,
+    batch_slices,
+    batched_apply,
+    eval_mode,
+)
 
 
 class DECModule(TrainingModule):
@@ -75,14 +82,10 @@ class DECModule(TrainingModule):
     def before_step(self, step: int) -> None:
         if step % self.update_interval:
             return
-        was_training = self.training
-        self.eval()
-        with torch.no_grad():
-            z = batched_apply(
-                self.autoencoder.encode, self.data, autocast_dtype=self.autocast_dtype
-            )
+        with torch.no_grad(), eval_mode(self):
+            encode = self.autoencoder.encode
+            z = batched_apply(encode, self.data, autocast_dtype=self.autocast_dtype)
             q = student_t_assignment(z, self.centers, self.alpha)
-        self.train(was_training)
         labels = q.argmax(dim=1)
         self.target = target_distribution(q)
         previous, self.labels = self.labels, labels

@@ -31,7 +31,7 @@ from aeclust.methods.base import (
 from aeclust.nn import Autoencoder, encode_decode
 from aeclust.pretrain import PretrainConfig, reconstruction_loss
 from aeclust.primitives import assign, kmeans, softmax_assignment, squared_distances
-from aeclust.training import Trainer, TrainingModule, batched_apply
+from aeclust.training import Trainer, TrainingModule, batched_apply, eval_mode
 
 REINITS = ("none", "kmeans")
 
@@ -134,10 +134,8 @@ class DKMModule(TrainingModule):
     def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
         record["alpha"] = self.alpha
         if self.reinit == "kmeans":
-            ae = self.autoencoder
-            ae.eval()
-            z = batched_apply(ae.encode, self.data, autocast_dtype=self.autocast_dtype)
-            ae.train()
+            with eval_mode(self.autoencoder) as ae:
+                z = batched_apply(ae.encode, self.data, autocast_dtype=self.autocast_dtype)
             result = kmeans(z, self.representatives.shape[0], init=self.representatives.detach())
             with torch.no_grad():
                 self.representatives.copy_(result.centers)
