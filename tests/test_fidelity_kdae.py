@@ -20,7 +20,13 @@ import torch._dynamo  # torch imports it with the first optimiser (2-4 s): paid 
 from torch import nn
 
 from aeclust.methods import kdae as kdae_module
-from aeclust.methods.kdae import DAMIC, KDAE, _errors
+from aeclust.methods.kdae import (
+    DAMIC,
+    KDAE,
+    _errors,
+    assign_to_best_reconstructor,
+    reseed_empty,
+)
 from aeclust.nn import BatchedMLPAutoencoder, MLPAutoencoder
 from aeclust.pretrain import reconstruction_loss
 from aeclust.training import Trainer
@@ -76,7 +82,7 @@ def capture_losses(monkeypatch, estimator, models=None):
 
     def fake_run(self, tensors, loss_fn, **kwargs):
         captured[self.desc] = loss_fn
-        if self.desc in ("k-DAE", "DAMIC"):
+        if self.desc in ("KDAE", "DAMIC"):
             raise _Stop
         return []
 
@@ -125,20 +131,20 @@ def test_errors_are_the_squared_distance_or_the_norm_per_sample_and_model():
 
 # -- eq. 1: hard minimum --------------------------------------------------------------------------
 def test_eq1_hard_loss_is_the_batch_mean_of_the_row_minimum(monkeypatch):
-    loss_fn = capture_losses(monkeypatch, tiny(KDAE))["k-DAE"]
+    loss_fn = capture_losses(monkeypatch, tiny(KDAE))["KDAE"]
     # row minima of SQUARED: 1, 16, 1 -> mean 18 / 3 = 6 (eq. 1 divided by n)
     assert value(loss_fn(IDX, X)) == pytest.approx(6.0, abs=1e-5)
 
 
 def test_eq1_with_the_authors_norm(monkeypatch):
-    loss_fn = capture_losses(monkeypatch, tiny(KDAE, distance="norm"))["k-DAE"]
+    loss_fn = capture_losses(monkeypatch, tiny(KDAE, distance="norm"))["KDAE"]
     # row minima of NORM: 1, 4, 1 -> mean 6 / 3 = 2 (the authors' un-squared ‖x − x̂‖)
     assert value(loss_fn(IDX, X)) == pytest.approx(2.0, abs=1e-5)
 
 
 def test_eq2_gradient_reaches_only_each_points_best_autoencoder(monkeypatch):
     models = constant_models()
-    loss_fn = capture_losses(monkeypatch, tiny(KDAE), models)["k-DAE"]
+    loss_fn = capture_losses(monkeypatch, tiny(KDAE), models)["KDAE"]
     models.zero_grad()
     loss_fn(IDX, X).backward()
     grad = models.decoder[-1].bias.grad.squeeze(1)  # d loss / d c_i
@@ -151,7 +157,7 @@ def test_eq2_gradient_reaches_only_each_points_best_autoencoder(monkeypatch):
 
 # -- eq. 4: soft minimum --------------------------------------------------------------------------
 def test_eq4_soft_loss(monkeypatch):
-    loss_fn = capture_losses(monkeypatch, tiny(KDAE, loss="soft"))["k-DAE"]
+    loss_fn = capture_losses(monkeypatch, tiny(KDAE, loss="soft"))["KDAE"]
     # −log(e^−a + e^−b) = a − log(1 + e^−(b − a)) with a the row minimum; the gaps are 8, 2, 12:
     #   (1 − log1p(e^−8)) + (16 − log1p(e^−2)) + (1 − log1p(e^−12)), all over 3
     expected = (18.0 - math.log1p(math.exp(-8)) - math.log1p(math.exp(-2))) / 3.0
@@ -197,7 +203,7 @@ def test_initial_kmeans_runs_on_the_initial_autoencoders_embedding():
         ae.encoder_layers[0].bias.zero_()
     x = torch.tensor([[0.0, 8.0], [0.1, -8.0], [4.0, 8.0], [4.1, -8.0]])
     est = tiny(KDAE, autoencoder=ae, n_init=5)
-    labels = est._initial_clustering(x, seed=0).tolist()
+    labels = est._initial_labels(ae, x, seed=0).tolist()
     # z = 0, 0.1, 4, 4.1 -> {x_0, x_1} and {x_2, x_3}
     assert labels[0] == labels[1] != labels[2] == labels[3]
     assert est.initial_labels_.tolist() == labels
@@ -230,9 +236,9 @@ def test_damic_cluster_pretraining_adds_the_gates_cross_entropy(monkeypatch):
 def test_assignment_is_the_argmin_of_the_reconstruction_error(distance):
     models = constant_models().train()
     # argmin of SQUARED (or NORM) rows: (1 < 9) -> 0, (16 < 18) -> 1, (1 < 13) -> 1
-    labels = tiny(KDAE, distance=distance)._assign(models, X)
+    labels = assign_to_best_reconstructor(models, X, distance)
     assert labels.tolist() == [0, 1, 1]
-    assert models.training  # _assign puts the module back in the mode it found
+    assert models.training  # the assignment puts the module back in the mode it found
 
 
 def test_damic_labels_are_the_argmax_of_the_gate_not_of_the_errors():
@@ -299,8 +305,6 @@ def test_batched_batch_norm_uses_model_is_own_running_statistics():
 
 # -- re-seeding (ours, not in the paper) ----------------------------------------------------------
 def test_reseeding_two_empty_models_copies_the_largest_and_splits_its_count():
-    est = tiny(KDAE, reseed_noise=0.0)
-    est.n_clusters = 4
     torch.manual_seed(0)
     models = BatchedMLPAutoencoder(4, [3, 2], batch_norm=False)
     opt = torch.optim.Adam(models.parameters())
@@ -310,7 +314,7 @@ def test_reseeding_two_empty_models_copies_the_largest_and_splits_its_count():
     labels = torch.tensor([0] * 4 + [2] * 6)  # counts (4, 0, 6, 0)
     # target 1: source argmax(4, 0, 6, 0) = 2, which gives it half: counts (4, 3, 3, 0);
     # target 3: source argmax(4, 3, 3, 0) = 0 -> model 1 copies model 2, model 3 copies model 0
-    assert est._reseed_empty(models, opt, labels, torch.Generator().manual_seed(0)) == 2
+    assert reseed_empty(models, opt, labels, torch.Generator().manual_seed(0), 0.0) == 2
     after = models(X.new_ones(1, 3)).detach()
     assert torch.allclose(after[1], before[2]) and torch.allclose(after[3], before[0])
     assert torch.equal(after[0], before[0]) and torch.equal(after[2], before[2])

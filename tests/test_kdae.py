@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from aeclust.methods.kdae import DAMIC, KDAE
+from aeclust.methods.kdae import DAMIC, KDAE, assign_to_best_reconstructor, reseed_empty
 from aeclust.metrics import cluster_accuracy
 from aeclust.nn import BatchedMLPAutoencoder
 
@@ -141,11 +141,14 @@ def test_an_autoencoder_that_loses_its_points_is_reseeded(blobs):
     opt.step()
     with torch.no_grad():  # make autoencoder 3 useless: it wins no point
         models.decoder[-1].bias[3].fill_(1e3)
-    assert 3 not in model._assign(models, xt).tolist()
-    source = int(torch.bincount(model._assign(models, xt), minlength=4).argmax())
-    model.reseed_noise = 0.0
-    labels = model._assign(models, xt)
-    assert model._reseed_empty(models, opt, labels, torch.Generator().manual_seed(0)) == 1
+    assert 3 not in assign_to_best_reconstructor(models, xt, model.distance).tolist()
+    source = int(
+        torch.bincount(
+            assign_to_best_reconstructor(models, xt, model.distance), minlength=4
+        ).argmax()
+    )
+    labels = assign_to_best_reconstructor(models, xt, model.distance)
+    assert reseed_empty(models, opt, labels, torch.Generator().manual_seed(0), 0.0) == 1
     models.eval()
     out = models(xt[:10])
     assert torch.allclose(out[3], out[source])  # a copy of the largest cluster's autoencoder

@@ -54,8 +54,12 @@ class TrainingModule(nn.Module):
         on_train_end()                      # once, after the last epoch
 
     A method implements :meth:`training_step` (its loss, as the paper writes it) and the hooks
-    it needs; the others do nothing.
+    it needs; the others do nothing. While :meth:`Trainer.fit` runs, ``self.trainer`` is that
+    trainer (a hook that must touch the optimiser's state, as k-DAE's re-seeding, finds it
+    there); it is None otherwise.
     """
+
+    trainer: Trainer | None = None
 
     def training_step(self, idx: torch.Tensor, *batch: torch.Tensor) -> LossOutput:
         """The loss of one minibatch: a scalar, or ``(loss, {"part": value, ...})``.
@@ -517,14 +521,18 @@ class Trainer:
                 f"Trainer.fit needs a TrainingModule, got {type(module).__name__}; "
                 "use Trainer.run(tensors, loss_fn) for a plain module"
             )
-        history = self.run(
-            tensors,
-            module.training_step,
-            on_epoch_start=module.on_epoch_start,
-            on_epoch_end=module.on_epoch_end,
-            before_step=module.before_step,
-        )
-        module.on_train_end()
+        module.trainer = self
+        try:
+            history = self.run(
+                tensors,
+                module.training_step,
+                on_epoch_start=module.on_epoch_start,
+                on_epoch_end=module.on_epoch_end,
+                before_step=module.before_step,
+            )
+            module.on_train_end()
+        finally:
+            module.trainer = None  # the module outlives the run; its optimiser need not
         module.eval()
         return history
 

@@ -43,7 +43,14 @@ from aeclust.nn import Autoencoder, autoencoder_from_config, build_autoencoder
 from aeclust.nn.autoencoders import ACTIVATIONS, AUTOENCODER_CLASSES
 from aeclust.pretrain import PRETRAIN_LOSSES, REC_LOSSES, PretrainConfig, pretrain_autoencoder
 from aeclust.primitives import KMeansResult, kmeans
-from aeclust.training import OPTIMIZERS, Trainer, TrainingModule, batched_apply, make_optimizer
+from aeclust.training import (
+    OPTIMIZERS,
+    EarlyStopping,
+    Trainer,
+    TrainingModule,
+    batched_apply,
+    make_optimizer,
+)
 
 MODEL_FORMAT = "aeclust-model"
 MODEL_VERSION = 1
@@ -424,21 +431,49 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         """
         ae = self._pretrained_autoencoder(x, seed)
         module = self._training_module(ae, x, seed)
-        trainer = Trainer(
+        trainer = self._trainer(
             module,
-            self._make_optimizer(module.parameters()),
+            seed,
             epochs=self._training_epochs(x.shape[0]),
-            batch_size=self.batch_size,
-            seed=seed,
-            autocast_dtype=self._autocast_dtype(x.device),
-            verbose=self.verbose,
-            desc=type(self).__name__,
-            resume_key=type(self).__name__.lower(),
+            early_stopping=self._early_stopping(),
         )
         self.history_ = trainer.fit([x])
         self.autoencoder_ = ae.eval()
         self._fitted_from(module, trainer, x)
         self.labels_ = self._predict(x).cpu().numpy().astype(np.int64)
+
+    def _trainer(
+        self,
+        module: TrainingModule,
+        seed: int,
+        *,
+        epochs: int,
+        stage: str | None = None,
+        early_stopping: EarlyStopping | None = None,
+    ) -> Trainer:
+        """A :class:`~aeclust.training.Trainer` of ``module`` with :meth:`_make_optimizer` and
+        the estimator's batch size, precision and verbosity.
+
+        ``stage`` (default the class name) labels the progress bar and, lower-cased with
+        hyphens, keys the stage's checkpoint inside :func:`aeclust.training.checkpointing`.
+        """
+        stage = stage or type(self).__name__
+        return Trainer(
+            module,
+            self._make_optimizer(module.parameters()),
+            epochs=epochs,
+            batch_size=self.batch_size,
+            seed=seed,
+            autocast_dtype=self._autocast_dtype(self._device()),
+            early_stopping=early_stopping,
+            verbose=self.verbose,
+            desc=stage,
+            resume_key=stage.lower().replace(" ", "-"),
+        )
+
+    def _early_stopping(self) -> EarlyStopping | None:
+        """Early stopping of the training stage (the template :meth:`_fit`); default none."""
+        return None
 
     def _training_module(self, ae: Autoencoder, x: torch.Tensor, seed: int) -> TrainingModule:
         """The method's model, initialised (the template :meth:`_fit`)."""

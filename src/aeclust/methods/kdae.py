@@ -31,10 +31,16 @@ from aeclust.methods.base import (
     shared_constraints,
     store_init_args,
 )
-from aeclust.nn import BatchedMLPAutoencoder, MLPClassifier
+from aeclust.nn import Autoencoder, BatchedMLPAutoencoder, MLPClassifier
 from aeclust.pretrain import reconstruction_loss
-from aeclust.primitives import kmeans
-from aeclust.training import EarlyStopping, Trainer, batched_apply, make_optimizer
+from aeclust.training import (
+    EarlyStopping,
+    Trainer,
+    TrainingModule,
+    batched_apply,
+    eval_mode,
+    make_optimizer,
+)
 
 LOSSES = ("hard", "soft")
 DISTANCES = ("squared", "norm")
@@ -46,6 +52,146 @@ def _errors(models: BatchedMLPAutoencoder, x: torch.Tensor, distance: str) -> to
     err = (x_hat - x.float().unsqueeze(0)).pow(2).sum(dim=-1).t()
     # sqrt'(0) is infinite: keep the norm differentiable at a perfect reconstruction.
     return torch.sqrt(err + 1e-12) if distance == "norm" else err
+
+
+def assign_to_best_reconstructor(
+    models: BatchedMLPAutoencoder, x: torch.Tensor, distance: str
+) -> torch.Tensor:
+    """argmin_i d(x_t, f_i(x_t)) of every row of ``x`` (k-DAE's clusters), models in eval mode."""
+    with eval_mode(models):
+        errors = batched_apply(lambda xb: _errors(models, xb, distance), x, 2048)
+    return errors.argmin(dim=1)
+
+
+def reseed_empty(
+    models: BatchedMLPAutoencoder,
+    optimizer: torch.optim.Optimizer,
+    labels: torch.Tensor,
+    generator: torch.Generator,
+    noise: float,
+) -> int:
+    """Give each autoencoder that won no point of ``labels`` a copy of the largest cluster's.
+
+    Ours, not the paper's: the copy (plus relative ``noise``) splits the largest cluster, and
+    the copied model's Adam moments are zeroed so that it starts afresh. Returns the number of
+    autoencoders re-seeded.
+    """
+    counts = torch.bincount(labels, minlength=models.n_models)
+    empty = (counts == 0).nonzero().flatten().tolist()
+    for target in empty:
+        source = int(counts.argmax())
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+            models.copy_model(source, target, noise)
+        for param, per_model in models.per_model_parameters():
+            for value in optimizer.state.get(param, {}).values():
+                if isinstance(value, torch.Tensor) and value.shape == param.shape:
+                    per_model(value)[target] = 0  # Adam's moments of the copied model
+        counts[target] = counts[source] // 2
+        counts[source] -= counts[target]
+    return len(empty)
+
+
+class ClusterPretrainModule(TrainingModule):
+    """Autoencoder i pretrained on the points of initial cluster i, all k in one pass.
+
+    With a ``gate`` (DAMIC), the gate learns the initial labels at the same time: the loss is
+    the reconstruction plus the gate's cross entropy.
+    """
+
+    def __init__(
+        self, models: BatchedMLPAutoencoder, loss_kind: str, gate: nn.Module | None = None
+    ) -> None:
+        super().__init__()
+        self.models = models
+        self.gate = gate
+        self.loss_kind = loss_kind
+
+    def training_step(self, idx: torch.Tensor, xb: torch.Tensor, lb: torch.Tensor) -> Any:
+        x_hat = self.models(xb)[lb, torch.arange(xb.shape[0], device=xb.device)]
+        rec = reconstruction_loss(x_hat, xb, self.loss_kind)
+        if self.gate is None:
+            return rec
+        ce = F.cross_entropy(self.gate(xb).float(), lb)
+        return rec + ce, {"reconstruction": rec, "gate_cross_entropy": ce}
+
+
+class KDAEModule(TrainingModule):
+    """k-DAE's joint stage: the k autoencoders and each point's best reconstructor.
+
+    The loss is eq. 1, mean_t min_i d(x_t, f_i(x_t)), or with ``loss="soft"`` eq. 4,
+    −mean_t log Σ_i exp(−d(x_t, f_i(x_t))). At each epoch's end every point is re-assigned
+    (the ``labels`` buffer) and an autoencoder left without points is re-seeded
+    (:func:`reseed_empty`); the count of re-seedings and the generator that draws their noise
+    are the module's extra state.
+    """
+
+    labels: torch.Tensor
+
+    def __init__(
+        self,
+        models: BatchedMLPAutoencoder,
+        data: torch.Tensor,
+        initial_labels: torch.Tensor,
+        *,
+        loss: str,
+        distance: str,
+        reseed_noise: float,
+        generator: torch.Generator,
+    ) -> None:
+        super().__init__()
+        self.models = models
+        self.data = data  # the whole training set, re-assigned at epoch ends (not state)
+        self.register_buffer("labels", initial_labels.clone())
+        self.loss = loss
+        self.distance = distance
+        self.reseed_noise = reseed_noise
+        self.generator = generator
+        self.n_reseeded = 0
+
+    def training_step(self, idx: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+        err = _errors(self.models, xb, self.distance)
+        if self.loss == "soft":
+            return -torch.logsumexp(-err, dim=1).mean()
+        return err.min(dim=1).values.mean()
+
+    def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
+        current = assign_to_best_reconstructor(self.models, self.data, self.distance)
+        # Recorded because the hard min of eq. 1 lets one autoencoder that reconstructs a
+        # whole family of classes absorb its neighbours' clusters (Fashion-MNIST): the sizes
+        # show the collapse, the fraction of changed labels the convergence.
+        record["cluster_sizes"] = torch.bincount(current, minlength=self.models.n_models).tolist()
+        record["label_changes"] = float((current != self.labels).float().mean())
+        self.labels = current
+        assert self.trainer is not None  # set by Trainer.fit
+        reseeded = reseed_empty(
+            self.models, self.trainer.optimizer, current, self.generator, self.reseed_noise
+        )
+        self.n_reseeded += reseeded
+        record["reseeded"] = reseeded
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"reseeded": self.n_reseeded, "generator": self.generator.get_state()}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.n_reseeded = int(state["reseeded"])
+        self.generator.set_state(state["generator"])
+
+
+class DAMICModule(TrainingModule):
+    """DAMIC's joint stage (k-DAE paper, eq. 5): the k autoencoders and the gate p(c | x),
+    trained on −mean_t log Σ_i p(c_t = i | x_t) exp(−d(x_t, f_i(x_t)))."""
+
+    def __init__(self, models: BatchedMLPAutoencoder, gate: nn.Module, *, distance: str) -> None:
+        super().__init__()
+        self.models = models
+        self.gate = gate
+        self.distance = distance
+
+    def training_step(self, idx: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+        err = _errors(self.models, xb, self.distance)
+        log_p = F.log_softmax(self.gate(xb).float(), dim=1)
+        return -torch.logsumexp(log_p - err, dim=1).mean()
 
 
 @register_estimator
@@ -163,13 +309,11 @@ class KDAE(BaseDeepClusterer):
         store_init_args(self, locals())
 
     # -- pieces shared with DAMIC ---------------------------------------------------------------
-    def _initial_clustering(self, x: torch.Tensor, seed: int) -> torch.Tensor:
-        self.autoencoder_ = self._pretrained_autoencoder(x, seed)
-        z = batched_apply(self.autoencoder_.encode, x)
-        gen = self._generator(seed, x.device)
-        labels = kmeans(z, self.n_clusters, n_init=self.n_init, generator=gen).labels
-        self.initial_labels_ = labels.cpu().numpy().astype(np.int64)
-        return labels
+    def _initial_labels(self, ae: Autoencoder, x: torch.Tensor, seed: int) -> torch.Tensor:
+        """k-means on the initial autoencoder's embedding (step 1)."""
+        _, init = self._initial_kmeans(ae, x, seed)
+        self.initial_labels_ = init.labels.cpu().numpy().astype(np.int64)
+        return init.labels
 
     def _build_cluster_autoencoders(self, n_features: int) -> BatchedMLPAutoencoder:
         return BatchedMLPAutoencoder(
@@ -180,118 +324,49 @@ class KDAE(BaseDeepClusterer):
             output_activation="sigmoid" if self.pretrain_loss == "bce" else None,
         )
 
-    def _trainer(self, module: nn.Module, epochs: int, seed: int, desc: str, patience=None):
-        optimizer = make_optimizer(module.parameters(), "adam", self.lr)
-        # every stage is resumable inside aeclust.training.checkpointing, keyed by its name
-        return Trainer(
-            module,
-            optimizer,
-            epochs=epochs,
-            batch_size=self.batch_size,
-            seed=seed,
-            autocast_dtype=self._autocast_dtype(self._device()),
-            early_stopping=EarlyStopping(patience) if patience else None,
-            verbose=self.verbose,
-            desc=desc,
-            resume_key=desc.lower().replace(" ", "-"),
-        )
+    def _make_optimizer(self, params: Any) -> torch.optim.Optimizer:
+        return make_optimizer(params, "adam", self.lr)
+
+    def _early_stopping(self) -> EarlyStopping | None:
+        return EarlyStopping(self.patience) if self.patience else None
 
     def _pretrain_clusters(
-        self, module: nn.Module, models: BatchedMLPAutoencoder, x, labels, seed: int
+        self,
+        models: BatchedMLPAutoencoder,
+        x: torch.Tensor,
+        labels: torch.Tensor,
+        seed: int,
+        gate: nn.Module | None = None,
     ) -> None:
-        """Pretrain autoencoder i on the points of initial cluster i (all k in one pass)."""
-        kind = self.pretrain_loss
-        gate = getattr(module, "gate", None)
-
-        def loss_fn(idx: torch.Tensor, xb: torch.Tensor, lb: torch.Tensor) -> Any:
-            x_hat = models(xb)[lb, torch.arange(xb.shape[0], device=xb.device)]
-            rec = reconstruction_loss(x_hat, xb, kind)
-            if gate is None:
-                return rec
-            ce = F.cross_entropy(gate(xb).float(), lb)
-            return rec + ce, {"reconstruction": rec, "gate_cross_entropy": ce}
-
-        trainer = self._trainer(module, self.cluster_pretrain_epochs, seed, "cluster pretrain")
-        self.cluster_pretrain_history_ = trainer.run([x, labels], loss_fn)
-
-    def _reseed_empty(self, models, optimizer, labels: torch.Tensor, gen: torch.Generator) -> int:
-        """Give each autoencoder that won no point of ``labels`` a copy of the largest cluster's."""
-        counts = torch.bincount(labels, minlength=self.n_clusters)
-        empty = (counts == 0).nonzero().flatten().tolist()
-        for target in empty:
-            source = int(counts.argmax())
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-                models.copy_model(source, target, self.reseed_noise)
-            for param, per_model in models.per_model_parameters():
-                for value in optimizer.state.get(param, {}).values():
-                    if isinstance(value, torch.Tensor) and value.shape == param.shape:
-                        per_model(value)[target] = 0  # Adam's moments of the copied model
-            counts[target] = counts[source] // 2
-            counts[source] -= counts[target]
-        return len(empty)
-
-    def _assign(self, models: BatchedMLPAutoencoder, x: torch.Tensor) -> torch.Tensor:
-        was = models.training
-        models.eval()
-        errors = batched_apply(lambda xb: _errors(models, xb, self.distance), x, 2048)
-        models.train(was)
-        return errors.argmin(dim=1)
-
-    # -- fit / predict --------------------------------------------------------------------------
-    def _fit(self, x: torch.Tensor, seed: int) -> None:
-        labels = self._initial_clustering(x, seed)
-        models = self._build_cluster_autoencoders(x.shape[1]).to(x.device)
-        self._pretrain_clusters(models, models, x, labels, seed)
-
-        trainer = self._trainer(models, self.epochs, seed, "k-DAE", self.patience)
-        gen = self._generator(seed + 1, torch.device("cpu"))
-        soft = self.loss == "soft"
-        reseeded = 0
-        previous = labels
-
-        def loss_fn(idx: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
-            err = _errors(models, xb, self.distance)
-            if soft:
-                return -torch.logsumexp(-err, dim=1).mean()
-            return err.min(dim=1).values.mean()
-
-        def end(epoch: int, record: dict[str, Any]) -> None:
-            nonlocal reseeded, previous
-            current = self._assign(models, x)
-            # Recorded because the hard min of eq. 1 lets one autoencoder that reconstructs a
-            # whole family of classes absorb its neighbours' clusters (Fashion-MNIST): the
-            # sizes show the collapse, the fraction of changed labels the convergence.
-            record["cluster_sizes"] = torch.bincount(current, minlength=self.n_clusters).tolist()
-            record["label_changes"] = float((current != previous).float().mean())
-            previous = current
-            n = self._reseed_empty(models, trainer.optimizer, current, gen)
-            reseeded += n
-            record["reseeded"] = n
-
-        def get_extra_state() -> dict[str, Any]:
-            return {"previous": previous, "reseeded": reseeded, "generator": gen.get_state()}
-
-        def set_extra_state(extra: dict[str, Any]) -> None:
-            nonlocal previous, reseeded
-            previous = extra["previous"].to(x.device)
-            reseeded = int(extra["reseeded"])
-            gen.set_state(extra["generator"])
-
-        self.history_ = trainer.run(
-            [x],
-            loss_fn,
-            on_epoch_end=end,
-            get_extra_state=get_extra_state,
-            set_extra_state=set_extra_state,
+        """Pretrain autoencoder i (and the gate, if any) on the points of initial cluster i."""
+        module = ClusterPretrainModule(models, self.pretrain_loss, gate)
+        trainer = self._trainer(
+            module, seed, epochs=self.cluster_pretrain_epochs, stage="cluster pretrain"
         )
-        self.autoencoders_ = models.eval()
-        self.n_reseeded_ = reseeded
+        self.cluster_pretrain_history_ = trainer.fit([x, labels])
+
+    # -- the template's steps -------------------------------------------------------------------
+    def _training_module(self, ae: Autoencoder, x: torch.Tensor, seed: int) -> KDAEModule:
+        labels = self._initial_labels(ae, x, seed)
+        models = self._build_cluster_autoencoders(x.shape[1]).to(x.device)
+        self._pretrain_clusters(models, x, labels, seed)
+        return KDAEModule(
+            models,
+            x,
+            labels,
+            loss=self.loss,
+            distance=self.distance,
+            reseed_noise=self.reseed_noise,
+            generator=self._generator(seed + 1, torch.device("cpu")),
+        )
+
+    def _fitted_from(self, module: KDAEModule, trainer: Trainer, x: torch.Tensor) -> None:
+        self.autoencoders_ = module.models.eval()
+        self.n_reseeded_ = module.n_reseeded
         self.n_iter_ = len(self.history_)
-        self.labels_ = self._predict(x).cpu().numpy().astype(np.int64)
 
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self._assign(self.autoencoders_, x)
+        return assign_to_best_reconstructor(self.autoencoders_, x, self.distance)
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         # Like k-means' transform (distances to the centres): the error of each cluster's AE.
@@ -368,27 +443,21 @@ class DAMIC(KDAE):
     ) -> None:
         store_init_args(self, locals())
 
-    def _fit(self, x: torch.Tensor, seed: int) -> None:
-        labels = self._initial_clustering(x, seed)
+    def _training_module(self, ae: Autoencoder, x: torch.Tensor, seed: int) -> DAMICModule:
+        labels = self._initial_labels(ae, x, seed)
         models = self._build_cluster_autoencoders(x.shape[1])
         gate = MLPClassifier(
             [x.shape[1], *self.gate_hidden, self.n_clusters], self.activation, self.batch_norm
         )
-        module = nn.ModuleDict({"models": models, "gate": gate}).to(x.device)
-        self._pretrain_clusters(module, models, x, labels, seed)
+        models, gate = models.to(x.device), gate.to(x.device)
+        self._pretrain_clusters(models, x, labels, seed, gate)
+        return DAMICModule(models, gate, distance=self.distance)
 
-        def loss_fn(idx: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
-            err = _errors(models, xb, self.distance)
-            log_p = F.log_softmax(gate(xb).float(), dim=1)
-            return -torch.logsumexp(log_p - err, dim=1).mean()
-
-        trainer = self._trainer(module, self.epochs, seed, "DAMIC", self.patience)
-        self.history_ = trainer.run([x], loss_fn)
-        self.autoencoders_ = models.eval()
-        self.gate_ = gate.eval()
+    def _fitted_from(self, module: DAMICModule, trainer: Trainer, x: torch.Tensor) -> None:
+        self.autoencoders_ = module.models.eval()
+        self.gate_ = module.gate.eval()
         self.n_reseeded_ = 0
         self.n_iter_ = len(self.history_)
-        self.labels_ = self._predict(x).cpu().numpy().astype(np.int64)
 
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
         self.gate_.eval()
