@@ -203,6 +203,17 @@ def test_ablation_switches_drop_the_losses(blobs):
     assert model.snapshot_epochs_ == [] and model.embedding_snapshots_.shape[0] == 0
 
 
+@pytest.mark.parametrize("threshold", [0.0, 1.0])
+def test_the_first_epoch_takes_the_kmeans_centres_whatever_the_threshold(blobs, threshold):
+    # C starts at zero; ϑ = 0 (never re-initialise) used to leave it there, one point for all K
+    x, _ = blobs
+    model = clone(FAST).set_params(nmi_threshold=threshold).fit(x)
+    assert model.history_[0]["reinitialized"] is True
+    assert len({tuple(c) for c in model.cluster_centers_.round(6).tolist()}) == 3
+    later = [r["reinitialized"] for r in model.history_[1:]]
+    assert later == [threshold == 1.0] * len(later)
+
+
 def test_separation_loss_forms():
     d = torch.tensor([0.1, 0.7, 2.0])
     targets = torch.tensor([1.0, 0.5, 0.2])

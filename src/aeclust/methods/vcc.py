@@ -46,7 +46,7 @@ from aeclust.primitives.mixture import (
     fit_gaussian_mixture,
     rebuild_gaussian_mixture,
 )
-from aeclust.training import Trainer, batched_apply, make_optimizer
+from aeclust.training import TrainingModule, batched_apply, eval_mode, make_optimizer
 
 SOFTMAX_OF = ("distance", "negative_distance")
 SEPARATION_LOSSES = ("cross_entropy", "printed", "attraction", "parametric_umap")
@@ -58,15 +58,6 @@ ASSIGNMENTS = ("argmax_q", "mixture")
 _SNAPSHOT_MAX_POINTS = 20_000
 # Distances in the latent space are clamped here before log(1 - exp(-d)), whose gradient is 1/d.
 _MIN_DISTANCE = 1e-4
-
-
-class _VCCModel(nn.Module):
-    """The encoder and the learnable cluster centres C, trained and checkpointed together."""
-
-    def __init__(self, encoder: nn.Module, centers: torch.Tensor) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.centers = nn.Parameter(centers.clone())
 
 
 def _latent_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -118,6 +109,169 @@ def _in_batch_negatives(
     tails_repeated = tails.repeat_interleave(rate, dim=0)
     order = torch.randperm(tails_repeated.shape[0], generator=generator).to(heads.device)
     return _latent_distance(heads.repeat_interleave(rate, dim=0), tails_repeated[order])
+
+
+class VCCModule(TrainingModule):
+    """VCC's model: the encoder E and the learnable centres C (Sec. 3), trained on the kNN graph.
+
+    A "batch" of the training loop is a minibatch of point ids for L_clu; each
+    :meth:`training_step` also draws its A⁻ and A⁺ edges and its non-edges (eqs. 7, 9, 11)
+    and returns L = L_bps + L_c + L_e + β L_clu (eq. 15). :meth:`on_epoch_start` embeds the
+    whole data set, re-initialises C from k-means when NMI(k-means, argmax Q) < ϑ (Sec. 3.3)
+    and recomputes P (eq. 14). The edge and k-means generators, whether C was ever set and the
+    embedding snapshots (Fig. 2) are its extra state; P is rebuilt at each epoch's start.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        centers: torch.Tensor,
+        data: torch.Tensor,
+        graph: torch.Tensor,
+        edges: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        separation: EdgeSampler,
+        contraction: EdgeSampler,
+        *,
+        batch_size: int,
+        separation_loss: str,
+        negative_sample_rate: int,
+        loss_reduction: str,
+        use_contraction: bool,
+        use_expansion: bool,
+        gamma: float,
+        nmi_threshold: float,
+        n_init: int,
+        sampler_generator: torch.Generator,
+        kmeans_generator: torch.Generator,
+        snapshot_epochs: Sequence[int],
+        autocast_dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.centers = nn.Parameter(centers.clone())  # replaced by k-means at the first epoch
+        # not state: the data and the graph are rebuilt from the training set
+        self.data = data
+        self.graph = graph
+        self.rows, self.cols, values = edges
+        # eq. 6's targets A_h, scaled into (0, 1] (Ã reaches 3 for mutual neighbours)
+        self.targets = (values / values.max()).float().to(data.device)
+        self.separation = separation
+        self.contraction = contraction
+        self.batch_size = batch_size
+        self.separation_loss = separation_loss
+        self.negative_sample_rate = negative_sample_rate
+        self.reduce = torch.sum if loss_reduction == "sum" else torch.mean
+        self.use_contraction = use_contraction
+        self.use_expansion = use_expansion
+        self.gamma = gamma
+        self.nmi_threshold = nmi_threshold
+        self.n_init = n_init
+        self.sampler_generator = sampler_generator
+        self.kmeans_generator = kmeans_generator
+        self.snapshot_epochs = list(snapshot_epochs)
+        self.autocast_dtype = autocast_dtype
+        self.initialized = False
+        self.target: torch.Tensor | None = None
+        self.beta = 0.0
+        self.nmi_kmeans = 0.0
+        self.reinitialized = False
+        self.snapshots: list[np.ndarray] = []
+
+    def embed_all(self) -> torch.Tensor:
+        """E of the whole training set, in evaluation mode."""
+        with eval_mode(self):
+            return batched_apply(self.encoder, self.data, autocast_dtype=self.autocast_dtype)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        # Sec. 3.3: k-means centres replace C while VCC's own assignment disagrees with
+        # k-means (NMI < ϑ); both label vectors come from the model, never from labels.
+        e = self.embed_all()
+        km = kmeans(e, self.centers.shape[0], n_init=self.n_init, generator=self.kmeans_generator)
+        with torch.no_grad():
+            if self.initialized:
+                own = student_t_assignment(e, self.centers).argmax(dim=1)
+                agreement = nmi(own.cpu().numpy(), km.labels.cpu().numpy())
+            else:
+                agreement = 0.0  # C has no value yet: take the k-means centres
+            # the first epoch always takes them, whatever ϑ (ϑ = 0 would leave C at zero)
+            reinit = not self.initialized or agreement < self.nmi_threshold
+            if reinit:
+                self.centers.copy_(km.centers.to(self.centers.dtype))
+                if self.trainer is not None:  # (not when called after a run of 0 epochs)
+                    # stale momentum would pull the new centres back towards the old ones
+                    self.trainer.optimizer.state.pop(self.centers, None)
+            self.initialized = True
+            self.target = target_distribution(student_t_assignment(e, self.centers))
+        self.beta = self.gamma * epoch
+        self.nmi_kmeans = float(agreement)
+        self.reinitialized = bool(reinit)
+
+    def training_step(self, idx: torch.Tensor, points: torch.Tensor) -> Any:
+        bs, gen, reduce = self.batch_size, self.sampler_generator, self.reduce
+        device = points.device
+        em = self.separation.sample(bs, gen).to(device)
+        parts_idx = [points, self.rows[em], self.cols[em]]
+        if self.use_contraction:
+            ep = self.contraction.sample(bs, gen).to(device)
+            parts_idx += [self.rows[ep], self.cols[ep]]
+        if self.use_expansion:
+            neg_r, neg_c = sample_non_edges(self.graph, bs, gen)
+            parts_idx += [neg_r, neg_c]
+        sizes = [t.numel() for t in parts_idx]
+        # one forward pass of every point the step needs
+        emb = self.encoder(self.data[torch.cat(parts_idx)]).float().split(sizes)
+        d_minus = _latent_distance(emb[1], emb[2])
+        d_negative = None
+        if self.separation_loss == "parametric_umap":
+            d_negative = _in_batch_negatives(emb[1], emb[2], self.negative_sample_rate, gen)
+        terms = _separation_terms(d_minus, self.targets[em], self.separation_loss, d_negative)
+        bps = reduce(terms)
+        loss = bps
+        parts: dict[str, torch.Tensor] = {"bps": bps}
+        k = 3
+        if self.use_contraction:
+            lc = reduce(_latent_distance(emb[k], emb[k + 1]))  # eq. 10: -log A_l = d
+            loss = loss + lc
+            parts["contraction"] = lc
+            k += 2
+        if self.use_expansion:
+            if sizes[k] > 0:
+                d_non_edges = _latent_distance(emb[k], emb[k + 1])
+                le = reduce(-_log_one_minus_similarity(d_non_edges))
+            else:  # a complete graph has no non-edges
+                le = emb[0].new_zeros(())
+            loss = loss + le
+            parts["expansion"] = le
+        q = student_t_assignment(emb[0], self.centers)
+        assert self.target is not None  # computed at the epoch's start
+        clu = kl_divergence(self.target[points], q)
+        if reduce is torch.sum:
+            clu = clu * points.numel()
+        parts["clustering"] = clu
+        if self.beta > 0:
+            loss = loss + self.beta * clu
+        return loss, parts
+
+    def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
+        record["beta"] = self.beta
+        record["nmi_kmeans"] = self.nmi_kmeans
+        record["reinitialized"] = self.reinitialized
+        if epoch in self.snapshot_epochs:
+            self.snapshots.append(self.embed_all().cpu().numpy())
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {
+            "sampler_gen": self.sampler_generator.get_state(),
+            "kmeans_gen": self.kmeans_generator.get_state(),
+            "initialized": bool(self.initialized),
+            "snapshots": [torch.from_numpy(s) for s in self.snapshots],
+        }
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.sampler_generator.set_state(state["sampler_gen"])
+        self.kmeans_generator.set_state(state["kmeans_gen"])
+        self.initialized = bool(state["initialized"])
+        self.snapshots = [t.numpy() for t in state["snapshots"]]
 
 
 #: Above this many separation draws per edge and epoch (eq. 7), ``fit`` refuses the graph: its
@@ -335,6 +489,11 @@ class VCC(BaseDeepClusterer):
         )
 
     # -- fit ------------------------------------------------------------------------------------
+    def _make_optimizer(self, params: Any) -> torch.optim.Optimizer:
+        return make_optimizer(
+            params, "sgd", self.lr, momentum=self.momentum, weight_decay=self.weight_decay
+        )
+
     def _fit(self, x: torch.Tensor, seed: int) -> None:
         device = x.device
         n = x.shape[0]
@@ -352,158 +511,50 @@ class VCC(BaseDeepClusterer):
         # R⁺ is 0 for every edge only if all weights are equal; then every edge is "strong".
         contraction = EdgeSampler(plus_rates if int(plus_rates.sum()) > 0 else plus_rates + 1)
         self.n_edges_ = int(values.numel())
-        # eq. 6's targets A_h, scaled into (0, 1] (Ã reaches 3 for mutual neighbours)
-        targets = (values / values.max()).float().to(device)
         bs = int(self.batch_size)
         steps = self.steps_per_epoch or max(1, math.ceil(separation.total / bs))
         self.steps_per_epoch_ = int(steps)
 
         dims = [x.shape[1], *(int(h) for h in self.hidden_dims), int(self.embedding_dim)]
         encoder = MLPClassifier(dims, activation=self.activation, batch_norm=False).to(device)
-        model = _VCCModel(encoder, torch.zeros(self.n_clusters, self.embedding_dim, device=device))
-        optimizer = make_optimizer(
-            model.parameters(),
-            "sgd",
-            self.lr,
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-        )
-        autocast_dtype = self._autocast_dtype(device)
-        sampler_gen = self._generator(seed + 1, torch.device("cpu"))
-        kmeans_gen = self._generator(seed + 2, device)
         keep = self.keep_snapshots
         if keep == "auto":
             keep = int(self.embedding_dim) == 2 and n <= _SNAPSHOT_MAX_POINTS
         snapshot_epochs = sorted({0, (self.epochs - 1) // 2, self.epochs - 1}) if keep else []
         snapshot_epochs = [e for e in snapshot_epochs if e >= 0]
-        snapshots: list[np.ndarray] = []
-        state: dict[str, Any] = {"p": None, "beta": 0.0, "initialized": False}
-
-        def embed_all() -> torch.Tensor:
-            was_training = model.training
-            model.eval()
-            e = batched_apply(encoder, x, autocast_dtype=autocast_dtype)
-            model.train(was_training)
-            return e
-
-        def on_epoch_start(epoch: int) -> None:
-            # Sec. 3.3: k-means centres replace C while VCC's own assignment disagrees with
-            # k-means (NMI < ϑ); both label vectors come from the model, never from labels.
-            e = embed_all()
-            km = kmeans(e, self.n_clusters, n_init=self.n_init, generator=kmeans_gen)
-            with torch.no_grad():
-                if state["initialized"]:
-                    own = student_t_assignment(e, model.centers).argmax(dim=1)
-                    agreement = nmi(own.cpu().numpy(), km.labels.cpu().numpy())
-                else:
-                    agreement = 0.0  # C has no value yet: take the k-means centres
-                reinit = agreement < self.nmi_threshold
-                if reinit:
-                    model.centers.copy_(km.centers.to(model.centers.dtype))
-                    # stale momentum would pull the new centres back towards the old ones
-                    optimizer.state.pop(model.centers, None)
-                state["initialized"] = True
-                state["p"] = target_distribution(student_t_assignment(e, model.centers))
-            state["beta"] = self.gamma * epoch
-            state["nmi_kmeans"] = float(agreement)
-            state["reinitialized"] = bool(reinit)
-
-        reduce = torch.sum if self.loss_reduction == "sum" else torch.mean
-
-        def loss_fn(idx: torch.Tensor, points: torch.Tensor) -> Any:
-            em = separation.sample(bs, sampler_gen).to(device)
-            parts_idx = [points, rows[em], cols[em]]
-            if self.contraction:
-                ep = contraction.sample(bs, sampler_gen).to(device)
-                parts_idx += [rows[ep], cols[ep]]
-            if self.expansion:
-                neg_r, neg_c = sample_non_edges(graph, bs, sampler_gen)
-                parts_idx += [neg_r, neg_c]
-            sizes = [t.numel() for t in parts_idx]
-            # one forward pass of every point the step needs
-            emb = encoder(x[torch.cat(parts_idx)]).float().split(sizes)
-            d_minus = _latent_distance(emb[1], emb[2])
-            d_negative = None
-            if self.separation_loss == "parametric_umap":
-                rate = int(self.negative_sample_rate)
-                d_negative = _in_batch_negatives(emb[1], emb[2], rate, sampler_gen)
-            bps = reduce(_separation_terms(d_minus, targets[em], self.separation_loss, d_negative))
-            loss = bps
-            parts: dict[str, torch.Tensor] = {"bps": bps}
-            k = 3
-            if self.contraction:
-                lc = reduce(_latent_distance(emb[k], emb[k + 1]))  # eq. 10: -log A_l = d
-                loss = loss + lc
-                parts["contraction"] = lc
-                k += 2
-            if self.expansion:
-                if sizes[k] > 0:
-                    d_non_edges = _latent_distance(emb[k], emb[k + 1])
-                    le = reduce(-_log_one_minus_similarity(d_non_edges))
-                else:  # a complete graph has no non-edges
-                    le = emb[0].new_zeros(())
-                loss = loss + le
-                parts["expansion"] = le
-            q = student_t_assignment(emb[0], model.centers)
-            clu = kl_divergence(state["p"][points], q)
-            if self.loss_reduction == "sum":
-                clu = clu * points.numel()
-            parts["clustering"] = clu
-            if state["beta"] > 0:
-                loss = loss + state["beta"] * clu
-            return loss, parts
-
-        def on_epoch_end(epoch: int, record: dict[str, Any]) -> None:
-            record["beta"] = state["beta"]
-            record["nmi_kmeans"] = state["nmi_kmeans"]
-            record["reinitialized"] = state["reinitialized"]
-            if epoch in snapshot_epochs:
-                snapshots.append(embed_all().cpu().numpy())
-
-        # One Trainer epoch = `steps` minibatches of points for L_clu (each point about equally
-        # often); the edges of each step are drawn inside loss_fn.
-        point_ids = torch.arange(steps * bs, device=device) % n
-        trainer = Trainer(
-            model,
-            optimizer,
-            epochs=self.epochs,
+        module = VCCModule(
+            encoder,
+            torch.zeros(self.n_clusters, self.embedding_dim, device=device),
+            x,
+            graph,
+            (rows, cols, values),
+            separation,
+            contraction,
             batch_size=bs,
-            seed=seed,
-            autocast_dtype=autocast_dtype,
-            verbose=self.verbose,
-            desc=type(self).__name__,
-            resume_key="vcc",
+            separation_loss=self.separation_loss,
+            negative_sample_rate=int(self.negative_sample_rate),
+            loss_reduction=self.loss_reduction,
+            use_contraction=self.contraction,
+            use_expansion=self.expansion,
+            gamma=self.gamma,
+            nmi_threshold=self.nmi_threshold,
+            n_init=self.n_init,
+            sampler_generator=self._generator(seed + 1, torch.device("cpu")),
+            kmeans_generator=self._generator(seed + 2, device),
+            snapshot_epochs=snapshot_epochs,
+            autocast_dtype=self._autocast_dtype(device),
         )
-
-        def get_extra_state() -> dict[str, Any]:
-            # P is rebuilt at each epoch's start; the edge and k-means generators, whether C
-            # was ever set and the embedding snapshots are not in the model
-            return {
-                "sampler_gen": sampler_gen.get_state(),
-                "kmeans_gen": kmeans_gen.get_state(),
-                "initialized": bool(state["initialized"]),
-                "snapshots": [torch.from_numpy(s) for s in snapshots],
-            }
-
-        def set_extra_state(extra: dict[str, Any]) -> None:
-            sampler_gen.set_state(extra["sampler_gen"])
-            kmeans_gen.set_state(extra["kmeans_gen"])
-            state["initialized"] = bool(extra["initialized"])
-            snapshots[:] = [t.numpy() for t in extra["snapshots"]]
-
-        self.history_ = trainer.run(
-            [point_ids],
-            loss_fn,
-            on_epoch_start=on_epoch_start,
-            on_epoch_end=on_epoch_end,
-            get_extra_state=get_extra_state,
-            set_extra_state=set_extra_state,
-        )
-        if not state["initialized"]:  # epochs=0: centres from k-means on the untrained MLP
-            on_epoch_start(0)
+        # One Trainer epoch = `steps` minibatches of points for L_clu (each point about equally
+        # often); the edges of each step are drawn inside training_step.
+        point_ids = torch.arange(steps * bs, device=device) % n
+        trainer = self._trainer(module, seed, epochs=self.epochs)
+        self.history_ = trainer.fit([point_ids])
+        if not module.initialized:  # epochs=0: centres from k-means on the untrained MLP
+            module.on_epoch_start(0)
         self.encoder_ = encoder.eval()
-        self.cluster_centers_ = model.centers.detach().cpu().numpy()
+        self.cluster_centers_ = module.centers.detach().cpu().numpy()
         self.n_iter_ = trainer.n_steps
+        snapshots = module.snapshots
         self.snapshot_epochs_ = snapshot_epochs[: len(snapshots)]
         self.embedding_snapshots_ = (
             np.stack(snapshots)
