@@ -7,7 +7,7 @@ Class Centroids and MMD Distance. Shanghai University; code github.com/zyWang-Po
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from numbers import Real
 from typing import Any, ClassVar
 
@@ -33,7 +33,7 @@ from aeclust.methods.base import (
 )
 from aeclust.nn import Autoencoder, ResNetAutoencoder
 from aeclust.primitives import mmd, pedcc
-from aeclust.training import Trainer, batched_apply, make_optimizer
+from aeclust.training import TrainingModule, batched_apply
 
 SOBEL_LOSSES = ("mse", "power")
 
@@ -71,6 +71,102 @@ def sobel_loss(x: torch.Tensor, y: torch.Tensor, kind: str = "mse") -> torch.Ten
 
             return (ms(yx) + ms(yy) - ms(xx) - ms(xy)).abs().mean()
     raise ValueError(f"unknown sobel_loss {kind!r}; valid: {', '.join(map(repr, SOBEL_LOSSES))}")
+
+
+def normalise_pixels(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] pixels to [-1, 1], the paper's input (torchvision ``Normalize(0.5, 0.5)``)."""
+    return (x - 0.5) / 0.5
+
+
+class ICAEModule(TrainingModule):
+    """ICAE's model: the autoencoder and the fixed PEDCC centroids (a buffer, never trained).
+
+    :meth:`training_step` is Eq. 7, a·α²·Loss1 + b·Loss2 + c·Loss3 + d·Loss4: the chain of
+    squared distances between the unit codes of an image and its ``n_views`` augmented views
+    (Loss1, at the radius α of the paper's codes), the MMD between all codes and the tiled
+    centroids (Loss2), the reconstruction (Loss3) and the Sobel loss of the reconstruction of
+    the noisy code z + β·n (Loss4, Eqs. 4-6). The generator of the augmentations and the latent
+    noise is its extra state, so a resumed run draws the same ones.
+    """
+
+    centers: torch.Tensor
+
+    def __init__(
+        self,
+        autoencoder: nn.Module,
+        centers: torch.Tensor,
+        *,
+        image_shape: tuple[int, int, int],
+        augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None,
+        n_views: int,
+        weights: tuple[float, float, float, float],
+        latent_radius: float,
+        latent_noise: float,
+        mmd_kernels: int,
+        sobel_loss: str,
+        generator: torch.Generator,
+    ) -> None:
+        super().__init__()
+        self.autoencoder = autoencoder
+        self.register_buffer("centers", centers)
+        self.image_shape = image_shape
+        self.augment = augment
+        self.n_views = n_views if augment is not None else 0
+        aug, mmd_w, rec, sobel = weights
+        # Loss1 at the paper's scale (codes of norm alpha): alpha^2 times the unit-norm value.
+        self.weights = (aug * float(latent_radius) ** 2, mmd_w, rec, sobel)
+        self.latent_noise = latent_noise
+        self.mmd_kernels = mmd_kernels
+        self.sobel_loss = sobel_loss
+        self.generator = generator
+
+    def training_step(self, idx: torch.Tensor, xb: torch.Tensor) -> Any:
+        a, b, c, d = self.weights
+        n_views, gen, ae = self.n_views, self.generator, self.autoencoder
+        m = xb.shape[0]
+        inputs = xb
+        if n_views:
+            assert self.augment is not None
+            inputs = torch.cat([xb, self.augment(xb, gen)])
+        z_all = F.normalize(ae.encode(normalise_pixels(inputs)).float(), dim=1)
+        z = z_all[:m]
+        parts: dict[str, torch.Tensor] = {}
+        zero = z.new_zeros(())
+        if n_views:
+            chain = z_all.reshape(n_views + 1, m, -1)
+            aug = (chain[1:] - chain[:-1]).square().sum(dim=2).sum(dim=0).mean()
+        else:
+            aug = zero
+        parts["augmentation"] = aug
+        k = self.centers.shape[0]
+        targets = self.centers.repeat(-(-z_all.shape[0] // k), 1)[: z_all.shape[0]]
+        clu = mmd(z_all, targets, kernel_num=self.mmd_kernels) if b > 0 else zero
+        parts["mmd"] = clu
+        codes = []
+        if c > 0:
+            codes.append(z)
+        if d > 0:
+            noise = torch.randn(z.shape, generator=gen, device=z.device)
+            codes.append(z + self.latent_noise * noise)
+        rec = sob = zero
+        if codes:
+            target = normalise_pixels(xb)
+            out = ae.decode(torch.cat(codes)).float()
+            if c > 0:
+                rec = F.mse_loss(out[:m], target)
+            if d > 0:
+                imgs = out[-m:].reshape(m, *self.image_shape)
+                sob = sobel_loss(target.reshape(m, *self.image_shape), imgs, self.sobel_loss)
+        parts["reconstruction"] = rec
+        parts["sobel"] = sob
+        loss = a * aug + b * clu + c * rec + d * sob
+        return loss, parts
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
 
 
 @register_estimator
@@ -314,11 +410,6 @@ class ICAE(BaseDeepClusterer):
         pad = getattr(self, "pad_features_", 0)
         return F.pad(x, (0, pad)) if pad else x
 
-    @staticmethod
-    def _normalise_pixels(x: torch.Tensor) -> torch.Tensor:
-        # The paper's inputs are normalised to [-1, 1] (torchvision Normalize(0.5, 0.5)).
-        return (x - 0.5) / 0.5
-
     def _build(self, n_features: int, device: torch.device) -> Autoencoder:
         if isinstance(self.autoencoder, nn.Module):
             import copy
@@ -363,80 +454,26 @@ class ICAE(BaseDeepClusterer):
         result = pedcc(
             self.n_clusters, self.embedding_dim, n_iter=int(self.pedcc_iter), random_state=seed
         )
-        centers = result.centers.to(x.device)
-        k = self.n_clusters
-        gen = self._generator(seed + 1, x.device)
-        n_views = int(self.n_views) if self.augment else 0
-        a, b, c, d = (
-            float(self.aug_weight),
-            float(self.mmd_weight),
-            float(self.rec_weight),
-            float(self.sobel_weight),
-        )
-        beta = float(self.latent_noise)
         radius = math.sqrt(self.embedding_dim) if self.latent_radius is None else self.latent_radius
-        # Loss1 at the paper's scale (codes of norm alpha): alpha^2 times the unit-norm value.
-        a *= float(radius) ** 2
-        dtype = self._autocast_dtype(x.device)
-
-        def loss_fn(idx: torch.Tensor, xb: torch.Tensor) -> Any:
-            m = xb.shape[0]
-            inputs = xb
-            if n_views:
-                inputs = torch.cat([xb, self._augment(xb, gen)])
-            z_all = F.normalize(ae.encode(self._normalise_pixels(inputs)).float(), dim=1)
-            z = z_all[:m]
-            parts: dict[str, torch.Tensor] = {}
-            zero = z.new_zeros(())
-            if n_views:
-                chain = z_all.reshape(n_views + 1, m, -1)
-                aug = (chain[1:] - chain[:-1]).square().sum(dim=2).sum(dim=0).mean()
-            else:
-                aug = zero
-            parts["augmentation"] = aug
-            targets = centers.repeat(-(-z_all.shape[0] // k), 1)[: z_all.shape[0]]
-            clu = mmd(z_all, targets, kernel_num=int(self.mmd_kernels)) if b > 0 else zero
-            parts["mmd"] = clu
-            codes = []
-            if c > 0:
-                codes.append(z)
-            if d > 0:
-                noise = torch.randn(z.shape, generator=gen, device=z.device)
-                codes.append(z + beta * noise)
-            rec = sob = zero
-            if codes:
-                target = self._normalise_pixels(xb)
-                out = ae.decode(torch.cat(codes)).float()
-                if c > 0:
-                    rec = F.mse_loss(out[:m], target)
-                if d > 0:
-                    imgs = out[-m:].reshape(m, *self.image_shape_)
-                    sob = sobel_loss(target.reshape(m, *self.image_shape_), imgs, self.sobel_loss)
-            parts["reconstruction"] = rec
-            parts["sobel"] = sob
-            loss = a * aug + b * clu + c * rec + d * sob
-            return loss, parts
-
-        optimizer = make_optimizer(ae.parameters(), self.optimizer, self.lr)
-        trainer = Trainer(
+        module = ICAEModule(
             ae,
-            optimizer,
-            epochs=int(self.epochs),
-            batch_size=int(self.batch_size),
-            seed=seed,
-            autocast_dtype=dtype,
-            verbose=self.verbose,
-            desc=type(self).__name__,
-            resume_key="icae",
+            result.centers.to(x.device),
+            image_shape=self.image_shape_,
+            augment=self._augment if self.augment else None,
+            n_views=int(self.n_views),
+            weights=(
+                float(self.aug_weight),
+                float(self.mmd_weight),
+                float(self.rec_weight),
+                float(self.sobel_weight),
+            ),
+            latent_radius=float(radius),
+            latent_noise=float(self.latent_noise),
+            mmd_kernels=int(self.mmd_kernels),
+            sobel_loss=self.sobel_loss,
+            generator=self._generator(seed + 1, x.device),
         )
-        # The augmentation / latent-noise generator is the stage's only state outside the
-        # network and the optimiser: a resumed run draws the same augmentations.
-        self.history_ = trainer.run(
-            [x],
-            loss_fn,
-            get_extra_state=lambda: {"generator": gen.get_state()},
-            set_extra_state=lambda extra: gen.set_state(extra["generator"]),
-        )
+        self.history_ = self._trainer(module, seed, epochs=int(self.epochs)).fit([x])
         self.autoencoder_ = ae.eval()
         self.cluster_centers_ = result.centers.cpu().numpy()
         self.pedcc_min_angle_ = float(result.min_angle)
@@ -450,7 +487,7 @@ class ICAE(BaseDeepClusterer):
         dtype = self._autocast_dtype(x_prepared.device)
 
         def encode(xb: torch.Tensor) -> torch.Tensor:
-            return F.normalize(ae.encode(self._normalise_pixels(xb)).float(), dim=1)
+            return F.normalize(ae.encode(normalise_pixels(xb)).float(), dim=1)
 
         return batched_apply(encode, x_prepared, batch_size=1024, autocast_dtype=dtype)
 
