@@ -438,8 +438,8 @@ def test_a_cell_cut_off_mid_fit_resumes_from_its_checkpoint(
 
     original = Trainer._save_checkpoint
 
-    def save_then_die(self, epoch, extra):
-        original(self, epoch, extra)
+    def save_then_die(self, epoch):
+        original(self, epoch)
         if epoch == 2:
             raise KeyboardInterrupt  # the lease ends after the second epoch's checkpoint
 
@@ -453,14 +453,14 @@ def test_a_cell_cut_off_mid_fit_resumes_from_its_checkpoint(
 
     monkeypatch.setattr(Trainer, "_save_checkpoint", original)
     epochs_run = []
-    original_run = Trainer.run
+    original_fit = Trainer.fit
 
-    def counting_run(self, *args, **kwargs):
-        history = original_run(self, *args, **kwargs)
+    def counting_fit(self, *args, **kwargs):
+        history = original_fit(self, *args, **kwargs)
         epochs_run.append(len(history))
         return history
 
-    monkeypatch.setattr(Trainer, "run", counting_run)
+    monkeypatch.setattr(Trainer, "fit", counting_fit)
     run_protocol(proto, device="cpu", db=db, plots=False)
     (resumed,) = _rows(db)
     assert epochs_run == [4]  # the history is whole: epochs 0-1 came from the checkpoint

@@ -120,8 +120,8 @@ def test_cluster_with_a_checkpoint_dir_resumes_an_interrupted_run(
     assert main([*args, "--out", str(tmp_path / "straight.csv")]) == 0
     original = Trainer._save_checkpoint
 
-    def save_then_die(self, epoch, extra):
-        original(self, epoch, extra)
+    def save_then_die(self, epoch):
+        original(self, epoch)
         if self.desc == "DKM" and epoch == 2:
             raise KeyboardInterrupt
 

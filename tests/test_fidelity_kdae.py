@@ -5,11 +5,11 @@ eq. 1 (hard minimum), eq. 2 (its gradient), eq. 4 (soft variant), eq. 5 (DAMIC's
 mixture), Table 1 (pretraining, assignment). The row-by-row table is in
 docs/METHODS.md (k-DAE).
 
-The losses of eqs. 1, 4 and 5 are closures inside ``KDAE._fit`` / ``DAMIC._fit``; the tests
-reach them by stopping the joint stage's ``Trainer.run`` and calling the loss it was given on
-a hand-made batch. The autoencoders are replaced by "constant" networks (zero weights, the
-output bias c_i), so f_i(x) = c_i and every error is ‖x − c_i‖², as in the paper's reduction of
-eq. 1 to k-means (eq. 3).
+The losses of eqs. 1, 4 and 5 are the ``training_step`` of ``KDAEModule`` / ``DAMICModule``
+built inside a real fit; the tests stop that fit at the joint stage's ``Trainer.fit`` and call
+the step on a hand-made batch. The autoencoders are replaced by "constant" networks (zero
+weights, the output bias c_i), so f_i(x) = c_i and every error is ‖x − c_i‖², as in the paper's
+reduction of eq. 1 to k-means (eq. 3).
 """
 
 import math
@@ -80,13 +80,13 @@ def capture_losses(monkeypatch, estimator, models=None):
     """
     captured = {}
 
-    def fake_run(self, tensors, loss_fn, **kwargs):
-        captured[self.desc] = loss_fn
+    def fake_fit(self, tensors):
+        captured[self.desc] = self.module.training_step
         if self.desc in ("KDAE", "DAMIC"):
             raise _Stop
         return []
 
-    monkeypatch.setattr(Trainer, "run", fake_run)
+    monkeypatch.setattr(Trainer, "fit", fake_fit)
     monkeypatch.setattr(kdae_module, "MLPClassifier", FixedGate)
     models = constant_models() if models is None else models
     monkeypatch.setattr(estimator, "_build_cluster_autoencoders", lambda n: models)

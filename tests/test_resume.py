@@ -39,8 +39,8 @@ def test_a_fit_cut_off_after_a_checkpoint_resumes_to_the_uninterrupted_model(
     original = Trainer._save_checkpoint
     saves: list[tuple[str, int]] = []
 
-    def save_then_die(self, epoch, extra):
-        original(self, epoch, extra)
+    def save_then_die(self, epoch):
+        original(self, epoch)
         saves.append((self.desc, epoch))
         if self.desc == type(reference).__name__:
             if epoch == 2:  # the clustering stage is cut off after its second epoch

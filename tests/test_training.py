@@ -67,15 +67,37 @@ def test_early_stopping_really_stops():
     assert hist[-1]["stopped_early"] is True
 
 
+class _Reconstruct(TrainingModule):
+    """The autoencoder's reconstruction as a TrainingModule; ``crash_at``/``stop_at``: the step
+    before which ``before_step`` raises an interruption / StopTraining; ``stop_epoch``: the epoch
+    whose ``on_epoch_end`` stops training after annotating the record."""
+
+    def __init__(self, ae, *, crash_at=None, stop_at=None, stop_epoch=None):
+        super().__init__()
+        self.ae = ae
+        self.crash_at, self.stop_at, self.stop_epoch = crash_at, stop_at, stop_epoch
+
+    def training_step(self, idx, xb):
+        return _loss(self.ae)(idx, xb)
+
+    def before_step(self, step):
+        from aeclust.training import StopTraining
+
+        if step == self.crash_at:
+            raise _Interrupt
+        if step == self.stop_at:
+            raise StopTraining
+
+    def on_epoch_end(self, epoch, record):
+        record["marker"] = epoch * 2
+        return epoch == self.stop_epoch
+
+
 def test_on_epoch_end_can_stop_and_annotate():
     ae, x = _setup()
-    trainer = Trainer(ae, make_optimizer(ae.parameters()), epochs=10, batch_size=32)
-
-    def end(epoch, record):
-        record["marker"] = epoch * 2
-        return epoch == 2
-
-    hist = trainer.run([x], _loss(ae), on_epoch_end=end)
+    module = _Reconstruct(ae, stop_epoch=2)
+    trainer = Trainer(module, make_optimizer(module.parameters()), epochs=10, batch_size=32)
+    hist = trainer.fit([x])
     assert len(hist) == 3 and hist[-1]["marker"] == 4
 
 
@@ -94,21 +116,23 @@ def test_checkpoint_resume_matches_an_uninterrupted_run(tmp_path):
     ae, _ = _setup(1)
     opt = make_optimizer(ae.parameters())
 
-    def crash(step):
-        if step == 7 * 3 + 2:  # in the middle of the fourth epoch (7 steps per epoch)
-            raise _Interrupt
-
+    # a crash in the middle of the fourth epoch (7 steps per epoch)
+    module = _Reconstruct(ae, crash_at=7 * 3 + 2)
     with local_seed(5), pytest.raises(_Interrupt):
-        Trainer(ae, opt, epochs=6, batch_size=16, seed=3, checkpoint_path=ckpt).run(
-            [x], _loss(ae), before_step=crash
-        )
+        Trainer(module, opt, epochs=6, batch_size=16, seed=3, checkpoint_path=ckpt).fit([x])
     assert ckpt.exists()
 
     ae2, _ = _setup(99)  # different initial weights: everything must come from the checkpoint
+    module2 = _Reconstruct(ae2)
     trainer = Trainer(
-        ae2, make_optimizer(ae2.parameters()), epochs=6, batch_size=16, seed=3, checkpoint_path=ckpt
+        module2,
+        make_optimizer(ae2.parameters()),
+        epochs=6,
+        batch_size=16,
+        seed=3,
+        checkpoint_path=ckpt,
     )
-    hist = trainer.run([x], _loss(ae2))
+    hist = trainer.fit([x])
     assert len(hist) == 6
     assert not ckpt.exists()  # removed once training finished
     for a, b in zip(ae_ref.state_dict().values(), ae2.state_dict().values()):
@@ -119,8 +143,8 @@ def _crash_after_first_save(monkeypatch):
     """Make the next checkpoint save end the run right after writing (a process cut off)."""
     original = Trainer._save_checkpoint
 
-    def save_then_crash(self, epoch, extra):
-        original(self, epoch, extra)
+    def save_then_crash(self, epoch):
+        original(self, epoch)
         raise _Interrupt
 
     monkeypatch.setattr(Trainer, "_save_checkpoint", save_then_crash)
@@ -236,16 +260,10 @@ def test_make_optimizer_rejects_unknown_names():
 
 
 def test_stop_training_from_a_step_hook_ends_cleanly():
-    from aeclust.training import StopTraining
-
     ae, x = _setup()
-    trainer = Trainer(ae, make_optimizer(ae.parameters()), epochs=10, batch_size=10)
-
-    def hook(step):
-        if step == 25:  # the sixth step of the third epoch
-            raise StopTraining
-
-    hist = trainer.run([x], _loss(ae), before_step=hook)
+    module = _Reconstruct(ae, stop_at=25)  # the sixth step of the third epoch
+    trainer = Trainer(module, make_optimizer(ae.parameters()), epochs=10, batch_size=10)
+    hist = trainer.fit([x])
     assert trainer.n_steps == 25
     assert len(hist) == 3 and hist[-1]["converged"] is True
     assert hist[-1]["loss"] > 0

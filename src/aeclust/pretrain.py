@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from aeclust._utils import atomic_torch_save
 from aeclust.nn import Autoencoder, encode_decode
-from aeclust.training import EarlyStopping, Trainer, make_optimizer, probing
+from aeclust.training import EarlyStopping, Trainer, TrainingModule, make_optimizer, probing
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,26 @@ def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor, kind: str = "mse")
         with torch.autocast(device_type=x_hat.device.type, enabled=False):
             return F.binary_cross_entropy(x_hat.float().clamp(1e-7, 1 - 1e-7), x.float())
     raise ValueError(f"unknown reconstruction loss {kind!r}; valid: 'mse', 'sum', 'bce'")
+
+
+class ReconstructionModule(TrainingModule):
+    """An autoencoder trained to reconstruct its input (the shared pretraining).
+
+    With ``corruption`` > 0 it is a denoising autoencoder: a fraction of the input's entries is
+    masked to 0 (dropout rescaled back, DEC's masking noise) and the clean input is the target.
+    """
+
+    def __init__(self, autoencoder: Autoencoder, loss: str = "mse", corruption: float = 0.0):
+        super().__init__()
+        self.autoencoder = autoencoder
+        self.loss = loss
+        self.corruption = corruption
+
+    def training_step(self, idx: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+        p = self.corruption
+        inputs = F.dropout(xb, p) * (1 - p) if p > 0 else xb
+        _, x_hat = encode_decode(self.autoencoder, inputs)
+        return reconstruction_loss(x_hat, xb, self.loss)
 
 
 def data_fingerprint(x: np.ndarray | torch.Tensor) -> str:
@@ -196,8 +216,9 @@ def pretrain_autoencoder(
         momentum=config.momentum,
         weight_decay=config.weight_decay,
     )
+    module = ReconstructionModule(autoencoder, config.loss, config.corruption)
     trainer = Trainer(
-        autoencoder,
+        module,
         optimizer,
         epochs=config.epochs,
         batch_size=config.batch_size,
@@ -209,15 +230,7 @@ def pretrain_autoencoder(
         verbose=verbose,
         desc="pretrain",
     )
-    kind = config.loss
-    corruption = config.corruption
-
-    def loss_fn(idx: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
-        inputs = F.dropout(xb, corruption) * (1 - corruption) if corruption > 0 else xb
-        _, x_hat = encode_decode(autoencoder, inputs)
-        return reconstruction_loss(x_hat, xb, kind)
-
-    history = trainer.run([x], loss_fn)
+    history = trainer.fit([x])
     if path is not None and not probing():  # a cost probe's few steps are not a pretraining
         atomic_torch_save(
             {"state_dict": autoencoder.state_dict(), "history": history, "config": asdict(config)},

@@ -452,7 +452,7 @@ class Trainer:
         self.n_steps = 0
 
     # -- checkpoints ----------------------------------------------------------------------------
-    def _save_checkpoint(self, epoch: int, extra: dict[str, Any] | None) -> None:
+    def _save_checkpoint(self, epoch: int) -> None:
         if self.checkpoint_path is None:
             return
         state = {
@@ -465,13 +465,13 @@ class Trainer:
             "history": self.history,
             "n_steps": self.n_steps,
             "early_stopping": self.early_stopping.state() if self.early_stopping else None,
-            "extra": extra or {},
             "signature": self._signature,
         }
         atomic_torch_save(state, self.checkpoint_path)
 
-    def _load_checkpoint(self) -> tuple[int, dict[str, Any]] | None:
-        """Restore the saved state; None (nothing restored) when it belongs to another run."""
+    def _load_checkpoint(self) -> int | None:
+        """Restore the saved state and return its epoch; None (nothing restored) when it belongs
+        to another run."""
         assert self.checkpoint_path is not None
         try:
             state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
@@ -500,7 +500,7 @@ class Trainer:
         logger.info(
             "resumed %s from %s at epoch %d", self.desc, self.checkpoint_path, state["epoch"]
         )
-        return int(state["epoch"]), dict(state["extra"])
+        return int(state["epoch"])
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self, tensors: Sequence[torch.Tensor]) -> list[dict[str, Any]]:
@@ -523,55 +523,42 @@ class Trainer:
             )
         module.trainer = self
         try:
-            history = self.run(
-                tensors,
-                module.training_step,
-                on_epoch_start=module.on_epoch_start,
-                on_epoch_end=module.on_epoch_end,
-                before_step=module.before_step,
-            )
+            history = self._loop(tensors, module.training_step, module)
             module.on_train_end()
         finally:
             module.trainer = None  # the module outlives the run; its optimiser need not
         module.eval()
         return history
 
-    def run(
-        self,
-        tensors: Sequence[torch.Tensor],
-        loss_fn: LossFn,
-        *,
-        on_epoch_start: Callable[[int], None] | None = None,
-        on_epoch_end: Callable[[int, dict[str, Any]], bool | None] | None = None,
-        before_step: Callable[[int], None] | None = None,
-        get_extra_state: Callable[[], dict[str, Any]] | None = None,
-        set_extra_state: Callable[[dict[str, Any]], None] | None = None,
-    ) -> list[dict[str, Any]]:
-        """Train for ``epochs`` passes over ``tensors`` (all with the same first dimension).
+    def run(self, tensors: Sequence[torch.Tensor], loss_fn: LossFn) -> list[dict[str, Any]]:
+        """Train a plain ``module`` on ``loss_fn`` for ``epochs`` passes over ``tensors``.
+
+        The loop of :meth:`fit` without a :class:`TrainingModule`'s hooks: for a network trained
+        on a loss alone (a quick experiment, a test). A method's model is a
+        :class:`TrainingModule` trained by :meth:`fit`.
 
         Parameters
         ----------
         tensors : sequence of Tensor
-            Data on the training device; minibatches are ``[t[idx] for t in tensors]``.
+            Data on the training device (all with the same first dimension); minibatches are
+            ``[t[idx] for t in tensors]``.
         loss_fn : callable
             ``loss_fn(idx, *batch) -> loss`` or ``(loss, {"part": value, ...})``; called under
             autocast when a low precision is set.
-        on_epoch_start : callable, optional
-            ``f(epoch)`` before each epoch.
-        on_epoch_end : callable, optional
-            ``f(epoch, record)`` after each epoch; may add entries to ``record``; returning True
-            stops training.
-        before_step : callable, optional
-            ``f(global_step)`` before every optimisation step (e.g. DEC's target refresh); it
-            may raise :class:`StopTraining` to end training there.
-        get_extra_state, set_extra_state : callable, optional
-            Save/restore method state that is not in ``module`` (kept in checkpoints).
 
         Returns
         -------
         list of dict
             One record per epoch: ``epoch``, ``loss`` and each named loss part (sample means).
         """
+        return self._loop(tensors, loss_fn, None)
+
+    def _loop(
+        self,
+        tensors: Sequence[torch.Tensor],
+        loss_fn: LossFn,
+        hooks: TrainingModule | None,
+    ) -> list[dict[str, Any]]:
         if not tensors:
             raise ValueError("tensors must not be empty")
         n = tensors[0].shape[0]
@@ -597,9 +584,7 @@ class Trainer:
             }
             restored = self._load_checkpoint() if self.checkpoint_path.exists() else None
             if restored is not None:
-                start_epoch, extra = restored
-                if set_extra_state is not None:
-                    set_extra_state(extra)
+                start_epoch = restored
         last_save = time.monotonic()
         bounds = batch_slices(n, self.batch_size)
         bar = tqdm(
@@ -612,9 +597,9 @@ class Trainer:
         )
         for epoch in bar:
             self.module.train()
-            if on_epoch_start is not None:
+            if hooks is not None:
                 hook_start = probe.clock() if probe is not None else 0.0
-                on_epoch_start(epoch)
+                hooks.on_epoch_start(epoch)
                 if probe is not None:
                     hook_seconds += probe.clock() - hook_start
             if self.shuffle:
@@ -625,9 +610,9 @@ class Trainer:
             parts_total: dict[str, torch.Tensor] = {}
             converged = False
             for start, stop in bounds:
-                if before_step is not None:
+                if hooks is not None:
                     try:
-                        before_step(self.n_steps)
+                        hooks.before_step(self.n_steps)
                     except StopTraining:
                         converged = True
                         break
@@ -670,9 +655,9 @@ class Trainer:
                     "lower the learning rate or check the input scaling"
                 )
             stop_now = converged
-            if on_epoch_end is not None and (probe is not None or not converged):
+            if hooks is not None and (probe is not None or not converged):
                 hook_start = probe.clock() if probe is not None else 0.0
-                stop_now = bool(on_epoch_end(epoch, record)) or stop_now
+                stop_now = bool(hooks.on_epoch_end(epoch, record)) or stop_now
                 if probe is not None:
                     hook_seconds += probe.clock() - hook_start
             if self.early_stopping is not None and self.early_stopping.step(record):
@@ -688,9 +673,7 @@ class Trainer:
             else:
                 due = time.monotonic() - last_save >= self.checkpoint_interval_s
             if self.checkpoint_path is not None and due and epoch + 1 < self.epochs:
-                self._save_checkpoint(
-                    epoch + 1, get_extra_state() if get_extra_state is not None else None
-                )
+                self._save_checkpoint(epoch + 1)
                 last_save = time.monotonic()
         bar.close()
         if probe is not None:

@@ -47,7 +47,7 @@ from aeclust.nn import Autoencoder, build_autoencoder, encode_decode
 from aeclust.pretrain import PretrainConfig, pretrain_autoencoder, reconstruction_loss
 from aeclust.primitives import grouped_knn, kmeans, squared_distances
 from aeclust.primitives.kmeans import cluster_sums
-from aeclust.training import Trainer, batched_apply, make_optimizer
+from aeclust.training import Trainer, TrainingModule, batched_apply, make_optimizer
 
 __all__ = [
     "CCAE",
@@ -188,6 +188,21 @@ def neighbour_means(targets: torch.Tensor, idx: torch.Tensor, valid: torch.Tenso
     return out
 
 
+class ShiftedTargetModule(TrainingModule):
+    """An autoencoder trained to map each input to its shifted target (eq. 6, mean squared
+    error): a batch is ``(x, x~)`` rows."""
+
+    def __init__(self, autoencoder: Autoencoder) -> None:
+        super().__init__()
+        self.autoencoder = autoencoder
+
+    def training_step(
+        self, idx: torch.Tensor, xb: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        _, x_hat = encode_decode(self.autoencoder, xb)
+        return reconstruction_loss(x_hat, targets, "mse")
+
+
 def train_on_targets(
     ae: Autoencoder,
     x: torch.Tensor,
@@ -206,10 +221,10 @@ def train_on_targets(
     Training continues from the current weights with a fresh Adam optimiser (Algorithm 1, line
     12: "retrain"). Returns the per-epoch records of :class:`aeclust.training.Trainer`.
     """
-    optimizer = make_optimizer(ae.parameters(), "adam", lr)
+    module = ShiftedTargetModule(ae)
     trainer = Trainer(
-        ae,
-        optimizer,
+        module,
+        make_optimizer(module.parameters(), "adam", lr),
         epochs=epochs,
         batch_size=batch_size,
         seed=seed,
@@ -217,14 +232,7 @@ def train_on_targets(
         verbose=verbose,
         desc=desc,
     )
-
-    def loss_fn(idx: torch.Tensor, xb: torch.Tensor, tb: torch.Tensor) -> torch.Tensor:
-        _, x_hat = encode_decode(ae, xb)
-        return reconstruction_loss(x_hat, tb, "mse")
-
-    history = trainer.run([x, targets], loss_fn)
-    ae.eval()
-    return history
+    return trainer.fit([x, targets])
 
 
 def _changed(a: torch.Tensor, b: torch.Tensor) -> float:
