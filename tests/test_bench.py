@@ -22,8 +22,9 @@ from aeclust.bench import (
     run_protocol,
     write_benchmarks_md,
 )
-from aeclust.bench.protocol import KNOWN_ESTIMATORS, PRETRAIN_KEYS, protocol_dirs, validate
+from aeclust.bench.protocol import PRETRAIN_KEYS, protocol_dirs, validate
 from aeclust.cli import main
+from aeclust.methods import METHODS
 
 PROTOCOLS = Path(__file__).resolve().parents[1] / "benchmarks" / "protocols"
 
@@ -549,7 +550,7 @@ def test_a_failing_insert_leaves_no_row(tmp_path: Path, monkeypatch: pytest.Monk
 # ---------------------------------------------------------------------------------------------
 
 
-def test_unregistered_methods_are_skipped_and_listed(
+def test_a_protocol_naming_an_unregistered_method_is_refused_naming_the_registered_ones(
     tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     text = tiny.read_text() + '\n[methods.vcc]\nlabel = "VCC"\n'
@@ -557,11 +558,12 @@ def test_unregistered_methods_are_skipped_and_listed(
     path.write_text(text.replace('name = "tiny"', 'name = "with_vcc"'))
     from aeclust.methods import METHODS
 
-    # A protocol may name a method this installation lacks (e.g. a newer protocol file).
+    # one registry: a method this installation lacks (a newer protocol file) is found before
+    # any cell runs, not half-way through a benchmark
     monkeypatch.delitem(METHODS, "vcc")
-    summary = run_protocol(path, quick=True, device="cpu", db=tmp_path / "x.db", plots=False)
-    assert "vcc" in summary.skipped_methods
-    assert {c.method for c in summary.completed} == {"kmeans", "ae-kmeans"}
+    with pytest.raises(ProtocolError, match=r"'vcc' is not a method CLI name.*valid: ae-kmeans"):
+        run_protocol(path, quick=True, device="cpu", db=tmp_path / "x.db", plots=False)
+    assert not (tmp_path / "x.db").exists()
 
 
 def test_unaccepted_method_parameters_skip_the_method(tiny: Path, tmp_path: Path) -> None:
@@ -698,7 +700,7 @@ def test_protocol_file_is_valid(path: Path) -> None:
     proto = load_protocol(path)  # parses and validates: known keys, CLI names, fractions
     assert proto.name == path.stem
     for spec in proto.methods.values():
-        assert spec.estimator in (ENCODERS if proto.kind == "classification" else KNOWN_ESTIMATORS)
+        assert spec.estimator in (ENCODERS if proto.kind == "classification" else METHODS)
     for row, per_ds in proto.paper.items():
         for key, values in per_ds.items():
             assert key in proto.datasets

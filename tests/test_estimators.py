@@ -260,7 +260,7 @@ def test_auto_precision_follows_the_hardware_and_the_method(monkeypatch):
 
 
 def _bce_under_autocast(device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    from aeclust.pretrain import reconstruction_loss
+    from aeclust.primitives.losses import reconstruction_loss
 
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(16, 8, generator=gen).to(device)

@@ -413,7 +413,7 @@ def test_bench_selects_rows_or_inputs_and_skips_missing_encoders(
     assert sorted(c.method for c in both.completed) == ["no-ae-knn", "no-ae-nc"]
     with pytest.raises(ValueError, match="unknown method or row 'dae-9'"):
         run_protocol(tiny_clf, db=tmp_path / "c.db", methods=["dae-9"])
-    monkeypatch.setitem(ENCODERS, "dae", "aeclust.no_such_module:Nope")
+    monkeypatch.setitem(ENCODERS, "dae", "NoSuchEstimator")
     skipped = run_protocol(tiny_clf, db=tmp_path / "d.db", quick=True, plots=False)
     assert set(skipped.skipped_methods) == {"ae", "dae-1"}
     assert sorted(c.method for c in skipped.completed) == ["no-ae-knn", "no-ae-nc"]

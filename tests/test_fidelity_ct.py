@@ -20,8 +20,8 @@ import aeclust.methods.ct as ct_module
 from aeclust.methods.ct import CT, centering_loss
 from aeclust.metrics import cluster_accuracy, nmi
 from aeclust.nn import MLPAutoencoder
-from aeclust.pretrain import reconstruction_loss
 from aeclust.primitives import fuzzy_cmeans_membership, kmeans
+from aeclust.primitives.losses import reconstruction_loss
 
 # Two centres on the x-axis and two points: z1 = (1, 0) has d2 = (1, 4); z2 = (1.5, 0.5) is
 # equidistant, d2 = (1.5^2 + 0.5^2, 1.5^2 + 0.5^2) = (2.5, 2.5), so every reading gives it

@@ -28,7 +28,7 @@ from aeclust.methods.kdae import (
     reseed_empty,
 )
 from aeclust.nn import BatchedMLPAutoencoder, MLPAutoencoder
-from aeclust.pretrain import reconstruction_loss
+from aeclust.primitives.losses import reconstruction_loss
 from aeclust.training import Trainer
 
 # Three points and two constant "autoencoders" c_0 = (0, 1), c_1 = (3, 0).

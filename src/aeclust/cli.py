@@ -111,36 +111,28 @@ def _n_clusters(args: argparse.Namespace, data: Any) -> int:
 
 
 def _build_estimator(args: argparse.Namespace, data: Any, n_clusters: int) -> Any:
-    from aeclust.methods import METHODS
+    from aeclust.methods import build_estimator
 
-    if args.method not in METHODS:
-        raise CLIError(f"unknown method {args.method!r}; valid: {', '.join(sorted(METHODS))}")
     if n_clusters > data.n_samples:
         raise CLIError(
             f"--n-clusters {n_clusters} is larger than the number of samples ({data.n_samples})"
         )
-    cls = METHODS[args.method]
     params: dict[str, Any] = dict(_parse_param(p) for p in args.param)
-    valid = cls().get_params()
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise CLIError(
-            f"unknown parameter(s) {unknown} for {args.method}; valid: {', '.join(sorted(valid))}"
-        )
     params.update(n_clusters=n_clusters, random_state=args.seed)
-    if "device" in valid:
-        params["device"] = args.device
-    if "precision" in valid:
-        params["precision"] = args.precision
-    if "image_shape" in valid and data.image_shape is not None:
-        params.setdefault("image_shape", data.image_shape)
     # the pretraining cache is opt-in, as in the library: --cache, or --cache-dir DIR
     cache = args.cache if args.cache is not None else bool(args.cache_dir)
-    if "pretrain_cache" in valid and cache:
-        params.setdefault("pretrain_cache", str(args.cache_dir) if args.cache_dir else True)
-    if "verbose" in valid:
-        params["verbose"] = args.verbose
-    return cls(**params)
+    try:
+        return build_estimator(
+            args.method,
+            params,
+            device=args.device,
+            precision=args.precision,
+            verbose=args.verbose,
+            image_shape=data.image_shape,
+            pretrain_cache=(str(args.cache_dir) if args.cache_dir else True) if cache else None,
+        )
+    except ValueError as exc:  # an unknown method or parameter: one line, not a traceback
+        raise CLIError(str(exc)) from None
 
 
 def _print_cost_estimate(model: Any, data: Any, threshold_min: float) -> None:
@@ -355,7 +347,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
     """List the methods."""
     from aeclust.methods import METHODS
 
-    for name, cls in METHODS.items():
+    for name, cls in sorted(METHODS.items()):
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         print(f"{name:<12} {cls.__name__:<12} {doc}")
     return 0

@@ -22,16 +22,12 @@ from torch.nn import functional as F
 
 from aeclust._utils import atomic_torch_save
 from aeclust.nn import Autoencoder, encode_decode
+from aeclust.primitives.losses import reconstruction_loss
 from aeclust.training import EarlyStopping, Trainer, TrainingModule, make_optimizer, probing
 
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
-#: The pretraining losses (``PretrainConfig.loss``).
-PRETRAIN_LOSSES = ("mse", "bce")
-#: The reconstruction terms of a clustering stage (DCN, DKM, CT): per-sample sum of squares or
-#: the mean over entries (see :func:`reconstruction_loss`).
-REC_LOSSES = ("sum", "mean")
 
 
 def get_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -77,25 +73,6 @@ class PretrainConfig:
     loss: str = "mse"
     patience: int | None = None
     corruption: float = 0.0
-
-
-def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor, kind: str = "mse") -> torch.Tensor:
-    """Reconstruction loss of a batch, computed in fp32.
-
-    ``"mse"`` (alias ``"mean"``): mean over all entries; ``"sum"``: per-sample sum of squares
-    ‖x − x̂‖² averaged over the batch (the least-squares loss of DCN and DKM and their authors'
-    code, D times larger than ``"mse"``); ``"bce"``: binary cross-entropy for outputs in [0, 1].
-    """
-    if kind == "sum":
-        return (x_hat.float() - x.float()).pow(2).sum(dim=1).mean()
-    if kind in ("mse", "mean"):
-        return F.mse_loss(x_hat.float(), x.float())
-    if kind == "bce":
-        # CUDA autocast refuses binary_cross_entropy outright (it is on its "unsafe" list), even
-        # for fp32 inputs; the loss is fp32 anyway, so autocast is switched off around it.
-        with torch.autocast(device_type=x_hat.device.type, enabled=False):
-            return F.binary_cross_entropy(x_hat.float().clamp(1e-7, 1 - 1e-7), x.float())
-    raise ValueError(f"unknown reconstruction loss {kind!r}; valid: 'mse', 'sum', 'bce'")
 
 
 class ReconstructionModule(TrainingModule):

@@ -109,7 +109,6 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "KNOWN_ESTIMATORS",
     "PRETRAIN_KEYS",
     "RUNNER_PARAMS",
     "ClassifierSpec",
@@ -123,26 +122,6 @@ __all__ = [
     "protocol_dirs",
     "same_cell",
 ]
-
-#: CLI names of the estimators the project implements (DESIGN.md), whether or not they are
-#: registered in :data:`aeclust.methods.METHODS` yet.
-KNOWN_ESTIMATORS: frozenset[str] = frozenset(
-    {
-        "kmeans",
-        "ae-kmeans",
-        "dec",
-        "idec",
-        "dcn",
-        "dkm",
-        "kdae",
-        "damic",
-        "ccae",
-        "icae",
-        "vcc",
-        "ct",
-        "n2d",
-    }
-)
 
 #: Keys allowed in ``[pretrain]`` sections: the shared autoencoder and its pretraining.
 PRETRAIN_KEYS: frozenset[str] = frozenset(
@@ -554,14 +533,9 @@ def _check_params(where: str, params: Any, errors: list[str], *, pretrain: bool)
 
 
 def _known_estimators(extra: Iterable[str] = ()) -> set[str]:
-    names = set(KNOWN_ESTIMATORS) | set(extra)
-    try:  # methods registered by now (other modules may add more)
-        from aeclust.methods import METHODS
+    from aeclust.methods import METHODS  # the one registry (other modules may add more)
 
-        names |= set(METHODS)
-    except ImportError:  # pragma: no cover
-        pass
-    return names
+    return set(METHODS) | set(extra)
 
 
 def validate(data: Mapping[str, Any], *, source: str = "<protocol>") -> Protocol:

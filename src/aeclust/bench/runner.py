@@ -344,37 +344,33 @@ class _Runner:
 
     # -- parameters -----------------------------------------------------------------------------
     def params(self, row: str, data: _Data, seed: int) -> tuple[type, dict, list[str]]:
-        from aeclust.methods import METHODS
+        from aeclust.methods import METHODS, estimator_params
 
         spec = self.proto.methods[row]
-        cls = METHODS[spec.estimator]
-        params, ignored, valid = _merged_params(cls, self.proto, row, data.key, self.quick)
+        params, ignored, _ = _merged_params(
+            METHODS[spec.estimator], self.proto, row, data.key, self.quick
+        )
         params["n_clusters"] = data.n_clusters
         params["random_state"] = seed
-        runner = {
-            "device": self.device,
-            "precision": self.precision,
-            "pretrain_cache": str(self.cache_dir),
-            "verbose": self.verbose,
-        }
-        params.update({k: v for k, v in runner.items() if k in valid})
-        if "image_shape" in valid and data.image_shape is not None:
-            params.setdefault("image_shape", tuple(data.image_shape))
+        cls, params = estimator_params(
+            spec.estimator,
+            params,
+            device=self.device,
+            precision=self.precision,
+            pretrain_cache=str(self.cache_dir),
+            verbose=self.verbose,
+            image_shape=tuple(data.image_shape) if data.image_shape is not None else None,
+        )
         return cls, params, ignored
 
     def check_rows(self, rows: list[str], keys: list[str]) -> list[str]:
-        """Drop rows whose estimator is missing or rejects the protocol's parameter names."""
+        """Drop rows whose estimator rejects the protocol's parameter names (the protocol's
+        validation has checked that every estimator is registered)."""
         from aeclust.methods import METHODS
 
         kept = []
         for row in rows:
-            estimator = self.proto.methods[row].estimator
-            if estimator not in METHODS:
-                reason = f"estimator {estimator!r} is not registered in aeclust.methods.METHODS"
-                logger.warning("skipping %s: %s", row, reason)
-                self.summary.skipped_methods[row] = reason
-                continue
-            cls = METHODS[estimator]
+            cls = METHODS[self.proto.methods[row].estimator]
             valid = set(cls().get_params())
             problem = None
             for key in keys:
@@ -897,18 +893,15 @@ def _encoder_params(runner: _Runner, rep: str, key: str, seed: int) -> tuple[typ
 
 
 def _check_encoders(runner: _Runner, reps: list[str], keys: list[str]) -> list[str]:
-    """Drop representations whose encoder cannot be imported or rejects the protocol's params."""
+    """Drop representations whose encoder is not registered or rejects the protocol's params."""
     kept = []
     for rep in reps:
         problem = None
         try:
             for key in keys:
                 _encoder_params(runner, rep, key, 0)
-        except ImportError as exc:
-            problem = (
-                f"encoder {runner.proto.methods[rep].estimator!r} is not available ({exc}); "
-                "it is not implemented yet"
-            )
+        except LookupError as exc:
+            problem = f"encoder {runner.proto.methods[rep].estimator!r} is not available ({exc})"
         except _ParamMismatch as exc:
             problem = str(exc)
         if problem:

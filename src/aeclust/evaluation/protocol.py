@@ -19,7 +19,6 @@ after every shift is recorded too (the paper's Figs. 3-4).
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,10 +42,11 @@ __all__ = [
 ]
 
 #: Encoders a benchmark protocol may name: ``"pixels"`` (no encoder: the input itself) and the
-#: class separating autoencoder, imported on first use.
-ENCODERS: dict[str, str | type | None] = {
+#: class separating autoencoder, by its name in the estimator registry
+#: (:data:`aeclust.methods.ESTIMATORS`).
+ENCODERS: dict[str, str | None] = {
     "pixels": None,
-    "dae": "aeclust.methods.ccae:ClassSeparatingAE",
+    "dae": "ClassSeparatingAE",
 }
 
 #: The paper's four classifiers, as :func:`make_classifier` kinds.
@@ -65,16 +65,19 @@ def encoder_class(name: str) -> type | None:
     ------
     ValueError
         On an unknown name.
-    ImportError
-        If the encoder's module is not available (not implemented yet).
+    LookupError
+        If the name's estimator is not in the registry.
     """
     if name not in ENCODERS:
         raise ValueError(f"unknown encoder {name!r}; valid: {', '.join(sorted(ENCODERS))}")
     target = ENCODERS[name]
-    if target is None or isinstance(target, type):
-        return target
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    if target is None:
+        return None
+    from aeclust.methods import ESTIMATORS  # the library, under the harness
+
+    if target not in ESTIMATORS:
+        raise LookupError(f"{target} is not a registered estimator")
+    return ESTIMATORS[target]
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,11 @@
 
 from aeclust.methods.base import (
     ESTIMATORS,
+    METHODS,
+    RUNNER_SETTINGS,
     BaseDeepClusterer,
+    build_estimator,
+    estimator_params,
     load,
     load_metadata,
     register_estimator,
@@ -18,23 +22,6 @@ from aeclust.methods.kmeans import AEKMeans, KMeans
 from aeclust.methods.n2d import N2D
 from aeclust.methods.vcc import VCC
 
-#: Command-line names of the methods (DESIGN.md: the class names lower-cased).
-METHODS: dict[str, type[BaseDeepClusterer]] = {
-    "kmeans": KMeans,
-    "ae-kmeans": AEKMeans,
-    "dec": DEC,
-    "idec": IDEC,
-    "dcn": DCN,
-    "dkm": DKM,
-    "kdae": KDAE,
-    "damic": DAMIC,
-    "ct": CT,
-    "ccae": CCAE,
-    "icae": ICAE,
-    "vcc": VCC,
-    "n2d": N2D,
-}
-
 __all__ = [
     "CCAE",
     "CT",
@@ -48,11 +35,14 @@ __all__ = [
     "KDAE",
     "METHODS",
     "N2D",
+    "RUNNER_SETTINGS",
     "VCC",
     "AEKMeans",
     "BaseDeepClusterer",
     "ClassSeparatingAE",
     "KMeans",
+    "build_estimator",
+    "estimator_params",
     "load",
     "load_metadata",
     "register_estimator",

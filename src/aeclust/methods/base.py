@@ -40,9 +40,11 @@ from aeclust._utils import (
 )
 from aeclust.diagnostics import DegenerateClusteringWarning, partition_problems
 from aeclust.nn import Autoencoder, autoencoder_from_config, build_autoencoder
-from aeclust.nn.autoencoders import ACTIVATIONS, AUTOENCODER_CLASSES
-from aeclust.pretrain import PRETRAIN_LOSSES, REC_LOSSES, PretrainConfig, pretrain_autoencoder
+from aeclust.nn.autoencoders import ACTIVATIONS
+from aeclust.nn.factory import AUTOENCODER_CLASSES
+from aeclust.pretrain import PretrainConfig, pretrain_autoencoder
 from aeclust.primitives import KMeansResult, kmeans
+from aeclust.primitives.losses import PRETRAIN_LOSSES, REC_LOSSES
 from aeclust.training import (
     OPTIMIZERS,
     EarlyStopping,
@@ -55,14 +57,105 @@ from aeclust.training import (
 MODEL_FORMAT = "aeclust-model"
 MODEL_VERSION = 1
 
-#: Every estimator class by name, filled by :func:`register_estimator` (used by ``aeclust.load``).
+#: Every estimator class by class name, filled by :func:`register_estimator` (``aeclust.load``
+#: restores a model file by it).
 ESTIMATORS: dict[str, type[BaseDeepClusterer]] = {}
+#: The clustering methods by command-line name (DESIGN.md: the class name lower-cased), the
+#: part of the same registry that :func:`register_estimator` fills when given a ``cli_name``.
+METHODS: dict[str, type[BaseDeepClusterer]] = {}
+#: What the command line and the bench set on every estimator that accepts it; the first three
+#: override a value in the parameters, the last two only fill one in (they describe the data
+#: and where to cache, which a user may have chosen).
+RUNNER_SETTINGS = ("device", "precision", "verbose", "image_shape", "pretrain_cache")
+_FILL_ONLY = frozenset({"image_shape", "pretrain_cache"})
 
 
-def register_estimator(cls: type[BaseDeepClusterer]) -> type[BaseDeepClusterer]:
-    """Class decorator: make an estimator restorable by :func:`load` under its class name."""
-    ESTIMATORS[cls.__name__] = cls
-    return cls
+def register_estimator(
+    cls: type[BaseDeepClusterer] | None = None, *, cli_name: str | None = None
+) -> Any:
+    """Class decorator: register an estimator, restorable by :func:`load` under its class name
+    and, with ``cli_name``, a method of the command line and the bench under that name.
+
+    ``@register_estimator`` or ``@register_estimator(cli_name="kdae")``.
+    """
+
+    def register(estimator: type[BaseDeepClusterer]) -> type[BaseDeepClusterer]:
+        ESTIMATORS[estimator.__name__] = estimator
+        if cli_name is not None:
+            if METHODS.get(cli_name, estimator) is not estimator:
+                raise ValueError(f"method name {cli_name!r} is already registered")
+            METHODS[cli_name] = estimator
+        return estimator
+
+    return register if cls is None else register(cls)
+
+
+def estimator_params(
+    method: str, params: Mapping[str, Any] | None = None, **settings: Any
+) -> tuple[type[BaseDeepClusterer], dict[str, Any]]:
+    """The class a method name stands for and the parameters to build it with.
+
+    The one way the command line and the bench turn a method name, the user's or protocol's
+    parameters and the runner's settings into an estimator (:func:`build_estimator`).
+
+    Parameters
+    ----------
+    method : str
+        A name of :data:`METHODS` (``"kdae"``, ``"ae-kmeans"``, ...).
+    params : mapping, optional
+        The estimator's own parameters (``n_clusters``, ``random_state``, ...); each must be
+        one the estimator accepts.
+    **settings
+        Any of :data:`RUNNER_SETTINGS`, applied to the estimators that accept them (k-means
+        has no ``pretrain_cache``); None values are skipped.
+
+    Returns
+    -------
+    cls : type
+    params : dict
+
+    Raises
+    ------
+    ValueError
+        On an unknown method, a parameter the estimator does not accept or an unknown setting,
+        naming the valid ones.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(sorted(METHODS))}")
+    cls = METHODS[method]
+    valid = cls().get_params()
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {unknown} for {method}; valid: {', '.join(sorted(valid))}"
+        )
+    bad = sorted(set(settings) - set(RUNNER_SETTINGS))
+    if bad:
+        raise ValueError(f"unknown setting(s) {bad}; valid: {', '.join(RUNNER_SETTINGS)}")
+    for key, value in settings.items():
+        if value is None or key not in valid:
+            continue
+        if key in _FILL_ONLY:
+            params.setdefault(key, value)
+        else:
+            params[key] = value
+    return cls, params
+
+
+def build_estimator(
+    method: str, params: Mapping[str, Any] | None = None, **settings: Any
+) -> BaseDeepClusterer:
+    """The estimator of a method name (see :func:`estimator_params`), not yet fitted.
+
+    Examples
+    --------
+    >>> from aeclust.methods import build_estimator
+    >>> build_estimator("kdae", {"n_clusters": 10}, device="cpu", pretrain_cache=True)
+    KDAE(device='cpu', n_clusters=10, pretrain_cache=True)
+    """
+    cls, params = estimator_params(method, params, **settings)
+    return cls(**params)
 
 
 class SequenceOf(Options):

@@ -44,9 +44,10 @@ from aeclust.methods.base import (
     store_init_args,
 )
 from aeclust.nn import Autoencoder, build_autoencoder, encode_decode
-from aeclust.pretrain import PretrainConfig, pretrain_autoencoder, reconstruction_loss
+from aeclust.pretrain import PretrainConfig, pretrain_autoencoder
 from aeclust.primitives import grouped_knn, kmeans, squared_distances
 from aeclust.primitives.kmeans import cluster_sums
+from aeclust.primitives.losses import reconstruction_loss
 from aeclust.training import Trainer, TrainingModule, batched_apply, make_optimizer
 
 __all__ = [
@@ -242,7 +243,7 @@ def _changed(a: torch.Tensor, b: torch.Tensor) -> float:
 # ---------------------------------------------------------------------------------------------
 # CCAE (Algorithm 1)
 # ---------------------------------------------------------------------------------------------
-@register_estimator
+@register_estimator(cli_name="ccae")
 class CCAE(BaseDeepClusterer):
     """Cluster Compacting Autoencoder (Nousi & Tefas; Algorithm 1).
 

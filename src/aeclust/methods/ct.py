@@ -25,7 +25,6 @@ from aeclust.methods.base import (
     store_init_args,
 )
 from aeclust.nn import Autoencoder, encode_decode
-from aeclust.pretrain import reconstruction_loss
 from aeclust.primitives import (
     assign,
     fuzzy_cmeans_membership,
@@ -35,6 +34,7 @@ from aeclust.primitives import (
     squared_distances,
     student_t_assignment,
 )
+from aeclust.primitives.losses import reconstruction_loss
 from aeclust.training import Trainer, TrainingModule, batched_apply, eval_mode
 
 #: The soft memberships the centering loss can use (name -> u(z, centres, alpha)). The weight G of
@@ -135,7 +135,7 @@ class CTModule(TrainingModule):
         self.centers, self.labels = result.centers.float(), result.labels
 
 
-@register_estimator
+@register_estimator(cli_name="ct")
 class CT(BaseDeepClusterer):
     """CT: reconstruction + centering loss, k-means re-initialised every epoch (arXiv 2411.19496).
 

@@ -25,8 +25,8 @@ from aeclust.methods.base import (
     store_init_args,
 )
 from aeclust.nn import Autoencoder, encode_decode
-from aeclust.pretrain import reconstruction_loss
 from aeclust.primitives import assign
+from aeclust.primitives.losses import reconstruction_loss
 from aeclust.training import Trainer, TrainingModule, eval_mode
 
 
@@ -149,7 +149,7 @@ class DCNModule(TrainingModule):
         self.counts.copy_(counts)
 
 
-@register_estimator
+@register_estimator(cli_name="dcn")
 class DCN(BaseDeepClusterer):
     """Deep Clustering Network (Yang et al., 2017).
 

@@ -30,8 +30,8 @@ from aeclust.methods.base import (
     store_init_args,
 )
 from aeclust.nn import Autoencoder, encode_decode
-from aeclust.pretrain import reconstruction_loss
 from aeclust.primitives import kl_divergence, student_t_assignment, target_distribution
+from aeclust.primitives.losses import reconstruction_loss
 from aeclust.training import (
     StopTraining,
     Trainer,
@@ -119,7 +119,7 @@ class DECModule(TrainingModule):
         self.updates = list(state["updates"])
 
 
-@register_estimator
+@register_estimator(cli_name="dec")
 class DEC(BaseDeepClusterer):
     """Deep Embedded Clustering (Xie et al., 2016).
 
@@ -263,7 +263,7 @@ class DEC(BaseDeepClusterer):
             return self._soft_assignment(self._to_tensor(X, self._fitted_device())).cpu().numpy()
 
 
-@register_estimator
+@register_estimator(cli_name="idec")
 class IDEC(DEC):
     """Improved DEC (Guo et al., 2017): DEC's clustering loss plus the reconstruction loss.
 

@@ -29,8 +29,9 @@ from aeclust.methods.base import (
     store_init_args,
 )
 from aeclust.nn import Autoencoder, encode_decode
-from aeclust.pretrain import PretrainConfig, reconstruction_loss
+from aeclust.pretrain import PretrainConfig
 from aeclust.primitives import assign, kmeans, softmax_assignment, squared_distances
+from aeclust.primitives.losses import reconstruction_loss
 from aeclust.training import Trainer, TrainingModule, batched_apply, eval_mode
 
 REINITS = ("none", "kmeans")
@@ -141,7 +142,7 @@ class DKMModule(TrainingModule):
                 self.representatives.copy_(result.centers)
 
 
-@register_estimator
+@register_estimator(cli_name="dkm")
 class DKM(BaseDeepClusterer):
     """Deep k-Means (Moradi Fard, Thonet and Gaussier, 2020).
 

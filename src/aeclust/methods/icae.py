@@ -169,7 +169,7 @@ class ICAEModule(TrainingModule):
         self.generator.set_state(state["generator"])
 
 
-@register_estimator
+@register_estimator(cli_name="icae")
 class ICAE(BaseDeepClusterer):
     """Image clustering autoencoder with predefined evenly-distributed class centroids (Zhu and
     Wang).

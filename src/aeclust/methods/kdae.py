@@ -32,7 +32,7 @@ from aeclust.methods.base import (
     store_init_args,
 )
 from aeclust.nn import Autoencoder, BatchedMLPAutoencoder, MLPClassifier
-from aeclust.pretrain import reconstruction_loss
+from aeclust.primitives.losses import reconstruction_loss
 from aeclust.training import (
     EarlyStopping,
     Trainer,
@@ -194,7 +194,7 @@ class DAMICModule(TrainingModule):
         return -torch.logsumexp(log_p - err, dim=1).mean()
 
 
-@register_estimator
+@register_estimator(cli_name="kdae")
 class KDAE(BaseDeepClusterer):
     """k-DAE clustering: each cluster is an autoencoder; a point goes to its best reconstructor.
 
@@ -387,7 +387,7 @@ class KDAE(BaseDeepClusterer):
             return self.autoencoders_(x).float().cpu().numpy()
 
 
-@register_estimator
+@register_estimator(cli_name="damic")
 class DAMIC(KDAE):
     """DAMIC: k autoencoders plus a gate network p(c | x) (Chazan et al., 2019).
 

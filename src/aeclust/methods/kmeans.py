@@ -21,7 +21,7 @@ from aeclust.methods.base import (
 from aeclust.primitives import assign, kmeans
 
 
-@register_estimator
+@register_estimator(cli_name="kmeans")
 class KMeans(BaseDeepClusterer):
     """k-means with k-means++ seeding and ``n_init`` restarts (wraps scikit-learn).
 
@@ -109,7 +109,7 @@ class KMeans(BaseDeepClusterer):
         return torch.cdist(x, torch.from_numpy(self.cluster_centers_).to(x.device))
 
 
-@register_estimator
+@register_estimator(cli_name="ae-kmeans")
 class AEKMeans(BaseDeepClusterer):
     """AE+k-means: pretrain an autoencoder, then run k-means on its embedding.
 

@@ -44,7 +44,7 @@ def _import_umap() -> Any:
     return umap
 
 
-@register_estimator
+@register_estimator(cli_name="n2d")
 class N2D(BaseDeepClusterer):
     """N2D: cluster the UMAP manifold of an autoencoder's embedding with a Gaussian mixture.
 

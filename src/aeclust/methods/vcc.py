@@ -279,7 +279,7 @@ class VCCModule(TrainingModule):
 MAX_DRAWS_PER_EDGE = 1000
 
 
-@register_estimator
+@register_estimator(cli_name="vcc")
 class VCC(BaseDeepClusterer):
     """Very Compact Clusters: an MLP embedding trained on a kNN graph, then self-trained.
 

@@ -1,5 +1,5 @@
-"""Clustering primitives shared by the methods: k-means, soft assignments (and, later, kNN graphs,
-MMD, PEDCC)."""
+"""Primitives shared by the methods: k-means, soft assignments, reconstruction losses, MMD,
+PEDCC (kNN graphs and mixtures in their submodules)."""
 
 from aeclust.primitives.assignments import (
     fuzzy_cmeans_membership,
@@ -16,10 +16,13 @@ from aeclust.primitives.kmeans import (
     kmeans_plusplus,
     squared_distances,
 )
+from aeclust.primitives.losses import PRETRAIN_LOSSES, REC_LOSSES, reconstruction_loss
 from aeclust.primitives.mmd import gaussian_kernel_bandwidths, mmd
 from aeclust.primitives.pedcc import PEDCCResult, min_pairwise_angle, pedcc, simplex_angle
 
 __all__ = [
+    "PRETRAIN_LOSSES",
+    "REC_LOSSES",
     "KMeansResult",
     "PEDCCResult",
     "assign",
@@ -32,6 +35,7 @@ __all__ = [
     "min_pairwise_angle",
     "mmd",
     "pedcc",
+    "reconstruction_loss",
     "simplex_angle",
     "softmax_assignment",
     "squared_distances",
