@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from sklearn.utils.estimator_checks import check_param_validation
 from aeclust import DEC
 from aeclust.methods import ESTIMATORS
 from aeclust.methods import base as base_module
-from aeclust.methods.base import SHARED_CONSTRAINTS, SequenceOf
+from aeclust.methods.params import SHARED_PARAMS, Param, SequenceOf, declare
 
 PROTOCOLS = Path(__file__).resolve().parents[1] / "benchmarks" / "protocols"
 X = np.random.default_rng(0).random((40, 4)).astype(np.float32)
@@ -99,21 +100,58 @@ def test_defaults_are_valid(name):
     ESTIMATORS[name]()._validate_params()
 
 
-def test_shared_constraints_are_declared_once():
-    # a class that repeats a shared parameter must reuse the shared declaration, not a copy;
-    # the named exceptions widen or narrow it on purpose
+def test_shared_parameters_are_declared_once():
+    # a class that takes a shared parameter reuses its declaration (constraint objects and
+    # type), whatever its default; the named exceptions widen or narrow it on purpose
     own_reading = {
         ("ICAE", "autoencoder"),  # "resnet" only
         ("N2D", "embedding_dim"),  # None: the code has n_clusters units, as N2D's
     }
     for name, cls in ESTIMATORS.items():
-        for param, constraints in cls._parameter_constraints.items():
-            if param in SHARED_CONSTRAINTS and (name, param) not in own_reading:
-                assert constraints is SHARED_CONSTRAINTS[param], (name, param)
+        for param, declared in cls.params.items():
+            if param in SHARED_PARAMS and (name, param) not in own_reading:
+                shared = SHARED_PARAMS[param]
+                assert len(declared.constraints) == len(shared.constraints), (name, param)
+                assert all(a is b for a, b in zip(declared.constraints, shared.constraints))
+                assert declared.annotation == shared.annotation, (name, param)
+
+
+def test_a_declaration_is_the_signature_and_the_constraints():
+    from aeclust.methods import DEC, IDEC
+
+    sig = inspect.signature(DEC)
+    assert next(iter(sig.parameters)) == "n_clusters"
+    assert sig.parameters["n_clusters"].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    assert sig.parameters["max_iter"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert list(sig.parameters)[-5:] == [
+        "pretrain_cache", "device", "precision", "random_state", "verbose"
+    ]  # fmt: skip
+    assert sig.parameters["lr"].default == 0.01 and sig.parameters["optimizer"].default == "sgd"
+    assert set(DEC._parameter_constraints) == set(sig.parameters)
+    # IDEC is DEC with two other defaults and gamma: nothing re-declared
+    idec = inspect.signature(IDEC).parameters
+    assert set(idec) == set(sig.parameters) | {"gamma"}
+    changed = {n for n in sig.parameters if idec[n].default != sig.parameters[n].default}
+    assert changed == {"optimizer", "lr"}
+    est = DEC(5, lr=0.1)
+    assert est.n_clusters == 5 and est.lr == 0.1 and est.max_iter == 20000
+    with pytest.raises(TypeError, match=r"DEC\(\): .*unexpected keyword argument 'lrr'"):
+        DEC(lrr=0.1)
+    with pytest.raises(TypeError, match=r"DEC\(\): too many positional arguments"):
+        DEC(5, "mlp")
+
+
+def test_declare_refuses_an_undeclared_name_and_a_param_without_constraints():
+    with pytest.raises(TypeError, match=r"max_iter=300: not a shared parameter"):
+        declare("n_clusters", max_iter=300)
+    with pytest.raises(TypeError, match="at least one constraint"):
+        Param(3)
+    with pytest.raises(TypeError, match=r"not parameters here: \['nope'\]"):
+        declare("lr").with_defaults(nope=1)
 
 
 def test_sequence_constraint():
-    from aeclust.methods.base import POSITIVE_INT
+    from aeclust.methods.params import POSITIVE_INT
 
     dims = SequenceOf(POSITIVE_INT)
     assert dims.is_satisfied_by([500, 10]) and dims.is_satisfied_by(np.array([3, 4]))

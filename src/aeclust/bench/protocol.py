@@ -108,6 +108,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from aeclust.methods.params import PRETRAIN_KEYS as _PRETRAIN_KEYS
+
 __all__ = [
     "PRETRAIN_KEYS",
     "RUNNER_PARAMS",
@@ -124,23 +126,7 @@ __all__ = [
 ]
 
 #: Keys allowed in ``[pretrain]`` sections: the shared autoencoder and its pretraining.
-PRETRAIN_KEYS: frozenset[str] = frozenset(
-    {
-        "autoencoder",
-        "embedding_dim",
-        "hidden_dims",
-        "activation",
-        "batch_norm",
-        "pretrain_epochs",
-        "pretrain_lr",
-        "pretrain_loss",
-        "pretrain_optimizer",
-        "pretrain_patience",
-        "pretrain_corruption",
-        "center_inputs",
-        "batch_size",
-    }
-)
+PRETRAIN_KEYS: frozenset[str] = frozenset(_PRETRAIN_KEYS)
 
 #: Parameters the runner sets itself; a protocol may not set them.
 RUNNER_PARAMS: frozenset[str] = frozenset(

@@ -5,10 +5,11 @@ and ``_predict(x)``; ``_embed(x)`` defaults to the fitted autoencoder's encoder.
 in attributes with a trailing underscore, which :meth:`BaseDeepClusterer.save` stores: tensors and
 arrays as a ``state_dict``-like mapping, modules as config + weights, everything else as JSON.
 
-Parameters are declared with constraints, as scikit-learn does: each estimator class has a
-``_parameter_constraints`` dict (scikit-learn's ``sklearn.utils._param_validation`` objects), built
-from :data:`SHARED_CONSTRAINTS` (the parameters several estimators share, declared once here) plus
-its own; ``fit`` and ``pretrain`` check every parameter against it before any work.
+Parameters are declared once per estimator, as a ``params`` class attribute
+(:func:`aeclust.methods.params.declare`: the parameters several estimators share come from
+:data:`~aeclust.methods.params.SHARED_PARAMS`); it becomes the class's ``__init__`` and its
+``_parameter_constraints`` (scikit-learn's ``sklearn.utils._param_validation`` objects), which
+``fit`` and ``pretrain`` check every parameter against before any work.
 """
 
 from __future__ import annotations
@@ -19,18 +20,15 @@ import os
 import warnings
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
-from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
-from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from aeclust._utils import (
-    PRECISIONS,
     atomic_torch_save,
     check_n_clusters,
     local_seed,
@@ -39,14 +37,16 @@ from aeclust._utils import (
     seed_from,
 )
 from aeclust.diagnostics import DegenerateClusteringWarning, partition_problems
+from aeclust.methods.params import (
+    PRETRAIN_CONFIG_FIELDS,
+    SHARED_PARAMS,
+    DeclaredParams,
+)
 from aeclust.nn import Autoencoder, autoencoder_from_config, build_autoencoder
-from aeclust.nn.autoencoders import ACTIVATIONS
 from aeclust.nn.factory import AUTOENCODER_CLASSES
 from aeclust.pretrain import PretrainConfig, pretrain_autoencoder
 from aeclust.primitives import KMeansResult, kmeans
-from aeclust.primitives.losses import PRETRAIN_LOSSES, REC_LOSSES
 from aeclust.training import (
-    OPTIMIZERS,
     EarlyStopping,
     Trainer,
     TrainingModule,
@@ -158,58 +158,6 @@ def build_estimator(
     return cls(**params)
 
 
-class SequenceOf(Options):
-    """Constraint: a list, tuple or 1-D array whose every item satisfies ``item``.
-
-    scikit-learn has no constraint for a sequence of numbers (network widths, an image shape, a
-    range); this one subclasses its ``Options`` only so that ``validate_parameter_constraints``
-    accepts it.
-
-    Parameters
-    ----------
-    item : Interval
-        The constraint every item meets.
-    min_len : int
-        The fewest items.
-    length : int or None
-        The exact number of items (overrides ``min_len``).
-    """
-
-    def __init__(self, item: Interval, *, min_len: int = 1, length: int | None = None) -> None:
-        super().__init__(type=tuple, options=set())
-        self.item = item
-        self.min_len = min_len
-        self.length = length
-
-    def is_satisfied_by(self, val: Any) -> bool:
-        if isinstance(val, np.ndarray):
-            if val.ndim != 1:
-                return False
-            val = val.tolist()
-        if not isinstance(val, (list, tuple)):
-            return False
-        n = len(val)
-        if (self.length is not None and n != self.length) or n < self.min_len:
-            return False
-        return all(self.item.is_satisfied_by(v) for v in val)
-
-    def __str__(self) -> str:
-        if self.length is not None:
-            size = f"of {self.length} items"
-        elif self.min_len > 0:
-            size = f"of at least {self.min_len} item{'s' if self.min_len > 1 else ''}"
-        else:
-            size = "(possibly empty)"
-        return f"a list or tuple {size}, each {self.item}"
-
-
-#: Constraint objects the declarations below and the estimator modules share.
-POSITIVE_INT = Interval(Integral, 1, None, closed="left")
-NON_NEGATIVE_INT = Interval(Integral, 0, None, closed="left")
-POSITIVE_REAL = Interval(Real, 0, None, closed="neither")
-NON_NEGATIVE_REAL = Interval(Real, 0, None, closed="left")
-FRACTION = Interval(Real, 0, 1, closed="both")
-
 #: ``center_inputs="auto"`` centres the inputs when the training mean holds more than this share
 #: of the data's energy (:func:`mean_image_share`). There the trivial reconstruction -- the mean
 #: image -- already explains most of the loss, and the default ReLU autoencoders were seen to stop
@@ -240,105 +188,20 @@ def mean_image_share(X: np.ndarray) -> float:
     return float(mean @ mean) / energy
 
 
-#: Constraints of the parameters several estimators share, each declared once (scikit-learn's
-#: ``_parameter_constraints`` format: name -> list of accepted kinds; a value is valid when it
-#: meets one). Estimator classes pick theirs with :func:`shared_constraints`.
-SHARED_CONSTRAINTS: dict[str, list[Any]] = {
-    # every estimator
-    "n_clusters": [POSITIVE_INT],
-    "device": [str, torch.device],  # the name itself is checked by resolve_device, also in fit
-    "precision": [StrOptions(set(PRECISIONS))],
-    "random_state": ["random_state", np.random.Generator],
-    "verbose": ["verbose"],
-    # the network presets
-    "autoencoder": [
-        StrOptions({"mlp", "conv", "resnet"}),
-        SequenceOf(POSITIVE_INT),
-        torch.nn.Module,
-    ],
-    "embedding_dim": [POSITIVE_INT],
-    "hidden_dims": [SequenceOf(POSITIVE_INT, min_len=0)],
-    "activation": [StrOptions({*ACTIVATIONS, "linear", "identity", "none"})],
-    "batch_norm": ["boolean"],
-    "image_shape": [None, SequenceOf(POSITIVE_INT, length=3)],
-    # the shared autoencoder pretraining
-    "pretrain_epochs": [NON_NEGATIVE_INT],
-    "pretrain_lr": [POSITIVE_REAL],
-    "pretrain_loss": [StrOptions(set(PRETRAIN_LOSSES))],
-    "pretrain_patience": [None, NON_NEGATIVE_INT],  # None or 0: no early stopping
-    "pretrain_corruption": [Interval(Real, 0, 1, closed="left")],
-    "center_inputs": ["boolean", StrOptions({"auto"})],
-    "pretrain_cache": ["boolean", str, os.PathLike],
-    "batch_size": [POSITIVE_INT],
-    "n_init": [POSITIVE_INT],
-    # the clustering stage's training
-    "epochs": [NON_NEGATIVE_INT],
-    "optimizer": [StrOptions(set(OPTIMIZERS))],
-    "lr": [POSITIVE_REAL],
-    "momentum": [FRACTION],
-    "lam": [NON_NEGATIVE_REAL],
-    "rec_loss": [StrOptions(set(REC_LOSSES))],
-}
-
-#: The parameters of every method built on the shared pretrained autoencoder (AE+k-means, DEC,
-#: IDEC, DCN, DKM, CT, CCAE, k-DAE, DAMIC).
-PRETRAINED_AUTOENCODER_PARAMS = (
-    "n_clusters",
-    "autoencoder",
-    "embedding_dim",
-    "activation",
-    "batch_norm",
-    "image_shape",
-    "pretrain_epochs",
-    "pretrain_lr",
-    "pretrain_loss",
-    "pretrain_patience",
-    "pretrain_corruption",
-    "center_inputs",
-    "batch_size",
-    "n_init",
-    "pretrain_cache",
-    "device",
-    "precision",
-    "random_state",
-    "verbose",
-)
-
-
-def shared_constraints(*names: str) -> dict[str, list[Any]]:
-    """The :data:`SHARED_CONSTRAINTS` of ``names``, for a class's ``_parameter_constraints``.
-
-    Examples
-    --------
-    >>> sorted(shared_constraints("lr", "epochs"))
-    ['epochs', 'lr']
-    """
-    return {name: SHARED_CONSTRAINTS[name] for name in names}
-
-
-def store_init_args(estimator: BaseEstimator, args: dict[str, Any]) -> None:
-    """Store an ``__init__``'s arguments unchanged, as scikit-learn requires.
-
-    Call it as the first and only statement of ``__init__``: ``store_init_args(self, locals())``
-    (``locals()`` then holds exactly the parameters).
-    """
-    for name in ("self", "__class__"):
-        args.pop(name, None)
-    vars(estimator).update(args)
-
-
-class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
+class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEstimator):
     """Base class of aeclust clusterers (scikit-learn API on top of torch).
 
-    Subclasses declare their hyper-parameters explicitly in ``__init__`` (stored unchanged, as
-    scikit-learn requires) and implement ``_fit`` and ``_predict``.
+    Subclasses declare their hyper-parameters once, as ``params`` (:func:`declare`; it becomes
+    ``__init__``, which stores them unchanged as scikit-learn requires, and
+    ``_parameter_constraints``), and implement ``_fit`` (or the template's steps) and
+    ``_predict``.
     """
 
     #: Whether the method trains a network (drives docs/CLI, not behaviour).
     deep: ClassVar[bool] = True
 
     #: What each constructor parameter may be (scikit-learn's ``_parameter_constraints``), checked
-    #: by ``fit`` and ``pretrain`` before any work; every subclass declares all its parameters.
+    #: by ``fit`` and ``pretrain`` before any work; derived from the subclass's ``params``.
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
 
     #: Whether ``precision="auto"`` may run this method in bf16 (on hardware with native bf16).
@@ -365,11 +228,19 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         )
         return np.ascontiguousarray(X, dtype=np.float32)
 
+    def _param(self, name: str) -> Any:
+        """The value of a shared parameter: this estimator's, or the shared default when the
+        estimator does not take it (VCC has no ``pretrain_loss``: the default, "mse", is what
+        its absence means)."""
+        if name in type(self)._parameter_constraints:
+            return getattr(self, name)
+        return SHARED_PARAMS[name].default
+
     def _device(self) -> torch.device:
-        return resolve_device(getattr(self, "device", "cpu"))
+        return resolve_device(self.device)
 
     def _autocast_dtype(self, device: torch.device) -> torch.dtype | None:
-        precision = getattr(self, "precision", "fp32")
+        precision = self.precision
         if precision == "auto" and not getattr(type(self), "auto_bf16", False):
             resolve_precision(precision, device)  # still validates the name
             return None
@@ -389,15 +260,14 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         ``None`` when the inputs are used as given. Estimators without ``center_inputs`` never
         centre.
         """
-        mode = getattr(self, "center_inputs", False)
+        mode = self.center_inputs if "center_inputs" in self._parameter_constraints else False
         if mode == "auto":
             center = (
-                getattr(self, "pretrain_loss", "mse") != "bce"
-                and mean_image_share(X) > CENTERING_MEAN_SHARE
+                self._param("pretrain_loss") != "bce" and mean_image_share(X) > CENTERING_MEAN_SHARE
             )
         else:
             center = bool(mode)
-            if center and getattr(self, "pretrain_loss", "mse") == "bce":
+            if center and self._param("pretrain_loss") == "bce":
                 raise ValueError(
                     "center_inputs=True conflicts with pretrain_loss='bce' (BCE needs targets in "
                     "[0, 1]); use pretrain_loss='mse' or center_inputs=False"
@@ -584,9 +454,7 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     def _make_optimizer(self, params: Any) -> torch.optim.Optimizer:
         """The fine-tuning optimiser from ``optimizer``, ``lr`` (and ``momentum`` where the
         estimator has it)."""
-        return make_optimizer(
-            params, self.optimizer, self.lr, momentum=getattr(self, "momentum", 0.9)
-        )
+        return make_optimizer(params, self.optimizer, self.lr, momentum=self._param("momentum"))
 
     def _initial_kmeans(
         self,
@@ -651,14 +519,14 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         return torch.device("cpu")
 
     def _pretrain_config(self) -> PretrainConfig:
+        # the estimator's values of the parameters it takes; PretrainConfig's defaults for others
+        taken = type(self)._parameter_constraints
         return PretrainConfig(
-            epochs=self.pretrain_epochs,
-            batch_size=self.batch_size,
-            lr=self.pretrain_lr,
-            optimizer=getattr(self, "pretrain_optimizer", "adam"),
-            loss=getattr(self, "pretrain_loss", "mse"),
-            patience=getattr(self, "pretrain_patience", None),
-            corruption=getattr(self, "pretrain_corruption", 0.0),
+            **{
+                field: getattr(self, name)
+                for name, field in PRETRAIN_CONFIG_FIELDS.items()
+                if name in taken
+            }
         )
 
     def _pretrained_autoencoder(
@@ -676,7 +544,7 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         spec = self.autoencoder
         if isinstance(spec, torch.nn.Module):
             spec = copy.deepcopy(spec)
-        bce = getattr(self, "pretrain_loss", "mse") == "bce"
+        bce = self._param("pretrain_loss") == "bce"
         if bce and (float(x.min()) < 0.0 or float(x.max()) > 1.0):
             raise ValueError(
                 f"pretrain_loss='bce' needs X scaled to [0, 1] (got values in "
@@ -684,26 +552,26 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
                 "pretrain_loss='mse'"
             )
         kwargs = {
-            "embedding_dim": getattr(self, "embedding_dim", 10),
-            "image_shape": getattr(self, "image_shape", None),
-            "activation": getattr(self, "activation", "relu"),
-            "batch_norm": getattr(self, "batch_norm", False),
+            "embedding_dim": self._param("embedding_dim"),
+            "image_shape": self._param("image_shape"),
+            "activation": self._param("activation"),
+            "batch_norm": self._param("batch_norm"),
             # BCE needs outputs in [0, 1]: a sigmoid reconstruction layer.
             "output_activation": "sigmoid" if bce else None,
         }
         kwargs.update(build_kwargs)
         ae = build_autoencoder(spec, x.shape[1], **kwargs).to(x.device)
-        cache = getattr(self, "pretrain_cache", False)
+        cache = self._param("pretrain_cache")
         ae, history = pretrain_autoencoder(
             ae,
             x,
             self._pretrain_config(),
             seed=seed,
             autocast_dtype=self._autocast_dtype(x.device),
-            precision=getattr(self, "precision", "fp32"),
+            precision=self.precision,
             cache_dir=cache if isinstance(cache, (str, os.PathLike)) else None,
             use_cache=bool(cache),
-            verbose=getattr(self, "verbose", False),
+            verbose=self.verbose,
         )
         self.pretrain_history_ = history
         return ae

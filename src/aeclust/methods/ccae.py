@@ -20,7 +20,6 @@ compacting autoencoders, CCAE; class separating autoencoders, dAE). Text in
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -33,15 +32,19 @@ from torch import nn
 
 from aeclust._utils import local_seed, seed_from
 from aeclust.methods.base import (
+    BaseDeepClusterer,
+    register_estimator,
+)
+from aeclust.methods.params import (
     FRACTION,
     NON_NEGATIVE_INT,
     NON_NEGATIVE_REAL,
     POSITIVE_INT,
     PRETRAINED_AUTOENCODER_PARAMS,
-    BaseDeepClusterer,
-    register_estimator,
-    shared_constraints,
-    store_init_args,
+    DeclaredParams,
+    Param,
+    Params,
+    declare,
 )
 from aeclust.nn import Autoencoder, build_autoencoder, encode_decode
 from aeclust.pretrain import PretrainConfig, pretrain_autoencoder
@@ -75,14 +78,16 @@ DAE_SHIFTS = ("class", "class+rival")
 RIVALS = ("nearest", "all")
 
 #: Constraints of the shift parameters CCAE and the dAE share (their ``shift`` options differ).
-_SHIFT_CONSTRAINTS: dict[str, list[Any]] = {
-    "alpha": [FRACTION],
-    "beta": [NON_NEGATIVE_REAL],
-    "rival": [StrOptions(set(RIVALS))],
-    "n_shifts": [NON_NEGATIVE_INT],
-    "shift_epochs": [NON_NEGATIVE_INT],
-    **shared_constraints("lr", "hidden_dims"),
-}
+#: The target-shift parameters CCAE and the dAE share (CCAE's defaults; the dAE changes some).
+SHIFT_PARAMS = declare(
+    "lr",
+    "hidden_dims",
+    alpha=Param(0.1, FRACTION),
+    beta=Param(0.05, NON_NEGATIVE_REAL),
+    rival=Param("nearest", StrOptions(set(RIVALS))),
+    n_shifts=Param(4, NON_NEGATIVE_INT),
+    shift_epochs=Param(25, NON_NEGATIVE_INT),
+)
 
 _SILHOUETTE_SAMPLE = 2000
 
@@ -236,6 +241,39 @@ def train_on_targets(
     return trainer.fit([x, targets])
 
 
+def retrain_round(
+    estimator: Any,
+    ae: Autoencoder,
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    new_targets: torch.Tensor,
+    stage: int,
+    seed: int,
+) -> tuple[list[dict[str, Any]], float, float]:
+    """One round of CCAE's Algorithm 1 or the dAE's Algorithm 2 after its SampleShift: retrain
+    ``ae`` on ``new_targets`` with the estimator's ``shift_epochs``, ``batch_size`` and ``lr``.
+
+    Returns the round's per-epoch records, the mean distance the targets moved in the shift and
+    their mean distance from the inputs (``target_shift`` and ``target_drift`` of the history).
+    """
+    with torch.no_grad():
+        moved = float((new_targets - targets).norm(dim=1).mean())
+        drift = float((new_targets - x).norm(dim=1).mean())
+    history = train_on_targets(
+        ae,
+        x,
+        new_targets,
+        epochs=int(estimator.shift_epochs),
+        batch_size=estimator.batch_size,
+        lr=estimator.lr,
+        seed=seed + stage,
+        autocast_dtype=estimator._autocast_dtype(x.device),
+        verbose=estimator.verbose,
+        desc=f"{'CCAE' if isinstance(estimator, CCAE) else 'dAE'} shift {stage}",
+    )
+    return history, moved, drift
+
+
 def _changed(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a != b).float().mean())
 
@@ -339,50 +377,17 @@ class CCAE(BaseDeepClusterer):
     #: so ``precision="auto"`` uses it.
     auto_bf16: ClassVar[bool] = True
 
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        **shared_constraints(*PRETRAINED_AUTOENCODER_PARAMS),
-        **_SHIFT_CONSTRAINTS,
-        "shift": [StrOptions(set(CCAE_SHIFTS))],
-        "n_neighbours": [POSITIVE_INT],
-        "n_rivals": [POSITIVE_INT],
-        "keep_snapshots": ["boolean"],
-    }
-
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        *,
-        shift: str = "centre",
-        alpha: float = 0.1,
-        beta: float = 0.05,
-        rival: str = "nearest",
-        n_neighbours: int = 5,
-        n_rivals: int = 5,
-        n_shifts: int = 4,
-        shift_epochs: int = 25,
-        lr: float = 1e-3,
-        autoencoder: str | Sequence[int] | nn.Module = "mlp",
-        hidden_dims: Sequence[int] = (512,),
-        embedding_dim: int = 32,
-        activation: str = "sigmoid",
-        batch_norm: bool = False,
-        image_shape: Sequence[int] | None = None,
-        pretrain_epochs: int = 100,
-        pretrain_lr: float = 1e-3,
-        pretrain_loss: str = "mse",
-        pretrain_patience: int | None = None,
-        pretrain_corruption: float = 0.0,
-        center_inputs: bool | str = "auto",
-        batch_size: int = 256,
-        n_init: int = 20,
-        keep_snapshots: bool = False,
-        pretrain_cache: bool | str = False,
-        device: str = "auto",
-        precision: str = "fp32",
-        random_state: int | None = None,
-        verbose: bool = False,
-    ) -> None:
-        store_init_args(self, locals())
+    params: ClassVar[Params] = declare(
+        PRETRAINED_AUTOENCODER_PARAMS,
+        SHIFT_PARAMS,
+        shift=Param("centre", StrOptions(set(CCAE_SHIFTS))),
+        n_neighbours=Param(5, POSITIVE_INT),
+        n_rivals=Param(5, POSITIVE_INT),
+        hidden_dims=(512,),
+        embedding_dim=32,
+        activation="sigmoid",
+        keep_snapshots=Param(False, "boolean"),
+    )
 
     def _pretrained_autoencoder(
         self, x: torch.Tensor, seed: int, **build_kwargs: Any
@@ -475,7 +480,6 @@ class CCAE(BaseDeepClusterer):
 
     def _fit(self, x: torch.Tensor, seed: int) -> None:
         ae = self._pretrained_autoencoder(x, seed)
-        autocast_dtype = self._autocast_dtype(x.device)
         # Codes and k-means exactly as AEKMeans, so stage 0 is the AE+k-means row of the run.
         codes = batched_apply(ae.encode, x)
         result = kmeans(
@@ -504,21 +508,8 @@ class CCAE(BaseDeepClusterer):
         for stage in range(1, int(self.n_shifts) + 1):
             with torch.no_grad():
                 new_targets = self.shift_targets(targets, codes, result.labels, result.centers)
-                moved = float((new_targets - targets).norm(dim=1).mean())
-                drift = float((new_targets - x).norm(dim=1).mean())
+            epochs, moved, drift = retrain_round(self, ae, x, targets, new_targets, stage, seed)
             targets = new_targets
-            epochs = train_on_targets(
-                ae,
-                x,
-                targets,
-                epochs=int(self.shift_epochs),
-                batch_size=self.batch_size,
-                lr=self.lr,
-                seed=seed + stage,
-                autocast_dtype=autocast_dtype,
-                verbose=self.verbose,
-                desc=f"CCAE shift {stage}",
-            )
             for rec in epochs:
                 train_history.append({"stage": stage, **rec})
             ae.eval()
@@ -553,7 +544,7 @@ class CCAE(BaseDeepClusterer):
 # ---------------------------------------------------------------------------------------------
 # Class separating autoencoder (Algorithm 2)
 # ---------------------------------------------------------------------------------------------
-class _TorchEstimatorMixin:
+class _TorchEstimatorMixin(DeclaredParams):
     """Validation, device, precision and model files of :class:`BaseDeepClusterer`, for a torch
     estimator that is not a clusterer (the same functions, not copies)."""
 
@@ -633,44 +624,22 @@ class ClassSeparatingAE(_TorchEstimatorMixin, TransformerMixin, BaseEstimator):
     n_features_in_ : int
     """
 
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        **shared_constraints(
-            "autoencoder",
-            "embedding_dim",
-            "activation",
-            "epochs",
-            "batch_size",
-            "device",
-            "precision",
-            "random_state",
-            "verbose",
-        ),
-        **_SHIFT_CONSTRAINTS,
-        "shift": [StrOptions(set(DAE_SHIFTS))],
-    }
-
-    def __init__(
-        self,
-        shift: str = "class",
-        *,
-        alpha: float = 0.3,
-        beta: float = 0.05,
-        rival: str = "nearest",
-        n_shifts: int = 5,
-        autoencoder: str | Sequence[int] | nn.Module = "mlp",
-        hidden_dims: Sequence[int] = (512,),
-        embedding_dim: int = 256,
-        activation: str = "sigmoid",
-        epochs: int = 100,
-        shift_epochs: int = 25,
-        batch_size: int = 32,
-        lr: float = 1e-3,
-        device: str = "auto",
-        precision: str = "fp32",
-        random_state: int | None = None,
-        verbose: bool = False,
-    ) -> None:
-        store_init_args(self, locals())
+    params: ClassVar[Params] = declare(
+        SHIFT_PARAMS,
+        "autoencoder",
+        "device",
+        "precision",
+        "random_state",
+        "verbose",
+        shift=Param("class", StrOptions(set(DAE_SHIFTS))),
+        alpha=0.3,
+        n_shifts=5,
+        hidden_dims=(512,),
+        embedding_dim=256,
+        activation="sigmoid",
+        epochs=100,
+        batch_size=32,
+    ).with_positional("shift")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -779,21 +748,8 @@ class ClassSeparatingAE(_TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         for stage in range(1, int(self.n_shifts) + 1):
             with torch.no_grad():
                 new_targets = self.shift_targets(targets, labels)
-                moved = float((new_targets - targets).norm(dim=1).mean())
-                drift = float((new_targets - x).norm(dim=1).mean())
+            hist, moved, drift = retrain_round(self, ae, x, targets, new_targets, stage, seed)
             targets = new_targets
-            hist = train_on_targets(
-                ae,
-                x,
-                targets,
-                epochs=int(self.shift_epochs),
-                batch_size=self.batch_size,
-                lr=self.lr,
-                seed=seed + stage,
-                autocast_dtype=self._autocast_dtype(x.device),
-                verbose=self.verbose,
-                desc=f"dAE shift {stage}",
-            )
             train_history.extend({"stage": stage, **r} for r in hist)
             records.append(
                 {

@@ -8,21 +8,23 @@ arXiv:2411.19496.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from sklearn.utils._param_validation import StrOptions
-from torch import nn
 
 from aeclust.methods.base import (
-    POSITIVE_REAL,
-    PRETRAINED_AUTOENCODER_PARAMS,
     BaseDeepClusterer,
     register_estimator,
-    shared_constraints,
-    store_init_args,
+)
+from aeclust.methods.params import (
+    POSITIVE_REAL,
+    PRETRAINED_AUTOENCODER_PARAMS,
+    Param,
+    Params,
+    declare,
 )
 from aeclust.nn import Autoencoder, encode_decode
 from aeclust.primitives import (
@@ -227,47 +229,18 @@ class CT(BaseDeepClusterer):
     arXiv:2411.19496, Sec. 3 (eqs. 10-11, Algorithm 1), Table 4.
     """
 
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        **shared_constraints(
-            *PRETRAINED_AUTOENCODER_PARAMS, "epochs", "lam", "optimizer", "lr", "rec_loss"
-        ),
-        "alpha": [POSITIVE_REAL],
-        "assignment": [StrOptions(set(ASSIGNMENTS))],
-        "reinit": [StrOptions(set(REINITS))],
-    }
-
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        *,
-        autoencoder: str | Sequence[int] | nn.Module = "mlp",
-        embedding_dim: int = 10,
-        activation: str = "relu",
-        batch_norm: bool = False,
-        image_shape: Sequence[int] | None = None,
-        pretrain_epochs: int = 50,
-        pretrain_lr: float = 1e-3,
-        pretrain_loss: str = "mse",
-        pretrain_patience: int | None = None,
-        pretrain_corruption: float = 0.0,
-        center_inputs: bool | str = "auto",
-        batch_size: int = 256,
-        epochs: int = 100,
-        lam: float = 10.0,
-        alpha: float = 2.5,
-        assignment: str = "softmax",
-        reinit: str = "kmeans",
-        optimizer: str = "adam",
-        lr: float = 1e-3,
-        rec_loss: str = "sum",
-        n_init: int = 20,
-        pretrain_cache: bool | str = False,
-        device: str = "auto",
-        precision: str = "fp32",
-        random_state: int | None = None,
-        verbose: bool = False,
-    ) -> None:
-        store_init_args(self, locals())
+    params: ClassVar[Params] = declare(
+        PRETRAINED_AUTOENCODER_PARAMS,
+        "optimizer",
+        "lr",
+        "rec_loss",
+        pretrain_epochs=50,
+        epochs=100,
+        lam=10.0,
+        alpha=Param(2.5, POSITIVE_REAL),
+        assignment=Param("softmax", StrOptions(set(ASSIGNMENTS))),
+        reinit=Param("kmeans", StrOptions(set(REINITS))),
+    )
 
     def _validate_params(self) -> None:
         super()._validate_params()

@@ -8,21 +8,22 @@ simultaneous deep learning and clustering. ICML, PMLR 70:3861-3870.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from aeclust._utils import autocast
 from aeclust.methods.base import (
-    NON_NEGATIVE_REAL,
-    PRETRAINED_AUTOENCODER_PARAMS,
     BaseDeepClusterer,
     register_estimator,
-    shared_constraints,
-    store_init_args,
+)
+from aeclust.methods.params import (
+    NON_NEGATIVE_REAL,
+    PRETRAINED_AUTOENCODER_PARAMS,
+    Param,
+    Params,
+    declare,
 )
 from aeclust.nn import Autoencoder, encode_decode
 from aeclust.primitives import assign
@@ -264,50 +265,16 @@ class DCN(BaseDeepClusterer):
     simultaneous deep learning and clustering. ICML, PMLR 70:3861-3870.
     """
 
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        **shared_constraints(
-            *PRETRAINED_AUTOENCODER_PARAMS,
-            "lam",
-            "epochs",
-            "optimizer",
-            "lr",
-            "momentum",
-            "rec_loss",
-        ),
-        "initial_count": [NON_NEGATIVE_REAL],
-    }
-
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        *,
-        autoencoder: str | Sequence[int] | nn.Module = "mlp",
-        embedding_dim: int = 10,
-        activation: str = "relu",
-        batch_norm: bool = False,
-        image_shape: Sequence[int] | None = None,
-        pretrain_epochs: int = 100,
-        pretrain_lr: float = 1e-3,
-        pretrain_loss: str = "mse",
-        pretrain_patience: int | None = None,
-        pretrain_corruption: float = 0.0,
-        center_inputs: bool | str = "auto",
-        batch_size: int = 256,
-        lam: float = 1.0,
-        epochs: int = 50,
-        optimizer: str = "sgd",
-        lr: float = 1e-4,
-        momentum: float = 0.9,
-        rec_loss: str = "sum",
-        initial_count: float = 100,
-        n_init: int = 20,
-        pretrain_cache: bool | str = False,
-        device: str = "auto",
-        precision: str = "fp32",
-        random_state: int | None = None,
-        verbose: bool = False,
-    ) -> None:
-        store_init_args(self, locals())
+    params: ClassVar[Params] = declare(
+        PRETRAINED_AUTOENCODER_PARAMS,
+        "lam",
+        "epochs",
+        "momentum",
+        "rec_loss",
+        optimizer="sgd",
+        lr=0.0001,
+        initial_count=Param(100, NON_NEGATIVE_REAL),
+    )
 
     def _training_module(self, ae: Autoencoder, x: torch.Tensor, seed: int) -> DCNModule:
         _, init = self._initial_kmeans(ae, x, seed)

@@ -11,7 +11,6 @@ structure preservation. IJCAI. (IDEC)
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -19,15 +18,18 @@ import torch
 from torch import nn
 
 from aeclust.methods.base import (
+    BaseDeepClusterer,
+    register_estimator,
+)
+from aeclust.methods.params import (
     FRACTION,
     NON_NEGATIVE_REAL,
     POSITIVE_INT,
     POSITIVE_REAL,
     PRETRAINED_AUTOENCODER_PARAMS,
-    BaseDeepClusterer,
-    register_estimator,
-    shared_constraints,
-    store_init_args,
+    Param,
+    Params,
+    declare,
 )
 from aeclust.nn import Autoencoder, encode_decode
 from aeclust.primitives import kl_divergence, student_t_assignment, target_distribution
@@ -173,45 +175,16 @@ class DEC(BaseDeepClusterer):
     pretrain_history_ : list of dict
     """
 
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        **shared_constraints(*PRETRAINED_AUTOENCODER_PARAMS, "optimizer", "lr", "momentum"),
-        "max_iter": [POSITIVE_INT],
-        "update_interval": [POSITIVE_INT],
-        "tol": [FRACTION],
-        "alpha": [POSITIVE_REAL],
-    }
-
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        *,
-        autoencoder: str | Sequence[int] | nn.Module = "mlp",
-        embedding_dim: int = 10,
-        activation: str = "relu",
-        batch_norm: bool = False,
-        image_shape: Sequence[int] | None = None,
-        pretrain_epochs: int = 100,
-        pretrain_lr: float = 1e-3,
-        pretrain_loss: str = "mse",
-        pretrain_patience: int | None = None,
-        pretrain_corruption: float = 0.0,
-        center_inputs: bool | str = "auto",
-        batch_size: int = 256,
-        optimizer: str = "sgd",
-        lr: float = 0.01,
-        momentum: float = 0.9,
-        max_iter: int = 20000,
-        update_interval: int = 140,
-        tol: float = 1e-3,
-        alpha: float = 1.0,
-        n_init: int = 20,
-        pretrain_cache: bool | str = False,
-        device: str = "auto",
-        precision: str = "fp32",
-        random_state: int | None = None,
-        verbose: bool = False,
-    ) -> None:
-        store_init_args(self, locals())
+    params: ClassVar[Params] = declare(
+        PRETRAINED_AUTOENCODER_PARAMS,
+        "momentum",
+        optimizer="sgd",
+        lr=0.01,
+        max_iter=Param(20000, POSITIVE_INT),
+        update_interval=Param(140, POSITIVE_INT),
+        tol=Param(0.001, FRACTION),
+        alpha=Param(1.0, POSITIVE_REAL),
+    )
 
     def _reconstruction_weight(self) -> float:
         # DEC drops the decoder after pretraining.
@@ -280,43 +253,9 @@ class IDEC(DEC):
         As :class:`DEC`.
     """
 
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        **DEC._parameter_constraints,
-        "gamma": [NON_NEGATIVE_REAL],
-    }
-
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        *,
-        autoencoder: str | Sequence[int] | nn.Module = "mlp",
-        embedding_dim: int = 10,
-        activation: str = "relu",
-        batch_norm: bool = False,
-        image_shape: Sequence[int] | None = None,
-        pretrain_epochs: int = 100,
-        pretrain_lr: float = 1e-3,
-        pretrain_loss: str = "mse",
-        pretrain_patience: int | None = None,
-        pretrain_corruption: float = 0.0,
-        center_inputs: bool | str = "auto",
-        batch_size: int = 256,
-        optimizer: str = "adam",
-        lr: float = 1e-3,
-        momentum: float = 0.9,
-        max_iter: int = 20000,
-        update_interval: int = 140,
-        tol: float = 1e-3,
-        alpha: float = 1.0,
-        gamma: float = 0.1,
-        n_init: int = 20,
-        pretrain_cache: bool | str = False,
-        device: str = "auto",
-        precision: str = "fp32",
-        random_state: int | None = None,
-        verbose: bool = False,
-    ) -> None:
-        store_init_args(self, locals())
+    params: ClassVar[Params] = DEC.params.with_defaults(optimizer="adam", lr=1e-3).extended(
+        gamma=Param(0.1, NON_NEGATIVE_REAL)
+    )
 
     def _reconstruction_weight(self) -> float:
         return 1.0

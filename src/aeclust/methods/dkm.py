@@ -18,15 +18,18 @@ from sklearn.utils._param_validation import StrOptions
 from torch import nn
 
 from aeclust.methods.base import (
+    BaseDeepClusterer,
+    register_estimator,
+)
+from aeclust.methods.params import (
     NON_NEGATIVE_INT,
     POSITIVE_INT,
     POSITIVE_REAL,
     PRETRAINED_AUTOENCODER_PARAMS,
-    BaseDeepClusterer,
+    Param,
+    Params,
     SequenceOf,
-    register_estimator,
-    shared_constraints,
-    store_init_args,
+    declare,
 )
 from aeclust.nn import Autoencoder, encode_decode
 from aeclust.pretrain import PretrainConfig
@@ -270,50 +273,20 @@ class DKM(BaseDeepClusterer):
     arXiv:2411.19496 (the CT paper; its "DKM+rein" ablation).
     """
 
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        **shared_constraints(*PRETRAINED_AUTOENCODER_PARAMS, "lam", "optimizer", "lr", "rec_loss"),
-        "pretrained": ["boolean"],
-        "alpha": [POSITIVE_REAL],
-        "n_alpha_steps": [None, POSITIVE_INT],
-        "epochs_per_alpha": [NON_NEGATIVE_INT],
-        "alphas": [None, SequenceOf(POSITIVE_REAL)],
-        "reinit": [StrOptions(set(REINITS))],
-    }
-
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        *,
-        autoencoder: str | Sequence[int] | nn.Module = "mlp",
-        embedding_dim: int = 10,
-        activation: str = "relu",
-        batch_norm: bool = False,
-        image_shape: Sequence[int] | None = None,
-        pretrain_epochs: int = 50,
-        pretrain_lr: float = 1e-3,
-        pretrain_loss: str = "mse",
-        pretrain_patience: int | None = None,
-        pretrain_corruption: float = 0.0,
-        center_inputs: bool | str = "auto",
-        batch_size: int = 256,
-        lam: float = 1.0,
-        pretrained: bool = True,
-        alpha: float = 1000.0,
-        n_alpha_steps: int | None = None,
-        epochs_per_alpha: int = 5,
-        alphas: Sequence[float] | None = None,
-        optimizer: str = "adam",
-        lr: float = 1e-3,
-        rec_loss: str = "sum",
-        reinit: str = "none",
-        n_init: int = 20,
-        pretrain_cache: bool | str = False,
-        device: str = "auto",
-        precision: str = "fp32",
-        random_state: int | None = None,
-        verbose: bool = False,
-    ) -> None:
-        store_init_args(self, locals())
+    params: ClassVar[Params] = declare(
+        PRETRAINED_AUTOENCODER_PARAMS,
+        "lam",
+        "optimizer",
+        "lr",
+        "rec_loss",
+        pretrain_epochs=50,
+        pretrained=Param(True, "boolean"),
+        alpha=Param(1000.0, POSITIVE_REAL),
+        n_alpha_steps=Param(None, None, POSITIVE_INT),
+        epochs_per_alpha=Param(5, NON_NEGATIVE_INT),
+        alphas=Param(None, None, SequenceOf(POSITIVE_REAL)),
+        reinit=Param("none", StrOptions(set(REINITS))),
+    )
 
     def alpha_schedule(self) -> list[float]:
         """The alpha values this configuration trains with, one per ``epochs_per_alpha`` epochs."""

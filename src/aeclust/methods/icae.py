@@ -7,7 +7,7 @@ Class Centroids and MMD Distance. Shanghai University; code github.com/zyWang-Po
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from numbers import Real
 from typing import Any, ClassVar
 
@@ -20,16 +20,19 @@ from torch.nn import functional as F
 
 from aeclust.augment import random_affine
 from aeclust.methods.base import (
+    BaseDeepClusterer,
+    register_estimator,
+)
+from aeclust.methods.params import (
     FRACTION,
     NON_NEGATIVE_INT,
     NON_NEGATIVE_REAL,
     POSITIVE_INT,
     POSITIVE_REAL,
-    BaseDeepClusterer,
+    Param,
+    Params,
     SequenceOf,
-    register_estimator,
-    shared_constraints,
-    store_init_args,
+    declare,
 )
 from aeclust.nn import Autoencoder, ResNetAutoencoder
 from aeclust.primitives import mmd, pedcc
@@ -318,78 +321,39 @@ class ICAE(BaseDeepClusterer):
     evenly-distributed class centroids. arXiv:1902.00220.
     """
 
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        **shared_constraints(
-            "n_clusters",
-            "embedding_dim",
-            "image_shape",
-            "epochs",
-            "batch_size",
-            "optimizer",
-            "lr",
-            "device",
-            "precision",
-            "random_state",
-            "verbose",
-        ),
-        "autoencoder": [StrOptions({"resnet"}), nn.Module],
-        "channels": [SequenceOf(POSITIVE_INT)],
-        "input_size": [None, POSITIVE_INT],
-        "aug_weight": [NON_NEGATIVE_REAL],
-        "mmd_weight": [NON_NEGATIVE_REAL],
-        "rec_weight": [NON_NEGATIVE_REAL],
-        "sobel_weight": [NON_NEGATIVE_REAL],
-        "latent_noise": [NON_NEGATIVE_REAL],
-        "sobel_loss": [StrOptions(set(SOBEL_LOSSES))],
-        "augment": ["boolean"],
-        "n_views": [POSITIVE_INT],
-        "rotation": [NON_NEGATIVE_REAL],
-        "shift": [FRACTION],
-        "scale": [SequenceOf(POSITIVE_REAL, length=2)],
-        "shear": [SequenceOf(Interval(Real, -90, 90, closed="neither"), length=2)],
-        "hflip": ["boolean"],
-        "vflip": ["boolean"],
-        "pedcc_iter": [NON_NEGATIVE_INT],
-        "mmd_kernels": [POSITIVE_INT],
-        "latent_radius": [None, POSITIVE_REAL],
-    }
-
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        *,
-        autoencoder: str | nn.Module = "resnet",
-        embedding_dim: int = 60,
-        image_shape: Sequence[int] | None = None,
-        channels: Sequence[int] = (32, 64, 128, 256, 512),
-        input_size: int | None = None,
-        epochs: int = 400,
-        batch_size: int = 100,
-        optimizer: str = "adam",
-        lr: float = 1e-3,
-        aug_weight: float = 0.01,
-        mmd_weight: float = 1.0,
-        rec_weight: float = 1.0,
-        sobel_weight: float = 0.05,
-        latent_noise: float = 0.05,
-        sobel_loss: str = "mse",
-        augment: bool = True,
-        n_views: int = 4,
-        rotation: float = 10.0,
-        shift: float = 0.1,
-        scale: Sequence[float] = (0.9, 1.1),
-        shear: Sequence[float] = (-10.0, 5.0),
-        hflip: bool = False,
-        vflip: bool = False,
-        pedcc_iter: int = 200,
-        mmd_kernels: int = 5,
-        latent_radius: float | None = None,
-        device: str = "auto",
-        precision: str = "fp32",
-        random_state: int | None = None,
-        verbose: bool = False,
-    ) -> None:
-        store_init_args(self, locals())
+    params: ClassVar[Params] = declare(
+        "n_clusters",
+        "image_shape",
+        "optimizer",
+        "lr",
+        "device",
+        "precision",
+        "random_state",
+        "verbose",
+        autoencoder=Param("resnet", StrOptions({"resnet"}), nn.Module),
+        embedding_dim=60,
+        channels=Param((32, 64, 128, 256, 512), SequenceOf(POSITIVE_INT)),
+        input_size=Param(None, None, POSITIVE_INT),
+        epochs=400,
+        batch_size=100,
+        aug_weight=Param(0.01, NON_NEGATIVE_REAL),
+        mmd_weight=Param(1.0, NON_NEGATIVE_REAL),
+        rec_weight=Param(1.0, NON_NEGATIVE_REAL),
+        sobel_weight=Param(0.05, NON_NEGATIVE_REAL),
+        latent_noise=Param(0.05, NON_NEGATIVE_REAL),
+        sobel_loss=Param("mse", StrOptions(set(SOBEL_LOSSES))),
+        augment=Param(True, "boolean"),
+        n_views=Param(4, POSITIVE_INT),
+        rotation=Param(10.0, NON_NEGATIVE_REAL),
+        shift=Param(0.1, FRACTION),
+        scale=Param((0.9, 1.1), SequenceOf(POSITIVE_REAL, length=2)),
+        shear=Param((-10.0, 5.0), SequenceOf(Interval(Real, -90, 90, closed="neither"), length=2)),
+        hflip=Param(False, "boolean"),
+        vflip=Param(False, "boolean"),
+        pedcc_iter=Param(200, NON_NEGATIVE_INT),
+        mmd_kernels=Param(5, POSITIVE_INT),
+        latent_radius=Param(None, None, POSITIVE_REAL),
+    )
 
     # -- shapes ---------------------------------------------------------------------------------
     def _network_shape(self, n_features: int) -> tuple[tuple[int, int, int], int]:

@@ -10,7 +10,6 @@ autoencoders. IEEE MLSP. (DAMIC)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -21,15 +20,18 @@ from torch import nn
 from torch.nn import functional as F
 
 from aeclust.methods.base import (
+    BaseDeepClusterer,
+    register_estimator,
+)
+from aeclust.methods.params import (
     NON_NEGATIVE_INT,
     NON_NEGATIVE_REAL,
     POSITIVE_INT,
     PRETRAINED_AUTOENCODER_PARAMS,
-    BaseDeepClusterer,
+    Param,
+    Params,
     SequenceOf,
-    register_estimator,
-    shared_constraints,
-    store_init_args,
+    declare,
 )
 from aeclust.nn import Autoencoder, BatchedMLPAutoencoder, MLPClassifier
 from aeclust.primitives.losses import reconstruction_loss
@@ -265,48 +267,24 @@ class KDAE(BaseDeepClusterer):
     #: mnist_test (3 seeds each; docs/METHODS.md "Precision"), so ``precision="auto"`` uses it.
     auto_bf16: ClassVar[bool] = True
 
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        **shared_constraints(*PRETRAINED_AUTOENCODER_PARAMS, "epochs", "lr"),
-        "cluster_autoencoder": [SequenceOf(POSITIVE_INT)],
-        "cluster_pretrain_epochs": [NON_NEGATIVE_INT],
-        "loss": [StrOptions(set(LOSSES))],
-        "distance": [StrOptions(set(DISTANCES))],
-        "patience": [None, NON_NEGATIVE_INT],  # None or 0: off
-        "reseed_noise": [NON_NEGATIVE_REAL],
-    }
-
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        *,
-        autoencoder: str | Sequence[int] | nn.Module = (1024, 256, 10),
-        embedding_dim: int = 10,
-        activation: str = "elu",
-        batch_norm: bool = True,
-        image_shape: Sequence[int] | None = None,
-        pretrain_epochs: int = 50,
-        pretrain_lr: float = 1e-3,
-        pretrain_loss: str = "bce",
-        pretrain_patience: int | None = 10,
-        pretrain_corruption: float = 0.0,
-        center_inputs: bool | str = "auto",
-        batch_size: int = 256,
-        n_init: int = 100,
-        cluster_autoencoder: Sequence[int] = (1024, 256, 10),
-        cluster_pretrain_epochs: int = 10,
-        epochs: int = 50,
-        lr: float = 1e-3,
-        loss: str = "hard",
-        distance: str = "squared",
-        patience: int | None = 10,
-        reseed_noise: float = 0.01,
-        pretrain_cache: bool | str = False,
-        device: str = "auto",
-        precision: str = "fp32",
-        random_state: int | None = None,
-        verbose: bool = False,
-    ) -> None:
-        store_init_args(self, locals())
+    params: ClassVar[Params] = declare(
+        PRETRAINED_AUTOENCODER_PARAMS,
+        "epochs",
+        "lr",
+        autoencoder=(1024, 256, 10),
+        activation="elu",
+        batch_norm=True,
+        pretrain_epochs=50,
+        pretrain_loss="bce",
+        pretrain_patience=10,
+        n_init=100,
+        cluster_autoencoder=Param((1024, 256, 10), SequenceOf(POSITIVE_INT)),
+        cluster_pretrain_epochs=Param(10, NON_NEGATIVE_INT),
+        loss=Param("hard", StrOptions(set(LOSSES))),
+        distance=Param("squared", StrOptions(set(DISTANCES))),
+        patience=Param(10, None, NON_NEGATIVE_INT),
+        reseed_noise=Param(0.01, NON_NEGATIVE_REAL),
+    )
 
     # -- pieces shared with DAMIC ---------------------------------------------------------------
     def _initial_labels(self, ae: Autoencoder, x: torch.Tensor, seed: int) -> torch.Tensor:
@@ -405,43 +383,9 @@ class DAMIC(KDAE):
         autoencoder, the gate decides the clusters).
     """
 
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        **{k: v for k, v in KDAE._parameter_constraints.items() if k != "loss"},
-        "gate_hidden": [SequenceOf(POSITIVE_INT, min_len=0)],
-    }
-
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        *,
-        autoencoder: str | Sequence[int] | nn.Module = (1024, 256, 10),
-        embedding_dim: int = 10,
-        activation: str = "elu",
-        batch_norm: bool = True,
-        image_shape: Sequence[int] | None = None,
-        pretrain_epochs: int = 50,
-        pretrain_lr: float = 1e-3,
-        pretrain_loss: str = "bce",
-        pretrain_patience: int | None = 10,
-        pretrain_corruption: float = 0.0,
-        center_inputs: bool | str = "auto",
-        batch_size: int = 256,
-        n_init: int = 100,
-        cluster_autoencoder: Sequence[int] = (1024, 256, 10),
-        cluster_pretrain_epochs: int = 10,
-        gate_hidden: Sequence[int] = (512, 512),
-        epochs: int = 50,
-        lr: float = 1e-3,
-        distance: str = "squared",
-        patience: int | None = 10,
-        reseed_noise: float = 0.01,
-        pretrain_cache: bool | str = False,
-        device: str = "auto",
-        precision: str = "fp32",
-        random_state: int | None = None,
-        verbose: bool = False,
-    ) -> None:
-        store_init_args(self, locals())
+    params: ClassVar[Params] = KDAE.params.without("loss").extended(
+        gate_hidden=Param((512, 512), SequenceOf(POSITIVE_INT, min_len=0))
+    )
 
     def _training_module(self, ae: Autoencoder, x: torch.Tensor, seed: int) -> DAMICModule:
         labels = self._initial_labels(ae, x, seed)

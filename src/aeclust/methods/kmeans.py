@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
 from sklearn.cluster import KMeans as SKLearnKMeans
 
 from aeclust.methods.base import (
+    BaseDeepClusterer,
+    register_estimator,
+)
+from aeclust.methods.params import (
     NON_NEGATIVE_REAL,
     POSITIVE_INT,
     PRETRAINED_AUTOENCODER_PARAMS,
-    BaseDeepClusterer,
-    register_estimator,
-    shared_constraints,
-    store_init_args,
+    Param,
+    Params,
+    declare,
 )
 from aeclust.primitives import assign, kmeans
 
@@ -59,27 +61,16 @@ class KMeans(BaseDeepClusterer):
 
     deep = False
 
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        **shared_constraints(
-            "n_clusters", "n_init", "random_state", "device", "precision", "verbose"
-        ),
-        "max_iter": [POSITIVE_INT],
-        "tol": [NON_NEGATIVE_REAL],
-    }
-
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        *,
-        n_init: int = 10,
-        max_iter: int = 300,
-        tol: float = 1e-4,
-        random_state: int | None = None,
-        device: str = "cpu",
-        precision: str = "fp32",
-        verbose: bool = False,
-    ) -> None:
-        store_init_args(self, locals())
+    params: ClassVar[Params] = declare(
+        "n_clusters",
+        "random_state",
+        "precision",
+        "verbose",
+        n_init=10,
+        max_iter=Param(300, POSITIVE_INT),
+        tol=Param(0.0001, NON_NEGATIVE_REAL),
+        device="cpu",
+    )
 
     def _device(self) -> torch.device:
         return torch.device("cpu")
@@ -176,34 +167,9 @@ class AEKMeans(BaseDeepClusterer):
     (2020, k-DAE, Table 2) and the CT paper (Tables 2-3).
     """
 
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = shared_constraints(
-        *PRETRAINED_AUTOENCODER_PARAMS
+    params: ClassVar[Params] = declare(
+        PRETRAINED_AUTOENCODER_PARAMS,
     )
-
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        *,
-        autoencoder: str | Sequence[int] | torch.nn.Module = "mlp",
-        embedding_dim: int = 10,
-        activation: str = "relu",
-        batch_norm: bool = False,
-        image_shape: Sequence[int] | None = None,
-        pretrain_epochs: int = 100,
-        pretrain_lr: float = 1e-3,
-        pretrain_loss: str = "mse",
-        pretrain_patience: int | None = None,
-        pretrain_corruption: float = 0.0,
-        center_inputs: bool | str = "auto",
-        batch_size: int = 256,
-        n_init: int = 20,
-        pretrain_cache: bool | str = False,
-        device: str = "auto",
-        precision: str = "fp32",
-        random_state: int | None = None,
-        verbose: bool = False,
-    ) -> None:
-        store_init_args(self, locals())
 
     def _fit(self, x: torch.Tensor, seed: int) -> None:
         self.autoencoder_ = self._pretrained_autoencoder(x, seed)

@@ -7,7 +7,6 @@ only a manifold learned on the autoencoder's codes. It is every table's "user's 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from numbers import Integral
 from typing import Any, ClassVar
 
@@ -17,13 +16,16 @@ from sklearn.mixture import GaussianMixture
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from aeclust.methods.base import (
+    BaseDeepClusterer,
+    register_estimator,
+)
+from aeclust.methods.params import (
     NON_NEGATIVE_REAL,
     POSITIVE_INT,
     PRETRAINED_AUTOENCODER_PARAMS,
-    BaseDeepClusterer,
-    register_estimator,
-    shared_constraints,
-    store_init_args,
+    Param,
+    Params,
+    declare,
 )
 from aeclust.primitives.mixture import (
     COVARIANCE_TYPES,
@@ -135,45 +137,17 @@ class N2D(BaseDeepClusterer):
     McInnes, Healy and Melville, "UMAP", arXiv 1802.03426.
     """
 
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        **shared_constraints(*PRETRAINED_AUTOENCODER_PARAMS),
-        "embedding_dim": [None, POSITIVE_INT],  # None: n_clusters
-        "umap_neighbors": [Interval(Integral, 2, None, closed="left")],
-        "umap_components": [None, POSITIVE_INT],  # None: n_clusters
-        "umap_min_dist": [NON_NEGATIVE_REAL],
-        "umap_metric": [str],
-        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
-    }
-
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        *,
-        autoencoder: str | Sequence[int] | torch.nn.Module = "mlp",
-        embedding_dim: int | None = None,
-        activation: str = "relu",
-        batch_norm: bool = False,
-        image_shape: Sequence[int] | None = None,
-        pretrain_epochs: int = 1000,
-        pretrain_lr: float = 1e-3,
-        pretrain_loss: str = "mse",
-        pretrain_patience: int | None = None,
-        pretrain_corruption: float = 0.0,
-        center_inputs: bool | str = "auto",
-        batch_size: int = 256,
-        umap_neighbors: int = 20,
-        umap_components: int | None = None,
-        umap_min_dist: float = 0.0,
-        umap_metric: str = "euclidean",
-        covariance_type: str = "full",
-        n_init: int = 10,
-        pretrain_cache: bool | str = False,
-        device: str = "auto",
-        precision: str = "fp32",
-        random_state: int | None = None,
-        verbose: bool = False,
-    ) -> None:
-        store_init_args(self, locals())
+    params: ClassVar[Params] = declare(
+        PRETRAINED_AUTOENCODER_PARAMS,
+        embedding_dim=Param(None, None, POSITIVE_INT),
+        pretrain_epochs=1000,
+        umap_neighbors=Param(20, Interval(Integral, 2, None, closed="left")),
+        umap_components=Param(None, None, POSITIVE_INT),
+        umap_min_dist=Param(0.0, NON_NEGATIVE_REAL),
+        umap_metric=Param("euclidean", str),
+        covariance_type=Param("full", StrOptions(set(COVARIANCE_TYPES))),
+        n_init=10,
+    )
 
     # -- fit ------------------------------------------------------------------------------------
     def _fit(self, x: torch.Tensor, seed: int) -> None:

@@ -19,13 +19,16 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from aeclust.methods.base import (
+    BaseDeepClusterer,
+    register_estimator,
+)
+from aeclust.methods.params import (
     FRACTION,
     NON_NEGATIVE_REAL,
     POSITIVE_INT,
-    BaseDeepClusterer,
-    register_estimator,
-    shared_constraints,
-    store_init_args,
+    Param,
+    Params,
+    declare,
 )
 from aeclust.metrics import nmi
 from aeclust.nn import MLPClassifier
@@ -402,72 +405,36 @@ class VCC(BaseDeepClusterer):
         The embedding of the training data after each of ``snapshot_epochs_``.
     """
 
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        **shared_constraints(
-            "n_clusters",
-            "hidden_dims",
-            "embedding_dim",
-            "activation",
-            "epochs",
-            "batch_size",
-            "lr",
-            "momentum",
-            "n_init",
-            "device",
-            "precision",
-            "random_state",
-            "verbose",
-        ),
-        "n_neighbors": [POSITIVE_INT],
-        "softmax_of": [StrOptions(set(SOFTMAX_OF))],
-        "separation_loss": [StrOptions(set(SEPARATION_LOSSES))],
-        "negative_sample_rate": [POSITIVE_INT],
-        "symmetrization": [StrOptions(set(SYMMETRIZATIONS))],
-        "loss_reduction": [StrOptions(set(LOSS_REDUCTIONS))],
-        "knn_method": [StrOptions(set(KNN_METHODS))],
-        "steps_per_epoch": [None, POSITIVE_INT],
-        "weight_decay": [NON_NEGATIVE_REAL],
-        "gamma": [NON_NEGATIVE_REAL],
-        "nmi_threshold": [FRACTION],
-        "contraction": ["boolean"],
-        "expansion": ["boolean"],
-        "keep_snapshots": ["boolean", StrOptions({"auto"})],
-        "assignment": [StrOptions(set(ASSIGNMENTS))],
-    }
-
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        *,
-        hidden_dims: Sequence[int] = (128, 500, 256, 64),
-        embedding_dim: int = 2,
-        activation: str = "relu",
-        n_neighbors: int = 10,
-        softmax_of: str = "distance",
-        separation_loss: str = "attraction",
-        negative_sample_rate: int = 5,
-        symmetrization: str = "sum_product",
-        loss_reduction: str = "mean",
-        knn_method: str = "auto",
-        epochs: int = 30,
-        steps_per_epoch: int | None = None,
-        batch_size: int = 1000,
-        lr: float = 0.01,
-        momentum: float = 0.9,
-        weight_decay: float = 5e-4,
-        gamma: float = 0.01,
-        nmi_threshold: float = 0.8,
-        contraction: bool = True,
-        expansion: bool = True,
-        n_init: int = 10,
-        assignment: str = "argmax_q",
-        keep_snapshots: bool | str = "auto",
-        device: str = "auto",
-        precision: str = "fp32",
-        random_state: int | None = None,
-        verbose: bool = False,
-    ) -> None:
-        store_init_args(self, locals())
+    params: ClassVar[Params] = declare(
+        "n_clusters",
+        "activation",
+        "momentum",
+        "device",
+        "precision",
+        "random_state",
+        "verbose",
+        hidden_dims=(128, 500, 256, 64),
+        embedding_dim=2,
+        n_neighbors=Param(10, POSITIVE_INT),
+        softmax_of=Param("distance", StrOptions(set(SOFTMAX_OF))),
+        separation_loss=Param("attraction", StrOptions(set(SEPARATION_LOSSES))),
+        negative_sample_rate=Param(5, POSITIVE_INT),
+        symmetrization=Param("sum_product", StrOptions(set(SYMMETRIZATIONS))),
+        loss_reduction=Param("mean", StrOptions(set(LOSS_REDUCTIONS))),
+        knn_method=Param("auto", StrOptions(set(KNN_METHODS))),
+        epochs=30,
+        steps_per_epoch=Param(None, None, POSITIVE_INT),
+        batch_size=1000,
+        lr=0.01,
+        weight_decay=Param(0.0005, NON_NEGATIVE_REAL),
+        gamma=Param(0.01, NON_NEGATIVE_REAL),
+        nmi_threshold=Param(0.8, FRACTION),
+        contraction=Param(True, "boolean"),
+        expansion=Param(True, "boolean"),
+        n_init=10,
+        assignment=Param("argmax_q", StrOptions(set(ASSIGNMENTS))),
+        keep_snapshots=Param("auto", "boolean", StrOptions({"auto"})),
+    )
 
     # -- graph ----------------------------------------------------------------------------------
     def _graph(self, x: torch.Tensor, seed: int) -> tuple[torch.Tensor, int]:
