@@ -121,12 +121,14 @@ def test_run_end_to_end_rows_and_report(tiny: Path, tmp_path: Path) -> None:
     ae = [r for r in rows if r["method"] == "ae-kmeans"]
     assert all(r["n_pretrain_history"] == 1 for r in ae)  # quick: 1 pretraining epoch
     assert all(r["pretrain_seconds"] is not None for r in ae)
+    assert all(r["pretrain_cached"] == 0 for r in ae)  # each seed's first pretraining trains
     # a shared [pretrain] key an estimator does not take is recorded, not silently dropped
     assert all(
         json.loads(r["config_json"])["ignored_shared_params"] == ["pretrain_optimizer"] for r in ae
     )
     km = [r for r in rows if r["method"] == "kmeans"]
     assert all(r["pretrain_seconds"] is None for r in km)
+    assert all(r["pretrain_cached"] is None for r in km)
     # plots: embedding, curves (ae-kmeans has a pretraining history) and confusion matrix
     plots = tmp_path / "res" / "plots" / "tiny" / "digits"
     assert (plots / "ae-kmeans-seed0-quick-embedding.png").is_file()
@@ -429,7 +431,7 @@ def test_a_cell_cut_off_mid_fit_resumes_from_its_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import aeclust.bench.runner as runner_module
-    from aeclust.training import Trainer
+    from aeclust.training import Checkpoint, Trainer
 
     proto = tmp_path / "tiny-icae.toml"
     proto.write_text(ICAE_TINY)
@@ -437,22 +439,22 @@ def test_a_cell_cut_off_mid_fit_resumes_from_its_checkpoint(
     run_protocol(proto, device="cpu", db=tmp_path / "straight" / "r.db", plots=False)
     reference = _rows(tmp_path / "straight" / "r.db")[0]
 
-    original = Trainer._save_checkpoint
+    original = Checkpoint.save
 
-    def save_then_die(self, epoch):
-        original(self, epoch)
+    def save_then_die(self, trainer, epoch):
+        original(self, trainer, epoch)
         if epoch == 2:
             raise KeyboardInterrupt  # the lease ends after the second epoch's checkpoint
 
     db = tmp_path / "cut" / "r.db"
-    monkeypatch.setattr(Trainer, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(Checkpoint, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         run_protocol(proto, device="cpu", db=db, plots=False)
     assert _rows(db) == []
     left = list((tmp_path / "cut" / "checkpoints").rglob("icae.pt"))
     assert len(left) == 1 and "tiny-icae/full/icae-digits-seed0-" in left[0].as_posix()
 
-    monkeypatch.setattr(Trainer, "_save_checkpoint", original)
+    monkeypatch.setattr(Checkpoint, "save", original)
     epochs_run = []
     original_fit = Trainer.fit
 

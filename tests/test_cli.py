@@ -110,7 +110,7 @@ def test_pretraining_cache_is_opt_in(blob_files, tmp_path, monkeypatch):
 def test_cluster_with_a_checkpoint_dir_resumes_an_interrupted_run(
     blob_files, tmp_path, capsys, monkeypatch
 ):
-    from aeclust.training import Trainer
+    from aeclust.training import Checkpoint
 
     _, npz = blob_files
     ckpt = tmp_path / "ckpt"
@@ -118,19 +118,19 @@ def test_cluster_with_a_checkpoint_dir_resumes_an_interrupted_run(
     args += ["--param", "autoencoder=[16, 2]", "--param", "pretrain_epochs=3"]
     args += ["--param", "n_alpha_steps=2", "--param", "epochs_per_alpha=2"]
     assert main([*args, "--out", str(tmp_path / "straight.csv")]) == 0
-    original = Trainer._save_checkpoint
+    original = Checkpoint.save
 
-    def save_then_die(self, epoch):
-        original(self, epoch)
-        if self.desc == "DKM" and epoch == 2:
+    def save_then_die(self, trainer, epoch):
+        original(self, trainer, epoch)
+        if trainer.desc == "DKM" and epoch == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(Trainer, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(Checkpoint, "save", save_then_die)
     resumed = [*args, "--out", str(tmp_path / "resumed.csv"), "--checkpoint-dir", str(ckpt)]
     resumed += ["--checkpoint-interval", "0"]
     assert main(resumed) == 130  # interrupted: the user sees "interrupted", not a traceback
     assert (ckpt / "dkm.pt").exists()
-    monkeypatch.setattr(Trainer, "_save_checkpoint", original)
+    monkeypatch.setattr(Checkpoint, "save", original)
     assert main(resumed) == 0
     assert not (ckpt / "dkm.pt").exists()
     assert np.array_equal(_labels(tmp_path / "resumed.csv"), _labels(tmp_path / "straight.csv"))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from aeclust.methods import CT, DAMIC, DCN, DEC, DKM, ICAE, IDEC, KDAE, VCC
-from aeclust.training import Trainer, checkpointing
+from aeclust.training import Checkpoint, checkpointing
 
 RUN = dict(batch_size=64, device="cpu", random_state=0)
 AE = dict(RUN, autoencoder=[32, 8], pretrain_epochs=2)
@@ -36,22 +36,22 @@ def test_a_fit_cut_off_after_a_checkpoint_resumes_to_the_uninterrupted_model(
 ):
     x = digits[0][:300]
     reference = cls(n_clusters=5, **params).fit(x)
-    original = Trainer._save_checkpoint
+    original = Checkpoint.save
     saves: list[tuple[str, int]] = []
 
-    def save_then_die(self, epoch):
-        original(self, epoch)
-        saves.append((self.desc, epoch))
-        if self.desc == type(reference).__name__:
+    def save_then_die(self, trainer, epoch):
+        original(self, trainer, epoch)
+        saves.append((trainer.desc, epoch))
+        if trainer.desc == type(reference).__name__:
             if epoch == 2:  # the clustering stage is cut off after its second epoch
                 raise KeyboardInterrupt
 
-    monkeypatch.setattr(Trainer, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(Checkpoint, "save", save_then_die)
     with checkpointing(tmp_path, interval_s=0):
         with pytest.raises(KeyboardInterrupt):
             cls(n_clusters=5, **params).fit(x)
         assert any(p.suffix == ".pt" for p in tmp_path.iterdir())
-        monkeypatch.setattr(Trainer, "_save_checkpoint", original)
+        monkeypatch.setattr(Checkpoint, "save", original)
         resumed = cls(n_clusters=5, **params).fit(x)
     assert saves[-1][1] == 2
     assert not any(p.suffix == ".pt" for p in tmp_path.iterdir())  # finished: removed

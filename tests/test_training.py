@@ -6,6 +6,8 @@ from aeclust._utils import local_seed
 from aeclust.nn import MLPAutoencoder
 from aeclust.pretrain import PretrainConfig, pretrain_autoencoder
 from aeclust.training import (
+    Callback,
+    Checkpoint,
     EarlyStopping,
     Trainer,
     TrainingModule,
@@ -141,14 +143,14 @@ def test_checkpoint_resume_matches_an_uninterrupted_run(tmp_path):
 
 def _crash_after_first_save(monkeypatch):
     """Make the next checkpoint save end the run right after writing (a process cut off)."""
-    original = Trainer._save_checkpoint
+    original = Checkpoint.save
 
-    def save_then_crash(self, epoch):
-        original(self, epoch)
+    def save_then_crash(self, trainer, epoch):
+        original(self, trainer, epoch)
         raise _Interrupt
 
-    monkeypatch.setattr(Trainer, "_save_checkpoint", save_then_crash)
-    return lambda: monkeypatch.setattr(Trainer, "_save_checkpoint", original)
+    monkeypatch.setattr(Checkpoint, "save", save_then_crash)
+    return lambda: monkeypatch.setattr(Checkpoint, "save", original)
 
 
 def _keyed_run(ae, x, **kw):
@@ -233,14 +235,19 @@ def test_bf16_autocast_trains():
 def test_pretrain_cache_hit_returns_the_same_network(tmp_path):
     cfg = PretrainConfig(epochs=3, batch_size=32)
     ae1, x = _setup(2)
-    _, h1 = pretrain_autoencoder(ae1, x, cfg, seed=0, cache_dir=tmp_path, use_cache=True)
+    first = pretrain_autoencoder(ae1, x, cfg, seed=0, cache_dir=tmp_path, use_cache=True)
+    h1 = first.history
+    assert first.cached is False and first.autoencoder is ae1 and first.seconds > 0
     files = list(tmp_path.glob("ae-*.pt"))
     assert len(files) == 1 and len(h1) == 3
 
     ae2, _ = _setup(2)
     calls = []
     ae2.register_forward_hook(lambda *a: calls.append(1))
-    _, h2 = pretrain_autoencoder(ae2, x, cfg, seed=0, cache_dir=tmp_path, use_cache=True)
+    second = pretrain_autoencoder(ae2, x, cfg, seed=0, cache_dir=tmp_path, use_cache=True)
+    h2 = second.history
+    assert second.cached is True  # said by the call, not guessed from the cache's file names
+    assert pretrain_autoencoder(_setup(2)[0], x, cfg, seed=0).cached is None  # no cache used
     assert calls == []  # no training happened
     assert h2 == h1
     for a, b in zip(ae1.state_dict().values(), ae2.state_dict().values()):
@@ -325,3 +332,64 @@ def test_eval_mode_restores_the_modules_mode_even_after_an_error(start_training)
     with pytest.raises(RuntimeError), eval_mode(net):
         raise RuntimeError("a failing whole-data pass")
     assert net.training is start_training
+
+
+class _Events(Callback):
+    """Records the loop points a callback sees."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def on_fit_start(self, trainer):
+        self.log.append(f"fit_start{len(trainer.tensors)}")
+
+    def on_epoch_start(self, trainer, epoch):
+        self.log.append(f"epoch_start{epoch}")
+
+    def on_step_end(self, trainer, n_samples):
+        self.log.append(f"step{n_samples}")
+
+    def on_epoch_end(self, trainer, record):
+        self.log.append(f"epoch_end{record['epoch']}")
+        return record["epoch"] == 1  # a callback may stop training
+
+    def on_fit_end(self, trainer):
+        self.log.append("fit_end")
+
+
+def test_callbacks_see_the_loop_and_may_stop_it():
+    module, events = _Recorder(), _Events()
+    trainer = Trainer(
+        module,
+        torch.optim.SGD(module.parameters(), lr=0.01),
+        epochs=5,
+        batch_size=3,
+        callbacks=[events],
+    )
+    history = trainer.fit([torch.ones(6, 2)])
+    assert events.log == [
+        "fit_start1",
+        "epoch_start0", "step3", "step3", "epoch_end0",
+        "epoch_start1", "step3", "step3", "epoch_end1",
+        "fit_end",
+    ]  # fmt: skip
+    assert len(history) == 2 and trainer.should_stop
+    # the callback's epoch start comes before the module's, its epoch end after
+    assert module.events[:2] == ["start0", "before0"]
+
+
+def test_a_block_gives_its_callback_to_the_stages_a_method_builds():
+    from aeclust import DEC
+    from aeclust.training import training_callbacks
+
+    stages: list[str] = []
+
+    def note(trainer):
+        stages.append(trainer.desc)
+
+    x = torch.rand(60, 6).numpy()
+    with training_callbacks(note):
+        DEC(3, autoencoder=[8, 2], pretrain_epochs=1, max_iter=4, batch_size=20).fit(x)
+    assert stages == ["pretrain", "DEC"]
+    DEC(3, autoencoder=[8, 2], pretrain_epochs=1, max_iter=4, batch_size=20).fit(x)
+    assert stages == ["pretrain", "DEC"]  # the block is closed

@@ -12,9 +12,10 @@ import hashlib
 import json
 import logging
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -129,6 +130,16 @@ def cache_key(
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 
+class Pretrained(NamedTuple):
+    """What :func:`pretrain_autoencoder` did: the network, its per-epoch records, whether they
+    came from the cache (None: no cache) and the wall seconds it took."""
+
+    autoencoder: Autoencoder
+    history: list[dict[str, Any]]
+    cached: bool | None
+    seconds: float
+
+
 def pretrain_autoencoder(
     autoencoder: Autoencoder,
     x: torch.Tensor,
@@ -140,7 +151,7 @@ def pretrain_autoencoder(
     cache_dir: str | os.PathLike | None = None,
     use_cache: bool = False,
     verbose: bool = False,
-) -> tuple[Autoencoder, list[dict[str, Any]]]:
+) -> Pretrained:
     """Train ``autoencoder`` in place to reconstruct ``x``; reuse a cached result when present.
 
     Parameters
@@ -163,11 +174,12 @@ def pretrain_autoencoder(
 
     Returns
     -------
-    autoencoder : Autoencoder
-        The trained network (the same object), in eval mode.
-    history : list of dict
-        Per-epoch records of the pretraining (from the cache when it was a hit).
+    Pretrained
+        ``(autoencoder, history, cached, seconds)``: the trained network (the same object), in
+        eval mode; the per-epoch records (from the cache when it was a hit); whether it came
+        from the cache (None when the cache is not used); the wall seconds this call took.
     """
+    started = time.perf_counter()
     path = ckpt = None
     if use_cache:
         folder = get_cache_dir(cache_dir)
@@ -180,12 +192,14 @@ def pretrain_autoencoder(
                 autoencoder.load_state_dict(state["state_dict"])
                 autoencoder.eval()
                 logger.info("pretrained autoencoder loaded from cache %s", path)
-                return autoencoder, list(state["history"])
+                history = list(state["history"])
+                return Pretrained(autoencoder, history, True, time.perf_counter() - started)
             except (RuntimeError, KeyError, EOFError) as exc:
                 logger.warning("ignoring unreadable cache file %s (%s)", path, exc)
+    cached = False if use_cache else None
     if config.epochs == 0:
         autoencoder.eval()
-        return autoencoder, []
+        return Pretrained(autoencoder, [], cached, time.perf_counter() - started)
     optimizer = make_optimizer(
         autoencoder.parameters(),
         config.optimizer,
@@ -213,4 +227,4 @@ def pretrain_autoencoder(
             {"state_dict": autoencoder.state_dict(), "history": history, "config": asdict(config)},
             path,
         )
-    return autoencoder, history
+    return Pretrained(autoencoder, history, cached, time.perf_counter() - started)

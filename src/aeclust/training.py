@@ -13,23 +13,55 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from aeclust._utils import atomic_torch_save, autocast, make_generator
+from aeclust._utils import autocast, make_generator
+from aeclust.callbacks import (
+    Callback,
+    Checkpoint,
+    CostProbe,
+    EarlyStopping,
+    ProgressBar,
+    StageCost,
+    StopTraining,
+    TrainingTally,
+    ambient_callbacks,
+    checkpointing,
+    probing,
+    probing_cost,
+    tally_training,
+    training_callbacks,
+)
 
 logger = logging.getLogger(__name__)
 
-
-class StopTraining(Exception):
-    """Raised by a hook (e.g. ``before_step``) to end training cleanly, as when DEC's label
-    changes fall below its tolerance."""
+#: The loop and what methods build on it; the callbacks are re-exported from
+#: :mod:`aeclust.callbacks` so that a method or a script imports training from one place.
+__all__ = [
+    "OPTIMIZERS",
+    "Callback",
+    "Checkpoint",
+    "CostProbe",
+    "EarlyStopping",
+    "ProgressBar",
+    "StageCost",
+    "StopTraining",
+    "Trainer",
+    "TrainingModule",
+    "TrainingTally",
+    "batch_slices",
+    "batched_apply",
+    "checkpointing",
+    "eval_mode",
+    "make_optimizer",
+    "probing",
+    "probing_cost",
+    "tally_training",
+    "training_callbacks",
+]
 
 
 LossOutput = torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]
@@ -130,48 +162,6 @@ def _optimizer_kernel(params: list[Any]) -> dict[str, bool]:
     return {"fused": True} if fusable and tensors else {"foreach": True}
 
 
-@dataclass
-class EarlyStopping:
-    """Stop when the monitored epoch value has not improved for ``patience`` epochs.
-
-    Parameters
-    ----------
-    patience : int
-        Epochs without improvement before stopping.
-    min_delta : float
-        Relative improvement that counts (``value < best * (1 - min_delta)``).
-    monitor : str
-        Key of the epoch record to watch (the training loss by default: labels are never used).
-    """
-
-    patience: int = 10
-    min_delta: float = 1e-4
-    monitor: str = "loss"
-
-    def __post_init__(self) -> None:
-        self.best = math.inf
-        self.bad_epochs = 0
-
-    def step(self, record: dict[str, Any]) -> bool:
-        """Update with one epoch record; return True when training should stop."""
-        value = float(record[self.monitor])
-        if value < self.best - abs(self.best) * self.min_delta or math.isinf(self.best):
-            self.best = value
-            self.bad_epochs = 0
-        else:
-            self.bad_epochs += 1
-        return self.bad_epochs >= self.patience
-
-    def state(self) -> dict[str, float]:
-        """Picklable state for checkpoints."""
-        return {"best": self.best, "bad_epochs": self.bad_epochs}
-
-    def load_state(self, state: dict[str, float]) -> None:
-        """Restore :meth:`state`."""
-        self.best = float(state["best"])
-        self.bad_epochs = int(state["bad_epochs"])
-
-
 def batch_slices(n: int, batch_size: int) -> list[tuple[int, int]]:
     """Start/stop pairs covering ``range(n)``; a trailing batch of one sample is merged into the
     previous one (batch norm cannot train on a single sample)."""
@@ -184,198 +174,12 @@ def batch_slices(n: int, batch_size: int) -> list[tuple[int, int]]:
     return bounds
 
 
-@dataclass
-class TrainingTally:
-    """Optimisation steps and training samples counted by :func:`tally_training`."""
-
-    samples: int = 0
-    steps: int = 0
-
-
-_ACTIVE_TALLIES: list[TrainingTally] = []
-
-
-@contextmanager
-def tally_training() -> Iterator[TrainingTally]:
-    """Count every :class:`Trainer` step taken inside the block (all methods train through it).
-
-    The throughput benchmark (:mod:`aeclust.bench.speed`) divides the samples by the wall time
-    of a method's clustering phase, whatever the method's own notion of an epoch.
-
-    Yields
-    ------
-    TrainingTally
-        Filled as the steps run.
-    """
-    tally = TrainingTally()
-    _ACTIVE_TALLIES.append(tally)
-    try:
-        yield tally
-    finally:
-        _ACTIVE_TALLIES.remove(tally)
-
-
-@dataclass
-class StageCost:
-    """What one :class:`Trainer` run of a probed fit costs (see :func:`probing_cost`).
-
-    Attributes
-    ----------
-    desc : str
-        The stage's label (``"pretrain"``, a method's training stage, ...).
-    planned_steps, planned_epochs : int
-        Optimisation steps and epochs the stage would take in the real fit (an upper bound
-        where it may stop early: a convergence test, early stopping).
-    probed_steps : int
-        Steps actually taken in the probe.
-    step_seconds : float
-        Wall seconds of one step, measured after the first (warm-up) step.
-    epoch_seconds : float
-        Wall seconds of the per-epoch hooks (a method's whole-data refreshes at epoch ends).
-    probed_seconds : float
-        Wall time the probe spent in this stage.
-    """
-
-    desc: str
-    planned_steps: int
-    planned_epochs: int
-    probed_steps: int
-    step_seconds: float
-    epoch_seconds: float
-    probed_seconds: float
-
-    @property
-    def seconds(self) -> float:
-        """Projected wall seconds of the stage in the real fit."""
-        return self.planned_steps * self.step_seconds + self.planned_epochs * self.epoch_seconds
-
-
-@dataclass
-class CostProbe:
-    """The stages recorded inside one :func:`probing_cost` block."""
-
-    steps: int
-    stages: list[StageCost]
-    clock: Callable[[], float] = time.perf_counter
-
-
-_ACTIVE_PROBES: list[CostProbe] = []
-
-
-@contextmanager
-def probing_cost(
-    steps: int = 4, *, clock: Callable[[], float] = time.perf_counter
-) -> Iterator[CostProbe]:
-    """Cut every :class:`Trainer` run inside the block to ``steps`` steps and record its cost.
-
-    A fit run inside the block does everything the real fit does (its whole-data steps at full
-    size: k-means, target refreshes, kNN graphs) except the bulk of its optimisation: each
-    training stage takes ``steps`` steps, times them, and records how many it would have taken
-    (:class:`StageCost`). Nothing is written meanwhile: no checkpoints, no pretraining cache
-    entries (a pretraining already cached costs nothing, as in the real fit).
-    :func:`aeclust.cost.estimate_fit_cost` is built on it.
-
-    Parameters
-    ----------
-    steps : int
-        Steps per stage (the first is a warm-up and is not timed); at least 2.
-    clock : callable, default=time.perf_counter
-        The timer (seconds); ``time.process_time`` measures CPU time instead of wall time,
-        which other processes on the machine do not change.
-
-    Yields
-    ------
-    CostProbe
-        Filled as the stages run.
-    """
-    if steps < 2:
-        raise ValueError(f"steps must be >= 2 (one warm-up step + timed steps), got {steps}")
-    probe = CostProbe(int(steps), [], clock)
-    _ACTIVE_PROBES.append(probe)
-    try:
-        yield probe
-    finally:
-        _ACTIVE_PROBES.remove(probe)
-
-
-def probing() -> bool:
-    """Whether a :func:`probing_cost` block is open (so that nothing should be persisted)."""
-    return bool(_ACTIVE_PROBES)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-@dataclass
-class _CheckpointScope:
-    directory: Path
-    interval_s: float
-
-
-_CHECKPOINT_SCOPES: list[_CheckpointScope] = []
-
-
-@contextmanager
-def checkpointing(
-    directory: str | os.PathLike[str], *, interval_s: float = 300.0
-) -> Iterator[Path]:
-    """Checkpoint the long training stages started inside the block, and resume them.
-
-    A stage opts in by giving its :class:`Trainer` a ``resume_key`` (the shared pretraining and
-    the training stage of DEC/IDEC, DCN, DKM, CT, VCC, k-DAE/DAMIC and ICAE); within the block
-    such a trainer saves its state to ``directory/<resume_key>.pt`` at most every ``interval_s``
-    seconds (at epoch ends), and a later run of the same fit in the same block resumes from it
-    instead of starting over. A checkpoint whose data, network, epochs or batch size differ from
-    the stage that finds it is ignored (with a warning) and overwritten. The file is removed
-    when the stage finishes.
-
-    The bench opens one such block per cell, so a cell cut off (a lease that ends, a killed
-    process) resumes where it stopped::
-
-        with aeclust.training.checkpointing("ckpt/icae-mnist-seed0"):
-            ICAE(10, epochs=400).fit(X)   # interrupted, then run again: continues
-
-    Parameters
-    ----------
-    directory : path-like
-        Created with the first checkpoint written (a block whose stages never save leaves
-        nothing behind).
-    interval_s : float, default=300
-        Minimum wall time between two saves; 0 saves after every epoch.
-
-    Yields
-    ------
-    Path
-        The directory.
-    """
-    if interval_s < 0:
-        raise ValueError(f"interval_s must be >= 0, got {interval_s}")
-    scope = _CheckpointScope(Path(directory), float(interval_s))
-    _CHECKPOINT_SCOPES.append(scope)
-    try:
-        yield scope.directory
-    finally:
-        _CHECKPOINT_SCOPES.remove(scope)
-
-
-def _tensor_fingerprint(tensors: Sequence[torch.Tensor]) -> list[float]:
-    # Cheap identity of the training data (shape, sum, sum of squares in float64): enough to
-    # refuse a checkpoint left by another data set or scaling, without hashing every byte.
-    out: list[float] = []
-    for t in tensors:
-        flat = t.detach().reshape(-1)
-        if not flat.is_floating_point():
-            flat = flat.double()
-        total = flat.sum(dtype=torch.float64)
-        norm = torch.linalg.vector_norm(flat, dtype=torch.float64)
-        out += [float(n) for n in t.shape] + [float(total), float(norm)]
-    return out
-
-
 class Trainer:
     """Minibatch training of ``module`` on tensors kept on the device.
+
+    The loop (:meth:`fit` for a :class:`TrainingModule`, :meth:`run` for a plain module and a
+    loss) knows only the module and the optimiser; progress, early stopping, checkpoints and
+    timing are :class:`~aeclust.callbacks.Callback` objects it calls at fixed points.
 
     Parameters
     ----------
@@ -390,11 +194,16 @@ class Trainer:
         Seeds the shuffling generator (local; global RNGs are not touched).
     autocast_dtype : torch.dtype or None
         ``torch.bfloat16`` to run the loss under autocast; None for fp32.
+    callbacks : sequence of Callback, optional
+        Called at the loop's points, in order; the ones of the open
+        :func:`~aeclust.callbacks.training_callbacks` blocks (:func:`checkpointing`,
+        :func:`tally_training`, :func:`probing_cost`) follow, checkpoints last.
     early_stopping : EarlyStopping, optional
-        Stops the loop when the training loss stalls.
+        Shorthand for that callback: stops the loop when the training loss stalls.
     checkpoint_path : path, optional
-        Where to save a checkpoint every ``checkpoint_every`` epochs. If the file exists when
-        :meth:`run` starts, training resumes from it. It is removed when training finishes.
+        Shorthand for ``Checkpoint(checkpoint_path, every=checkpoint_every)``: saves every
+        ``checkpoint_every`` epochs; if the file exists when training starts, it resumes from it.
+        It is removed when training finishes.
     checkpoint_every : int
     resume_key : str, optional
         Names this stage inside a :func:`checkpointing` block: when no ``checkpoint_path`` is
@@ -404,9 +213,9 @@ class Trainer:
         and what ``get_extra_state`` returns.
     shuffle : bool
     verbose : bool
-        Show a tqdm progress bar over epochs.
+        Shorthand for a :class:`~aeclust.callbacks.ProgressBar` over the epochs.
     desc : str
-        Progress bar label.
+        The stage's label (progress bar, checkpoints, cost probes).
     """
 
     def __init__(
@@ -418,6 +227,7 @@ class Trainer:
         batch_size: int = 256,
         seed: int = 0,
         autocast_dtype: torch.dtype | None = None,
+        callbacks: Sequence[Callback] = (),
         early_stopping: EarlyStopping | None = None,
         checkpoint_path: str | os.PathLike | None = None,
         checkpoint_every: int = 1,
@@ -434,73 +244,47 @@ class Trainer:
         self.batch_size = int(batch_size)
         self.generator = make_generator(seed)
         self.autocast_dtype = autocast_dtype
-        self.early_stopping = early_stopping
-        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
-        self.checkpoint_every = max(1, int(checkpoint_every))
-        # None: save every ``checkpoint_every`` epochs; a number: at most every so many seconds
-        self.checkpoint_interval_s: float | None = None
-        if self.checkpoint_path is None and resume_key and _CHECKPOINT_SCOPES:
-            scope = _CHECKPOINT_SCOPES[-1]
-            self.checkpoint_path = scope.directory / f"{resume_key}.pt"
-            self.checkpoint_interval_s = scope.interval_s
-        self._signature: dict[str, Any] = {}
+        self.resume_key = resume_key
         self.shuffle = shuffle
-        self.verbose = verbose
         self.desc = desc
         self.history: list[dict[str, Any]] = []
         self.stopped_early = False
         self.n_steps = 0
+        # set while training: the data, where it starts, and what the callbacks ask
+        self.tensors: Sequence[torch.Tensor] = ()
+        self.n_batches = 0
+        self.start_epoch = 0
+        self.should_stop = False
+        self.cut_epoch = False
+        self.probing = False
+        self.clock: Callable[[], float] = time.perf_counter
+        self.hook_seconds = 0.0  # the module's own epoch hooks, timed with ``clock``
+        #: This trainer's own callbacks (the argument and the shorthands).
+        self.callbacks: list[Callback] = list(callbacks)
+        if early_stopping is not None:
+            self.callbacks.append(early_stopping)
+        if verbose:
+            self.callbacks.append(ProgressBar())
+        if checkpoint_path:
+            self.callbacks.append(Checkpoint(checkpoint_path, every=checkpoint_every))
+        #: The callbacks of the run in progress: its own, then those of the blocks open when it
+        #: started (:func:`~aeclust.callbacks.training_callbacks`), checkpoints last.
+        self.active_callbacks: list[Callback] = []
 
-    # -- checkpoints ----------------------------------------------------------------------------
-    def _save_checkpoint(self, epoch: int) -> None:
-        if self.checkpoint_path is None:
-            return
-        state = {
-            "epoch": epoch,
-            "module": self.module.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
-            "history": self.history,
-            "n_steps": self.n_steps,
-            "early_stopping": self.early_stopping.state() if self.early_stopping else None,
-            "signature": self._signature,
-        }
-        atomic_torch_save(state, self.checkpoint_path)
+    @property
+    def early_stopping(self) -> EarlyStopping | None:
+        """The early-stopping callback, if any."""
+        return next((c for c in self.callbacks if isinstance(c, EarlyStopping)), None)
 
-    def _load_checkpoint(self) -> int | None:
-        """Restore the saved state and return its epoch; None (nothing restored) when it belongs
-        to another run."""
-        assert self.checkpoint_path is not None
-        try:
-            state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # a truncated or foreign file: start over, do not crash
-            logger.warning("ignoring unreadable checkpoint %s (%s)", self.checkpoint_path, exc)
-            return None
-        if state.get("signature", {}) != self._signature:
-            logger.warning(
-                "ignoring checkpoint %s: it was saved by a different run (data, network, epochs "
-                "or batch size differ); starting %s from scratch",
-                self.checkpoint_path,
-                self.desc,
-            )
-            return None
-        self.module.load_state_dict(state["module"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        cuda_rng = state.get("cuda_rng", [])
-        if cuda_rng and torch.cuda.is_available() and len(cuda_rng) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda_rng)
-        self.history = list(state["history"])
-        self.n_steps = int(state["n_steps"])
-        if self.early_stopping is not None and state["early_stopping"] is not None:
-            self.early_stopping.load_state(state["early_stopping"])
-        logger.info(
-            "resumed %s from %s at epoch %d", self.desc, self.checkpoint_path, state["epoch"]
-        )
-        return int(state["epoch"])
+    def _start_callbacks(self) -> None:
+        self.active_callbacks = list(self.callbacks)
+        ambient_callbacks(self)  # appends to active_callbacks, innermost block first
+        if probing():  # a cost probe saves nothing and resumes nothing
+            self.active_callbacks = [
+                c for c in self.active_callbacks if not isinstance(c, Checkpoint)
+            ]
+        # checkpoints last: they save what the other callbacks decided at the epoch's end
+        self.active_callbacks.sort(key=lambda c: isinstance(c, Checkpoint))
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self, tensors: Sequence[torch.Tensor]) -> list[dict[str, Any]]:
@@ -553,6 +337,13 @@ class Trainer:
         """
         return self._loop(tensors, loss_fn, None)
 
+    def _timed(self, hook: Callable[..., Any], *args: Any) -> Any:
+        start = self.clock()
+        try:
+            return hook(*args)
+        finally:
+            self.hook_seconds += self.clock() - start
+
     def _loop(
         self,
         tensors: Sequence[torch.Tensor],
@@ -563,52 +354,26 @@ class Trainer:
             raise ValueError("tensors must not be empty")
         n = tensors[0].shape[0]
         device = tensors[0].device
-        start_epoch = 0
-        probe = _ACTIVE_PROBES[-1] if _ACTIVE_PROBES else None
-        if probe is not None:  # a cost probe: nothing is saved, resumed or kept
-            self.checkpoint_path = None
-            step_marks: list[float] = []
-            hook_seconds = 0.0
-            probe_start = probe.clock()
-        if self.checkpoint_path is not None:
-            self._signature = {
-                "desc": self.desc,
-                "epochs": self.epochs,
-                "batch_size": self.batch_size,
-                "data": _tensor_fingerprint(tensors),
-                "module": [
-                    [k, list(v.shape)]
-                    for k, v in self.module.state_dict().items()
-                    if isinstance(v, torch.Tensor)  # not a module's extra state
-                ],
-            }
-            restored = self._load_checkpoint() if self.checkpoint_path.exists() else None
-            if restored is not None:
-                start_epoch = restored
-        last_save = time.monotonic()
         bounds = batch_slices(n, self.batch_size)
-        bar = tqdm(
-            range(start_epoch, self.epochs),
-            desc=self.desc,
-            disable=not self.verbose,
-            leave=False,
-            initial=start_epoch,
-            total=self.epochs,
-        )
-        for epoch in bar:
+        self.tensors, self.n_batches = tensors, len(bounds)
+        self.start_epoch = 0
+        self._start_callbacks()
+        callbacks = self.active_callbacks
+        for callback in callbacks:  # a Checkpoint may move start_epoch on
+            callback.on_fit_start(self)
+        for epoch in range(self.start_epoch, self.epochs):
             self.module.train()
+            for callback in callbacks:
+                callback.on_epoch_start(self, epoch)
             if hooks is not None:
-                hook_start = probe.clock() if probe is not None else 0.0
-                hooks.on_epoch_start(epoch)
-                if probe is not None:
-                    hook_seconds += probe.clock() - hook_start
+                self._timed(hooks.on_epoch_start, epoch)
             if self.shuffle:
                 perm = torch.randperm(n, generator=self.generator).to(device, non_blocking=True)
             else:
                 perm = torch.arange(n, device=device)
             total = torch.zeros((), device=device)
             parts_total: dict[str, torch.Tensor] = {}
-            converged = False
+            converged = cut = False
             for start, stop in bounds:
                 if hooks is not None:
                     try:
@@ -625,19 +390,15 @@ class Trainer:
                 loss.backward()
                 self.optimizer.step()
                 self.n_steps += 1
-                if probe is not None:
-                    _sync(device)
-                    step_marks.append(probe.clock())
-                    if len(step_marks) >= probe.steps:
-                        converged = True  # the probe has its timings: leave the epoch
-                        total += loss.detach().float() * float(stop - start)
-                        start = stop
-                        break
-                for tally in _ACTIVE_TALLIES:
-                    tally.samples += stop - start
-                    tally.steps += 1
+                self.cut_epoch = False
+                for callback in callbacks:
+                    callback.on_step_end(self, stop - start)
                 weight = float(stop - start)
                 total += loss.detach().float() * weight
+                if self.cut_epoch:  # a callback ends the epoch here (a cost probe)
+                    converged = cut = True
+                    start = stop
+                    break
                 for key, value in parts.items():
                     acc = parts_total.setdefault(key, torch.zeros((), device=device))
                     acc += value.detach().float() * weight
@@ -655,45 +416,17 @@ class Trainer:
                     "lower the learning rate or check the input scaling"
                 )
             stop_now = converged
-            if hooks is not None and (probe is not None or not converged):
-                hook_start = probe.clock() if probe is not None else 0.0
-                stop_now = bool(hooks.on_epoch_end(epoch, record)) or stop_now
-                if probe is not None:
-                    hook_seconds += probe.clock() - hook_start
-            if self.early_stopping is not None and self.early_stopping.step(record):
-                stop_now = True
-                self.stopped_early = True
-                record["stopped_early"] = True
+            # a StopTraining epoch skips the module's epoch end; a probed one times it
+            if hooks is not None and (self.probing or cut or not converged):
+                stop_now = bool(self._timed(hooks.on_epoch_end, epoch, record)) or stop_now
             self.history.append(record)
-            bar.set_postfix(loss=f"{record['loss']:.4g}")
-            if stop_now:
+            self.should_stop = stop_now
+            for callback in callbacks:
+                self.should_stop = bool(callback.on_epoch_end(self, record)) or self.should_stop
+            if self.should_stop:
                 break
-            if self.checkpoint_interval_s is None:
-                due = (epoch + 1) % self.checkpoint_every == 0
-            else:
-                due = time.monotonic() - last_save >= self.checkpoint_interval_s
-            if self.checkpoint_path is not None and due and epoch + 1 < self.epochs:
-                self._save_checkpoint(epoch + 1)
-                last_save = time.monotonic()
-        bar.close()
-        if probe is not None:
-            probe.stages.append(
-                StageCost(
-                    desc=self.desc,
-                    planned_steps=self.epochs * len(bounds),
-                    planned_epochs=self.epochs,
-                    probed_steps=len(step_marks),
-                    # median of the step intervals after the warm-up step: one step slowed
-                    # by another process does not set the projection
-                    step_seconds=(
-                        float(np.median(np.diff(step_marks))) if len(step_marks) > 1 else 0.0
-                    ),
-                    epoch_seconds=hook_seconds,
-                    probed_seconds=probe.clock() - probe_start,
-                )
-            )
-        if self.checkpoint_path is not None and self.checkpoint_path.exists():
-            self.checkpoint_path.unlink()
+        for callback in callbacks:
+            callback.on_fit_end(self)
         self.module.eval()
         return self.history
 

@@ -467,13 +467,12 @@ class _Runner:
         with checkpointing(ckpt_dir, interval_s=self.checkpoint_interval_s):
             if getattr(cls, "deep", True) and "pretrain_epochs" in params:
                 self.cache_dir.mkdir(parents=True, exist_ok=True)
-                before = set(self.cache_dir.glob("ae-*.pt"))
                 t0 = time.perf_counter()
-                est.pretrain(data.x)
+                pretrained = est.pretrain(data.x, return_details=True)
                 sync()
                 pretrain_s = time.perf_counter() - t0
                 if params.get("pretrain_epochs"):
-                    cached = not (set(self.cache_dir.glob("ae-*.pt")) - before)
+                    cached = bool(pretrained.cached)
             t0 = time.perf_counter()
             est.fit(data.x)
             sync()

@@ -44,7 +44,7 @@ from aeclust.methods.params import (
 )
 from aeclust.nn import Autoencoder, autoencoder_from_config, build_autoencoder
 from aeclust.nn.factory import AUTOENCODER_CLASSES
-from aeclust.pretrain import PretrainConfig, pretrain_autoencoder
+from aeclust.pretrain import PretrainConfig, Pretrained, pretrain_autoencoder
 from aeclust.primitives import KMeansResult, kmeans
 from aeclust.training import (
     EarlyStopping,
@@ -307,7 +307,7 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
         self._warn_if_degenerate(x)
         return self
 
-    def pretrain(self, X: Any) -> Autoencoder:
+    def pretrain(self, X: Any, *, return_details: bool = False) -> Autoencoder | Pretrained:
         """Run (or fetch from the cache) exactly the pretraining ``fit`` starts with.
 
         The benchmark runner calls this first to time pretraining on its own; with
@@ -317,11 +317,14 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+        return_details : bool, default=False
+            Return :class:`aeclust.pretrain.Pretrained` (the network, its history, whether it
+            came from the cache, the seconds it took) instead of the network alone.
 
         Returns
         -------
-        Autoencoder
-            The pretrained network (a new object).
+        Autoencoder or Pretrained
+            The pretrained network (a new object), or the details with it.
         """
         if not hasattr(self, "pretrain_epochs"):
             raise TypeError(f"{type(self).__name__} does not pretrain an autoencoder")
@@ -333,7 +336,8 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
         seed = seed_from(self.random_state)
         try:
             with local_seed(seed, device):
-                return self._pretrained_autoencoder(self._to_tensor(X, device), seed)
+                ae = self._pretrained_autoencoder(self._to_tensor(X, device), seed)
+                return self._pretrained if return_details else ae
         finally:
             self.__dict__.clear()
             self.__dict__.update(saved)
@@ -562,7 +566,7 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
         kwargs.update(build_kwargs)
         ae = build_autoencoder(spec, x.shape[1], **kwargs).to(x.device)
         cache = self._param("pretrain_cache")
-        ae, history = pretrain_autoencoder(
+        pretrained = pretrain_autoencoder(
             ae,
             x,
             self._pretrain_config(),
@@ -573,8 +577,9 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
             use_cache=bool(cache),
             verbose=self.verbose,
         )
-        self.pretrain_history_ = history
-        return ae
+        self.pretrain_history_ = pretrained.history
+        self._pretrained = pretrained  # for pretrain(return_details=True); not a fitted attribute
+        return pretrained.autoencoder
 
     def _generator(self, seed: int, device: torch.device) -> torch.Generator:
         gen = torch.Generator(device=device)

@@ -724,7 +724,7 @@ class ClassSeparatingAE(_TorchEstimatorMixin, TransformerMixin, BaseEstimator):
             hidden_dims=tuple(self.hidden_dims),
         ).to(x.device)
         # Stage 0: the standard AE (pretrain_autoencoder is the same loop, without the cache).
-        ae, pre = pretrain_autoencoder(
+        ae, pre, _, _ = pretrain_autoencoder(
             ae,
             x,
             PretrainConfig(epochs=int(self.epochs), batch_size=self.batch_size, lr=self.lr),
