@@ -43,6 +43,9 @@ def main(seed: int = 0, figure: str | Path = "results/demo-digits-n2d.png") -> d
     dict
         Method name -> its metrics (``acc``, ``nmi``, ``ari``) and ``seconds``.
     """
+    from aeclust.bench.plots import embedding_figure, require_matplotlib
+
+    require_matplotlib()  # the figure at the end: say so now, not after two minutes
     data = load_dataset("digits")
     print(f"digits: {data.n_samples} images of {data.image_shape}, {data.n_classes} classes")
     k = data.n_classes
@@ -62,8 +65,6 @@ def main(seed: int = 0, figure: str | Path = "results/demo-digits-n2d.png") -> d
         results[name] = {**scores, "seconds": seconds}
         metrics = format_metrics(scores, keys=("acc", "nmi", "ari"))
         print(f"{name:<17} {metrics}   ({seconds:.1f} s)")
-
-    from aeclust.bench.plots import embedding_figure
 
     n2d = models["N2D"]
     path = Path(figure)

@@ -6,6 +6,7 @@ global pyplot backend of the caller is never touched.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +25,7 @@ __all__ = [
     "membership_histogram_figure",
     "plot_cell",
     "plot_generated_grid",
+    "require_matplotlib",
     "shift_accuracy_figure",
     "shift_snapshots_figure",
 ]
@@ -33,7 +35,21 @@ logger = logging.getLogger(__name__)
 _MAX_POINTS = 5000
 
 
+#: What a figure needs and how to get it.
+MISSING_MATPLOTLIB = (
+    "the benchmark figures need matplotlib, part of the bench extra: "
+    "pip install 'aeclust[bench]' (or run the bench with --no-plots)"
+)
+
+
+def require_matplotlib() -> None:
+    """Raise one clear ImportError when matplotlib (the ``bench`` extra) is not installed."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ImportError(MISSING_MATPLOTLIB)
+
+
 def _new_figure(width: float, height: float) -> Any:
+    require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

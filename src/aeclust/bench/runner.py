@@ -706,6 +706,10 @@ def run_protocol(
         raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
     if isinstance(first_seed, bool) or int(first_seed) < 0:
         raise ValueError(f"first_seed must be a non-negative integer, got {first_seed!r}")
+    if plots:  # before any cell runs, not after the first one's training
+        from aeclust.bench.plots import require_matplotlib
+
+        require_matplotlib()
     db_path = Path(db)
     results = Path(results_dir) if results_dir is not None else db_path.parent
     if command is None:
