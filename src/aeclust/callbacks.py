@@ -49,7 +49,7 @@ class Trainer(Protocol):
     should_stop: bool
     cut_epoch: bool
     stopped_early: bool
-    probing: bool
+    probed: bool
     clock: Callable[[], float]
     hook_seconds: float
     active_callbacks: list[Callback]
@@ -493,7 +493,7 @@ class _StageProbe(Callback):
 
     def on_fit_start(self, trainer: Trainer) -> None:
         trainer.clock = self.probe.clock  # the trainer times the module's epoch hooks with it
-        trainer.probing = True
+        trainer.probed = True
         self.start = self.probe.clock()
 
     def on_step_end(self, trainer: Trainer, n_samples: int) -> None:

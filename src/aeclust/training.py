@@ -256,7 +256,7 @@ class Trainer:
         self.start_epoch = 0
         self.should_stop = False
         self.cut_epoch = False
-        self.probing = False
+        self.probed = False  # a cost probe times this run (its epoch hooks run even when cut)
         self.clock: Callable[[], float] = time.perf_counter
         self.hook_seconds = 0.0  # the module's own epoch hooks, timed with ``clock``
         #: This trainer's own callbacks (the argument and the shorthands).
@@ -417,7 +417,7 @@ class Trainer:
                 )
             stop_now = converged
             # a StopTraining epoch skips the module's epoch end; a probed one times it
-            if hooks is not None and (self.probing or cut or not converged):
+            if hooks is not None and (self.probed or cut or not converged):
                 stop_now = bool(self._timed(hooks.on_epoch_end, epoch, record)) or stop_now
             self.history.append(record)
             self.should_stop = stop_now

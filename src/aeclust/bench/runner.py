@@ -872,6 +872,7 @@ def _shape_only(proto: Protocol, key: str, runner: _Runner) -> _Data:
 def _encoder_params(runner: _Runner, rep: str, key: str, seed: int) -> tuple[type | None, dict]:
     """The encoder class and constructor arguments of a representation on a data set."""
     from aeclust.evaluation import encoder_class
+    from aeclust.methods.base import with_runner_settings
 
     spec = runner.proto.methods[rep]
     cls = encoder_class(spec.estimator)
@@ -885,13 +886,15 @@ def _encoder_params(runner: _Runner, rep: str, key: str, seed: int) -> tuple[typ
             raise _ParamMismatch(
                 f"[methods.{rep}.select].grid names {unknown}, which {cls.__name__} does not take"
             )
-    extra = {
-        "random_state": seed,
-        "device": runner.device,
-        "precision": runner.precision,
-        "verbose": runner.verbose,
-    }
-    params.update({k: v for k, v in extra.items() if k in valid})
+    if "random_state" in valid:
+        params["random_state"] = seed
+    params = with_runner_settings(
+        cls,
+        params,
+        device=runner.device,
+        precision=runner.precision,
+        verbose=runner.verbose,
+    )
     return cls, params
 
 

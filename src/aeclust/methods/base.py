@@ -122,13 +122,29 @@ def estimator_params(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(sorted(METHODS))}")
-    cls = METHODS[method]
+    return METHODS[method], with_runner_settings(METHODS[method], params, method, **settings)
+
+
+def with_runner_settings(
+    cls: type, params: Mapping[str, Any] | None = None, name: str | None = None, **settings: Any
+) -> dict[str, Any]:
+    """``params`` for ``cls`` with the runner's settings (:data:`RUNNER_SETTINGS`) applied where
+    ``cls`` accepts them (the one place that decides it, for the methods of
+    :func:`estimator_params` and for the bench's other estimators, the dAE encoders).
+
+    Raises
+    ------
+    ValueError
+        On a parameter ``cls`` does not accept or an unknown setting (``name`` names ``cls`` in
+        the message).
+    """
     valid = cls().get_params()
     params = dict(params or {})
     unknown = sorted(set(params) - set(valid))
     if unknown:
         raise ValueError(
-            f"unknown parameter(s) {unknown} for {method}; valid: {', '.join(sorted(valid))}"
+            f"unknown parameter(s) {unknown} for {name or cls.__name__}; "
+            f"valid: {', '.join(sorted(valid))}"
         )
     bad = sorted(set(settings) - set(RUNNER_SETTINGS))
     if bad:
@@ -140,7 +156,7 @@ def estimator_params(
             params.setdefault(key, value)
         else:
             params[key] = value
-    return cls, params
+    return params
 
 
 def build_estimator(

@@ -249,6 +249,7 @@ def retrain_round(
     new_targets: torch.Tensor,
     stage: int,
     seed: int,
+    label: str,
 ) -> tuple[list[dict[str, Any]], float, float]:
     """One round of CCAE's Algorithm 1 or the dAE's Algorithm 2 after its SampleShift: retrain
     ``ae`` on ``new_targets`` with the estimator's ``shift_epochs``, ``batch_size`` and ``lr``.
@@ -269,7 +270,7 @@ def retrain_round(
         seed=seed + stage,
         autocast_dtype=estimator._autocast_dtype(x.device),
         verbose=estimator.verbose,
-        desc=f"{'CCAE' if isinstance(estimator, CCAE) else 'dAE'} shift {stage}",
+        desc=f"{label} shift {stage}",
     )
     return history, moved, drift
 
@@ -508,7 +509,9 @@ class CCAE(BaseDeepClusterer):
         for stage in range(1, int(self.n_shifts) + 1):
             with torch.no_grad():
                 new_targets = self.shift_targets(targets, codes, result.labels, result.centers)
-            epochs, moved, drift = retrain_round(self, ae, x, targets, new_targets, stage, seed)
+            epochs, moved, drift = retrain_round(
+                self, ae, x, targets, new_targets, stage, seed, "CCAE"
+            )
             targets = new_targets
             for rec in epochs:
                 train_history.append({"stage": stage, **rec})
@@ -748,7 +751,9 @@ class ClassSeparatingAE(_TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         for stage in range(1, int(self.n_shifts) + 1):
             with torch.no_grad():
                 new_targets = self.shift_targets(targets, labels)
-            hist, moved, drift = retrain_round(self, ae, x, targets, new_targets, stage, seed)
+            hist, moved, drift = retrain_round(
+                self, ae, x, targets, new_targets, stage, seed, "dAE"
+            )
             targets = new_targets
             train_history.extend({"stage": stage, **r} for r in hist)
             records.append(
