@@ -16,6 +16,19 @@ from aeclust.methods.kdae import DAMIC, KDAE
 from aeclust.metrics import cluster_accuracy
 
 # Small, fast configurations of every estimator (the sklearn checks fit many tiny data sets).
+_MIXTURE_OF_AES = dict(
+    n_clusters=3,
+    autoencoder=[16, 4],
+    pretrain_epochs=3,
+    cluster_pretrain_epochs=2,
+    epochs=3,
+    pretrain_loss="mse",
+    batch_size=32,
+    n_init=3,
+    device="cpu",
+    random_state=0,
+)
+
 FAST = [
     KMeans(n_clusters=3, n_init=2, random_state=0),
     AEKMeans(
@@ -41,22 +54,13 @@ FAST = [
         )
         for cls in (DEC, IDEC)
     ),
-    *(
-        cls(
-            n_clusters=3,
-            autoencoder=[16, 4],
-            cluster_autoencoder=[8, 3],
-            pretrain_epochs=3,
-            cluster_pretrain_epochs=2,
-            epochs=3,
-            pretrain_loss="mse",
-            batch_size=32,
-            n_init=3,
-            device="cpu",
-            random_state=0,
-        )
-        for cls in (KDAE, DAMIC)
-    ),
+    # k-DAE's check_clustering (ARI > 0.4 on 50 two-feature blobs) needs autoencoders that
+    # cannot all be the identity (a 1-unit code on 2 features) and no batch norm: in batches
+    # of 32 and 18 points its training statistics, which pick each step's winners, and its
+    # running ones, which give labels_, disagree. So set, it passes for seeds 0-7 (ARI
+    # 0.45-1.0); with an 8-3 code and batch norm it ranged 0.03-0.69.
+    KDAE(cluster_autoencoder=[8, 1], batch_norm=False, **_MIXTURE_OF_AES),
+    DAMIC(cluster_autoencoder=[8, 3], **_MIXTURE_OF_AES),
 ]
 
 # Named expected failures: check name -> reason, per estimator class.

@@ -51,6 +51,17 @@ def test_copy_model_reseeds_one_slice_only():
             assert torch.equal(value[1], before[key][1])
 
 
+def test_a_noisy_copy_of_a_one_unit_layer_stays_finite():
+    """A 1-unit layer's bias is one number per model, whose std is undefined (NaN): the noisy
+    copy used it as the noise scale and re-seeded a k-DAE with embedding size 1 into NaN."""
+    torch.manual_seed(0)
+    models = BatchedMLPAutoencoder(3, [5, 4, 1], batch_norm=True)
+    models.copy_model(source=0, target=2, noise=0.01)
+    assert all(torch.isfinite(p).all() for p in models.parameters())
+    bias = models.encoder[-1].bias  # (3, 1, 1): one value per model
+    assert 0 < (bias[2] - bias[0]).abs().item() <= 0.1 * bias[0].abs().item()
+
+
 def test_kdae_clusters_blobs_and_errors_pick_the_label(blobs):
     x, y = blobs
     x = (x - x.min()) / (x.max() - x.min())
@@ -82,11 +93,11 @@ def test_history_records_cluster_sizes_and_label_changes(blobs):
     # well trained on separated blobs (no autoencoder loses its points) and barely trained
     model, short = (
         KDAE(4, pretrain_epochs=p, cluster_pretrain_epochs=c, batch_size=b, **kw).fit(x)
-        for p, c, b in [(30, 10, 32), (3, 2, 256)]
+        for p, c, b in [(30, 10, 32), (3, 2, 128)]
     )
     assert len(model.history_) == 3
     assert model.n_reseeded_ == 0
-    # the last epoch's sizes are those of the final labels
+    # the sizes count each point's winner at its step; trained, that is the final assignment
     assert model.history_[-1]["cluster_sizes"] == np.bincount(model.labels_, minlength=4).tolist()
     assert model.history_[-1]["label_changes"] < 0.05
     # sizes are recorded before re-seeding, so a re-seeded epoch shows its empty cluster

@@ -179,3 +179,86 @@ def test_a_failing_method_does_not_cost_the_others(tmp_path, monkeypatch, capsys
     assert code == 1
     out = capsys.readouterr().out
     assert "failed dkm: RuntimeError: boom" in out and "dcn" in out
+
+
+@pytest.fixture(scope="module")
+def unit_blobs() -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.rand(3, 16, generator=gen)
+    x = (centres.repeat(40, 1) + 0.05 * torch.randn(120, 16, generator=gen)).clamp(0, 1)
+    return x
+
+
+def _same_loss(reference_loss, module_loss, xb: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    ours = module_loss(xb)
+    torch.manual_seed(0)
+    theirs = reference_loss(xb)
+    assert torch.allclose(theirs, ours, rtol=1e-5, atol=1e-6), (float(theirs), float(ours))
+
+
+def test_kdae_and_damic_references_are_the_methods_own_step(unit_blobs):
+    """The bare loop of k-DAE / DAMIC computes the loss their modules train on (eqs. 1 and 5),
+    so the speed ratio compares like with like (issue 33)."""
+    import copy
+
+    from aeclust import DAMIC, KDAE
+    from aeclust.bench.speed import _damic_reference, _kdae_reference
+    from aeclust.methods.kdae import DAMICModule, KDAEModule
+
+    x = unit_blobs
+    kw = dict(autoencoder=[8, 2], cluster_autoencoder=[8, 2], pretrain_epochs=2, n_init=2)
+    kw.update(cluster_pretrain_epochs=1, epochs=1, batch_size=32, device="cpu", random_state=0)
+    kdae = KDAE(3, **kw).fit(x.numpy())
+    params, reference, what = _kdae_reference(kdae)
+    assert "k batched autoencoders" in what
+    assert {id(p) for p in params}.isdisjoint(id(p) for p in kdae.autoencoders_.parameters())
+    module = KDAEModule(
+        copy.deepcopy(kdae.autoencoders_).train(),
+        torch.zeros(120, dtype=torch.long),
+        loss="hard",
+        distance="squared",
+        reseed_noise=0.0,
+        generator=torch.Generator(),
+    )
+    _same_loss(reference, lambda xb: module.training_step(torch.arange(32), xb), x[:32])
+
+    damic = DAMIC(3, **kw).fit(x.numpy())
+    params, reference, what = _damic_reference(damic)
+    assert len(params) == len(list(damic.autoencoders_.parameters())) + len(
+        list(damic.gate_.parameters())
+    )
+    module = DAMICModule(
+        copy.deepcopy(damic.autoencoders_).train(),
+        copy.deepcopy(damic.gate_).train(),
+        distance="squared",
+    )
+    _same_loss(reference, lambda xb: module.training_step(torch.arange(32), xb), x[:32])
+
+
+def test_icae_reference_is_the_methods_own_step(unit_blobs):
+    """Without the random parts (views, latent noise), ICAE's bare loop and ICAEModule give the
+    same loss: the same terms, weights and scales (eq. 7)."""
+    import copy
+
+    from aeclust import ICAE
+    from aeclust.bench.speed import _icae_reference
+
+    x = unit_blobs
+    icae = ICAE(
+        3,
+        channels=(4, 8),
+        embedding_dim=8,
+        epochs=1,
+        batch_size=32,
+        augment=False,
+        latent_noise=0.0,
+        device="cpu",
+        random_state=0,
+    ).fit(x.numpy())
+    _, reference, what = _icae_reference(icae)
+    assert "0 augmented views" in what
+    module = icae._icae_module(
+        copy.deepcopy(icae.autoencoder_).train(), torch.from_numpy(icae.cluster_centers_), 0
+    )
+    _same_loss(reference, lambda xb: module.training_step(torch.arange(32), xb)[0], x[:32])

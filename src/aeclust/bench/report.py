@@ -952,9 +952,13 @@ def speed_md(store: ResultStore) -> list[str]:
         "same architecture and batch size, in fp32; the ratios are aeclust's rate over it. A "
         "method's rate counts the training samples of every optimisation step of its "
         "clustering phase over the whole phase's wall time (target refreshes, k-means and "
-        "kNN graphs included); its bare loop trains the method's own autoencoder by "
-        "reconstruction only, so the ratio is its cost per sample relative to plain "
-        "autoencoder training.",
+        "kNN graphs included); its bare loop does the same work per step on a copy of the "
+        "method's fitted networks (k-DAE: the k autoencoders and eq. 1; DAMIC: those and the "
+        "gate; ICAE: its augmented views, MMD, reconstruction and Sobel terms; the others: "
+        "reconstruction on the method's autoencoder), so the ratio is what the method's loop, "
+        "hooks and whole-data passes cost beyond its steps' arithmetic. Sessions measured "
+        "before 2026-12-07 compared k-DAE, DAMIC and ICAE with plain reconstruction too: "
+        "their ratios for those three are not comparable with later ones.",
         "",
     ]
     for device, session in sessions:

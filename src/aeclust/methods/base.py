@@ -318,6 +318,7 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
         device = self._device()
         seed = seed_from(self.random_state)
         x = self._to_tensor(X, device)
+        self.__dict__.pop("_kept_embedding", None)  # from a fit that failed before its check
         with local_seed(seed, device):
             self._fit(x, seed)
         self._warn_if_degenerate(x)
@@ -423,7 +424,7 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
         self.history_ = trainer.fit([x])
         self.autoencoder_ = ae.eval()
         self._fitted_from(module, trainer, x)
-        self.labels_ = self._predict(x).cpu().numpy().astype(np.int64)
+        self.labels_ = self._training_labels(x).cpu().numpy().astype(np.int64)
 
     def _trainer(
         self,
@@ -509,9 +510,23 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
         """What :meth:`transform` returns; the embedding unless a method says otherwise."""
         return self._embed(x)
 
+    def _training_labels(self, x: torch.Tensor) -> torch.Tensor:
+        """``labels_`` of the training rows at the end of the template :meth:`_fit`; default
+        ``_predict(x)``. A method whose labels come from its embedding computes both in one pass
+        here and keeps the embedding (:meth:`_keep_training_embedding`)."""
+        return self._predict(x)
+
+    def _keep_training_embedding(self, z: torch.Tensor) -> None:
+        """Hand the training rows' final embedding, computed on the way to ``labels_``, to the
+        checks after ``_fit`` (:meth:`_training_embedding`), so that they make no second pass."""
+        self._kept_embedding = z
+
     def _training_embedding(self, x: torch.Tensor) -> torch.Tensor:
-        """The embedding of the training rows ``x`` right after ``_fit`` (methods that keep it
-        override this to skip a second pass)."""
+        """The embedding of the training rows ``x`` right after ``_fit``: the one kept by
+        :meth:`_keep_training_embedding` (released here), else a pass of :meth:`_embed`."""
+        kept = self.__dict__.pop("_kept_embedding", None)
+        if kept is not None:
+            return kept
         with torch.no_grad():
             return self._embed(x)
 

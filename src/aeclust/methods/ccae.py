@@ -530,6 +530,7 @@ class CCAE(BaseDeepClusterer):
         self.autoencoder_ = ae.eval()
         self.cluster_centers_ = result.centers.cpu().numpy()
         self.labels_ = result.labels.cpu().numpy().astype(np.int64)
+        self._keep_training_embedding(codes)
         self.stage_labels_ = torch.stack(stage_labels).cpu().numpy().astype(np.int64)
         self.history_ = records
         self.train_history_ = train_history

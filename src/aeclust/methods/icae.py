@@ -418,10 +418,23 @@ class ICAE(BaseDeepClusterer):
         result = pedcc(
             self.n_clusters, self.embedding_dim, n_iter=int(self.pedcc_iter), random_state=seed
         )
+        module = self._icae_module(ae, result.centers.to(x.device), seed)
+        self.history_ = self._trainer(module, seed, epochs=int(self.epochs)).fit([x])
+        self.autoencoder_ = ae.eval()
+        self.cluster_centers_ = result.centers.cpu().numpy()
+        self.pedcc_min_angle_ = float(result.min_angle)
+        self.n_iter_ = len(self.history_)
+        codes = self._codes(x)
+        self.labels_ = self._assign(codes).cpu().numpy().astype(np.int64)
+        self._keep_training_embedding(codes)
+
+    def _icae_module(self, ae: nn.Module, centers: torch.Tensor, seed: int) -> ICAEModule:
+        """ICAE's model with this estimator's losses, weights and augmentation (after
+        ``image_shape_`` is set)."""
         radius = math.sqrt(self.embedding_dim) if self.latent_radius is None else self.latent_radius
-        module = ICAEModule(
+        return ICAEModule(
             ae,
-            result.centers.to(x.device),
+            centers,
             image_shape=self.image_shape_,
             augment=self._augment if self.augment else None,
             n_views=int(self.n_views),
@@ -435,14 +448,8 @@ class ICAE(BaseDeepClusterer):
             latent_noise=float(self.latent_noise),
             mmd_kernels=int(self.mmd_kernels),
             sobel_loss=self.sobel_loss,
-            generator=self._generator(seed + 1, x.device),
+            generator=self._generator(seed + 1, centers.device),
         )
-        self.history_ = self._trainer(module, seed, epochs=int(self.epochs)).fit([x])
-        self.autoencoder_ = ae.eval()
-        self.cluster_centers_ = result.centers.cpu().numpy()
-        self.pedcc_min_angle_ = float(result.min_angle)
-        self.n_iter_ = len(self.history_)
-        self.labels_ = self._assign(self._codes(x)).cpu().numpy().astype(np.int64)
 
     # -- inference ------------------------------------------------------------------------------
     def _codes(self, x_prepared: torch.Tensor) -> torch.Tensor:

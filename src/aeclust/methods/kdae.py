@@ -122,10 +122,13 @@ class KDAEModule(TrainingModule):
     """k-DAE's joint stage: the k autoencoders and each point's best reconstructor.
 
     The loss is eq. 1, mean_t min_i d(x_t, f_i(x_t)), or with ``loss="soft"`` eq. 4,
-    −mean_t log Σ_i exp(−d(x_t, f_i(x_t))). At each epoch's end every point is re-assigned
-    (the ``labels`` buffer) and an autoencoder left without points is re-seeded
-    (:func:`reseed_empty`); the count of re-seedings and the generator that draws their noise
-    are the module's extra state.
+    −mean_t log Σ_i exp(−d(x_t, f_i(x_t))). Each step also records, in the ``labels`` buffer,
+    the best reconstructor of its rows from the errors the loss has just computed: after an
+    epoch every point holds the autoencoder that won it when its batch was trained, at no extra
+    cost (a whole-data assignment pass at every epoch's end cost about a third of an epoch, for
+    the same purpose: issue 33). An autoencoder that won no point in the whole epoch (so eq. 2
+    gave it no gradient) is re-seeded at the epoch's end (:func:`reseed_empty`); the count of
+    re-seedings and the generator that draws their noise are the module's extra state.
     """
 
     labels: torch.Tensor
@@ -133,7 +136,6 @@ class KDAEModule(TrainingModule):
     def __init__(
         self,
         models: BatchedMLPAutoencoder,
-        data: torch.Tensor,
         initial_labels: torch.Tensor,
         *,
         loss: str,
@@ -143,28 +145,31 @@ class KDAEModule(TrainingModule):
     ) -> None:
         super().__init__()
         self.models = models
-        self.data = data  # the whole training set, re-assigned at epoch ends (not state)
         self.register_buffer("labels", initial_labels.clone())
         self.loss = loss
         self.distance = distance
         self.reseed_noise = reseed_noise
         self.generator = generator
         self.n_reseeded = 0
+        self.epoch_start_labels = self.labels.clone()  # not state: set at every epoch's start
 
     def training_step(self, idx: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
         err = _errors(self.models, xb, self.distance)
+        self.labels[idx] = err.detach().argmin(dim=1)
         if self.loss == "soft":
             return -torch.logsumexp(-err, dim=1).mean()
         return err.min(dim=1).values.mean()
 
+    def on_epoch_start(self, epoch: int) -> None:
+        self.epoch_start_labels = self.labels.clone()
+
     def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
-        current = assign_to_best_reconstructor(self.models, self.data, self.distance)
+        current = self.labels
         # Recorded because the hard min of eq. 1 lets one autoencoder that reconstructs a
         # whole family of classes absorb its neighbours' clusters (Fashion-MNIST): the sizes
         # show the collapse, the fraction of changed labels the convergence.
         record["cluster_sizes"] = torch.bincount(current, minlength=self.models.n_models).tolist()
-        record["label_changes"] = float((current != self.labels).float().mean())
-        self.labels = current
+        record["label_changes"] = float((current != self.epoch_start_labels).float().mean())
         assert self.trainer is not None  # set by Trainer.fit
         reseeded = reseed_empty(
             self.models, self.trainer.optimizer, current, self.generator, self.reseed_noise
@@ -207,7 +212,8 @@ class KDAE(BaseDeepClusterer):
        training loss.
     ``labels_`` and ``predict`` = argmin_i d(x, f_i(x)). The k autoencoders are one batched module
     (:class:`aeclust.nn.BatchedMLPAutoencoder`). An autoencoder that loses all its points is
-    re-seeded from the largest cluster's autoencoder (plus small noise) so it splits that cluster.
+    re-seeded from the largest cluster's autoencoder (plus small noise) so it splits that cluster:
+    one that wins no point of an epoch's batches, and so gets no gradient from eq. 2.
 
     Parameters
     ----------
@@ -254,10 +260,11 @@ class KDAE(BaseDeepClusterer):
     autoencoder_ : Autoencoder
         The initial (shared) autoencoder.
     history_ : list of dict
-        Per joint epoch: ``loss``, ``cluster_sizes`` (points won by each autoencoder at the
-        epoch's end, before re-seeding), ``label_changes`` (fraction of points whose best
-        reconstructor changed since the previous epoch; the first epoch compares with the
-        k-means initialisation) and ``reseeded``.
+        Per joint epoch: ``loss``, ``cluster_sizes`` (points won by each autoencoder during
+        the epoch, each point counted at its batch's step, before re-seeding),
+        ``label_changes`` (fraction of points whose best reconstructor changed since the
+        previous epoch; the first epoch compares with the k-means initialisation) and
+        ``reseeded``.
     cluster_pretrain_history_, pretrain_history_ : list of dict
     n_reseeded_ : int
         How many times an empty cluster's autoencoder was re-seeded.
@@ -330,7 +337,6 @@ class KDAE(BaseDeepClusterer):
         self._pretrain_clusters(models, x, labels, seed)
         return KDAEModule(
             models,
-            x,
             labels,
             loss=self.loss,
             distance=self.distance,
@@ -345,6 +351,12 @@ class KDAE(BaseDeepClusterer):
 
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
         return assign_to_best_reconstructor(self.autoencoders_, x, self.distance)
+
+    def _training_labels(self, x: torch.Tensor) -> torch.Tensor:
+        # One pass of the k autoencoders gives both labels_ and the embedding the checks use.
+        errors = self._embed(x)
+        self._keep_training_embedding(errors)
+        return errors.argmin(dim=1)
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         # Like k-means' transform (distances to the centres): the error of each cluster's AE.
@@ -406,6 +418,14 @@ class DAMIC(KDAE):
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
         self.gate_.eval()
         return batched_apply(self.gate_, x).argmax(dim=1)
+
+    def _training_labels(self, x: torch.Tensor) -> torch.Tensor:
+        # The gate decides the clusters, so the checks after fit look at p(c | x), the space
+        # labels_ come from, rather than at a pass of all k autoencoders (transform's errors).
+        self.gate_.eval()
+        logits = batched_apply(self.gate_, x)
+        self._keep_training_embedding(torch.softmax(logits, dim=1))
+        return logits.argmax(dim=1)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """The gate's p(c | x) for each row of ``X``."""

@@ -128,7 +128,11 @@ class BatchedMLPAutoencoder(nn.Module):
         for module in self.modules():
             if isinstance(module, BatchedLinear):
                 for p in (module.weight, module.bias):
-                    p[target] = p[source] + noise * torch.randn_like(p[source]) * p[source].std()
+                    w = p[source]
+                    # relative noise: the weights' spread, or a lone weight's own size (the bias
+                    # of a 1-unit layer, whose std is undefined: it made the copy NaN)
+                    scale = w.std() if w.numel() > 1 else w.abs()
+                    p[target] = w + noise * torch.randn_like(w) * scale
             elif isinstance(module, nn.BatchNorm1d):
                 k = self.n_models
                 for t in (module.weight, module.bias, module.running_mean, module.running_var):

@@ -242,11 +242,13 @@ def grouped_knn(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact k nearest neighbours of every row of ``z`` within (or outside) its own group.
 
-    Chunked distances (:func:`aeclust.primitives.squared_distances`) + ``topk``: a block of rows
-    against all rows at a time, so memory is O(chunk x N), never N x N. ``same=True``: neighbours
-    of the same group, the row itself excluded (CCAE's eq. 10, N_i); ``same=False``: the nearest
-    rows of the other groups (CCAE's eq. 13, R_i). Squared Euclidean distances in fp32.
-    ``chunk_size`` rows per block (default: as many as fit in 128 MiB of distances).
+    Chunked distances (:func:`aeclust.primitives.squared_distances`) + ``topk``, so memory is
+    O(chunk x N), never N x N. ``same=True``: neighbours of the same group, the row itself
+    excluded (CCAE's eq. 10, N_i), searched group by group (each group's rows against its own
+    rows only: about N²/K distances for K similar groups instead of N²); ``same=False``: the
+    nearest rows of the other groups (CCAE's eq. 13, R_i), block of rows against all rows.
+    Squared Euclidean distances in fp32. ``chunk_size`` rows per block (default: as many as fit
+    in 128 MiB of distances).
 
     Returns
     -------
@@ -257,22 +259,41 @@ def grouped_knn(
     n = z.shape[0]
     k = min(int(k), n)
     z = z.float()
+    if same:
+        return _knn_within_groups(z, labels, k, chunk_size)
     rows = chunk_size or max(1, min(n, _BLOCK_ELEMENTS // max(n, 1)))
     idx_parts, valid_parts = [], []
     for start in range(0, n, rows):
         stop = min(start + rows, n)
         d = squared_distances(z[start:stop], z)
-        same_group = labels[start:stop, None] == labels[None, :]
-        if same:
-            d.masked_fill_(~same_group, math.inf)
-            r = torch.arange(stop - start, device=z.device)
-            d[r, r + start] = math.inf
-        else:
-            d.masked_fill_(same_group, math.inf)
+        d.masked_fill_(labels[start:stop, None] == labels[None, :], math.inf)
         vals, idx = d.topk(k, dim=1, largest=False, sorted=True)
         idx_parts.append(idx)
         valid_parts.append(torch.isfinite(vals))
     return torch.cat(idx_parts), torch.cat(valid_parts)
+
+
+def _knn_within_groups(
+    z: torch.Tensor, labels: torch.Tensor, k: int, chunk_size: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    n = z.shape[0]
+    idx = torch.zeros(n, k, dtype=torch.long, device=z.device)
+    valid = torch.zeros(n, k, dtype=torch.bool, device=z.device)
+    for group in torch.unique(labels):
+        members = (labels == group).nonzero().flatten()
+        size = members.numel()
+        zg = z[members]
+        kg = min(k, size)  # columns beyond a small group's size stay invalid
+        rows = chunk_size or max(1, min(size, _BLOCK_ELEMENTS // size))
+        for start in range(0, size, rows):
+            stop = min(start + rows, size)
+            d = squared_distances(zg[start:stop], zg)
+            r = torch.arange(stop - start, device=z.device)
+            d[r, r + start] = math.inf  # not its own neighbour
+            vals, local = d.topk(kg, dim=1, largest=False, sorted=True)
+            idx[members[start:stop], :kg] = members[local]
+            valid[members[start:stop], :kg] = torch.isfinite(vals)
+    return idx, valid
 
 
 def _knn_faiss(x: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
