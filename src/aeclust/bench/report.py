@@ -957,8 +957,9 @@ def speed_md(store: ResultStore) -> list[str]:
         "gate; ICAE: its augmented views, MMD, reconstruction and Sobel terms; the others: "
         "reconstruction on the method's autoencoder), so the ratio is what the method's loop, "
         "hooks and whole-data passes cost beyond its steps' arithmetic. Sessions measured "
-        "before 2026-12-07 compared k-DAE, DAMIC and ICAE with plain reconstruction too: "
-        "their ratios for those three are not comparable with later ones.",
+        "before 2026-12-06T23:30 UTC compared k-DAE, DAMIC and ICAE with plain "
+        "reconstruction too: their ratios for those three are not comparable with later ones "
+        "(benchmarks/notes/30-clustering-phase-speed.md).",
         "",
     ]
     for device, session in sessions:
@@ -1000,7 +1001,7 @@ def speed_md(store: ResultStore) -> list[str]:
             precisions = list(dict.fromkeys(r["precision"] for r in cluster))
             head = "| method | batch | n "
             head += "".join(f"| {p} s | {p} samples/s " for p in precisions)
-            head += "| bare fp32 AE loop | " + " | ".join(f"{p} / bare" for p in precisions)
+            head += "| bare fp32 loop, same work | " + " | ".join(f"{p} / bare" for p in precisions)
             if "fp32" in precisions and "bf16" in precisions:
                 head += " | bf16 / fp32"
             lines += [head + " |", "|---" * (head.count("|") - 1) + "|"]

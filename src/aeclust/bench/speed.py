@@ -36,6 +36,7 @@ import logging
 import math
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ from torch.nn import functional as F
 from aeclust._utils import autocast, resolve_device, resolve_precision
 from aeclust.bench.env import git_commit, machine_info
 from aeclust.bench.store import DEFAULT_DB, ResultStore, utc_now
+from aeclust.diagnostics import DegenerateClusteringWarning
 
 __all__ = [
     "SPEED_METHODS",
@@ -436,7 +438,10 @@ def measure_methods(
                 est.pretrain(data)  # cached: the timed fit below starts from it
 
             def fit(est: Any = est, data: np.ndarray = data) -> Any:
-                return est.fit(data)
+                # a cell of a few epochs may well end degenerate: timing, not a result
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DegenerateClusteringWarning)
+                    return est.fit(data)
 
             fit()  # warm-up (also fills per-method caches such as compiled kernels)
             best, samples = float("inf"), 0
