@@ -21,7 +21,7 @@ CELLS = [
     ("idec", "baselines", "mnist"),
     ("dcn", "baselines", "mnist"),
     ("dkm", "ct-tables2-3", "usps"),
-    ("ct", "ct-tables2-3", "usps"),
+    ("ct-fcm", "ct-tables2-3", "usps"),
     ("kdae", "kdae-table2", "usps"),
     ("damic", "kdae-table2", "usps"),
     ("kdae", "kdae-table2", "mnist"),
