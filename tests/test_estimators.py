@@ -12,6 +12,7 @@ import aeclust
 from aeclust import DEC, IDEC, AEKMeans, KMeans
 from aeclust.methods import METHODS
 from aeclust.methods.ccae import CCAE, ClassSeparatingAE
+from aeclust.methods.icae import ICAE
 from aeclust.methods.kdae import DAMIC, KDAE
 from aeclust.metrics import cluster_accuracy
 
@@ -392,3 +393,50 @@ def test_save_and_load_a_users_own_module(digits, tmp_path):
 
     with pytest.raises(ValueError, match=r"was saved as a .*MyAE, but modules gives a"):
         aeclust.load(path, modules={"autoencoder": MLPAutoencoder([64, 5]), "autoencoder_": MyAE})
+
+
+@pytest.mark.parametrize(
+    "est",
+    [
+        KDAE(cluster_autoencoder=[8, 2], **_MIXTURE_OF_AES),
+        CCAE(
+            n_clusters=3,
+            autoencoder=[16, 4],
+            pretrain_epochs=3,
+            n_shifts=1,
+            shift_epochs=1,
+            batch_size=32,
+            device="cpu",
+            random_state=0,
+        ),
+        ICAE(
+            n_clusters=3,
+            channels=(4, 8),
+            embedding_dim=8,
+            epochs=1,
+            n_views=1,
+            batch_size=32,
+            device="cpu",
+            random_state=0,
+        ),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_the_final_pass_serves_labels_and_the_check_once(est, blobs, monkeypatch):
+    """k-DAE, CCAE and ICAE compute their training rows' embedding once at the end of a fit and
+    hand it to the degenerate-partition check (issue 33): no second whole-data pass, and the
+    check sees what transform gives."""
+    x = (blobs[0] - blobs[0].min()) / (blobs[0].max() - blobs[0].min())
+    cls = type(est)
+    calls, seen = [], []
+    embed, training_embedding = cls._embed, cls._training_embedding
+    monkeypatch.setattr(cls, "_embed", lambda self, t: calls.append(1) or embed(self, t))
+    monkeypatch.setattr(
+        cls,
+        "_training_embedding",
+        lambda self, t: seen.append(training_embedding(self, t)) or seen[-1],
+    )
+    est.fit(x)
+    assert len(calls) == (1 if cls is KDAE else 0)  # k-DAE's errors pass makes labels_ too
+    assert np.allclose(seen[0].cpu().numpy(), est.transform(x), atol=1e-5)
+    assert "_kept_embedding" not in vars(est)  # released: the fitted estimator holds no copy
