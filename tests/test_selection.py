@@ -109,3 +109,36 @@ def test_select_command(tmp_path, blobs, capsys):
     assert "stability" in out and "first choice" in out and "ACC (labels: not used)" in out
     assert main(["select", str(path), "--methods", "kmeans"]) == 2
     assert main(["select", str(path), "--methods", "kmeans,dec", "--param", "bogus=1"]) == 2
+
+
+def test_select_stores_its_ranking_and_keeps_the_shared_pretraining(tmp_path, blobs, capsys):
+    from aeclust.bench.report import write_benchmarks_md
+    from aeclust.bench.store import ResultStore
+
+    x, y = blobs
+    path = tmp_path / "blobs.npz"
+    np.savez(path, x=x, y=y)
+    db, cache = tmp_path / "r.db", tmp_path / "cache"
+    args = ["select", str(path), "--methods", "kmeans,ae-kmeans", "--device", "cpu"]
+    args += ["--param", "pretrain_epochs=3", "--param", "autoencoder=[16,4]"]
+    assert main([*args, "--db", str(db), "--cache-dir", str(cache)]) == 0
+    assert "ranking stored in" in capsys.readouterr().out
+    assert len(list(cache.glob("*.pt"))) == 2  # one network per seed, kept for a later run
+    with ResultStore(db) as store:
+        rows = store.selection_rows()
+        store.export_jsonl(tmp_path / "runs.jsonl")
+    assert [r["position"] for r in rows] == [1, 2]
+    assert {r["candidate"] for r in rows} == {"kmeans", "ae-kmeans"}
+    assert all(r["acc"] is not None and r["seeds"] == "[0, 1]" for r in rows)
+    assert "--param pretrain_epochs=3" in rows[0]["command"]
+
+    with ResultStore(tmp_path / "copy.db") as copy:  # the committed export carries rankings
+        copy.import_jsonl(tmp_path / "runs.jsonl")
+        copy.import_jsonl(tmp_path / "runs.jsonl")  # merging twice adds nothing
+        assert len(copy.selection_rows()) == 2
+        page = write_benchmarks_md(copy, tmp_path / "B.md", notes=[]).read_text()
+    first, best = rows[0], max(rows, key=lambda r: r["acc"])
+    agrees = first["acc"] >= best["acc"] - 0.02
+    assert "## Label-free selection" in page and "### Ranking on `blobs`" in page
+    assert f"the best: **{int(agrees)} of 1** data sets" in page
+    assert f"| `blobs` | ae-kmeans, kmeans | 2 | {first['candidate']} |" in page

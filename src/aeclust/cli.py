@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import csv
 import logging
 import sys
@@ -311,7 +312,11 @@ def cmd_select(args: argparse.Namespace) -> int:
     known = set().union(*(METHODS[m]().get_params() for m in methods))
     if set(params) - known:
         raise CLIError(f"no method of {methods} takes {sorted(set(params) - known)}")
-    with tempfile.TemporaryDirectory() as cache:
+    with contextlib.ExitStack() as stack:
+        # the candidates of one seed share one pretraining: in --cache-dir when given (a later
+        # select, cluster or bench with the same data, network and seed reuses it), else in a
+        # folder removed afterwards
+        cache = args.cache_dir or stack.enter_context(tempfile.TemporaryDirectory())
         candidates = {}
         for method in methods:
             one = copy.copy(args)
@@ -319,7 +324,7 @@ def cmd_select(args: argparse.Namespace) -> int:
             one.method = method
             one.param = [p for p in args.param if _parse_param(p)[0] in accepted]
             model = _build_estimator(one, data, n_clusters)
-            if "pretrain_cache" in accepted:  # the methods of a seed share one pretraining
+            if "pretrain_cache" in accepted:
                 model.set_params(pretrain_cache=cache)
             candidates[method] = model
         print(
@@ -340,7 +345,44 @@ def cmd_select(args: argparse.Namespace) -> int:
         )
         print(line + (f"  {r['acc']:.3f}" if "acc" in r else ""))
     print(f"first choice (mean rank of stability, consensus, input silhouette): {rows[0]['name']}")
+    if args.db:
+        _store_selection(args, data, n_clusters, methods, params, rows)
     return 0
+
+
+def _store_selection(args, data, n_clusters: int, methods, params: dict, rows) -> None:
+    """Write one ``aeclust select`` ranking into the results database (``--db``)."""
+    from aeclust.bench.env import git_commit, machine_info
+    from aeclust.bench.store import ResultStore, utc_now
+
+    command = ["aeclust select", f"--dataset {data.name}" if args.dataset else str(args.file)]
+    command += [f"--methods {','.join(methods)}", f"--seeds {args.seeds}"]
+    command += [f"--param {p}" for p in args.param] + [f"--device {args.device}"]
+    when, machine, commit = utc_now(), machine_info(), git_commit()
+    records = [
+        {
+            "session": when,
+            "dataset": data.name,
+            "candidate": r["name"],
+            "position": position,
+            "seeds": list(range(args.seeds)),
+            "n_samples": data.n_samples,
+            "n_clusters": n_clusters,
+            **{k: r[k] for k in ("stability", "consensus", "silhouette", "rank", "n_nonempty")},
+            "seconds": r["seconds"],
+            "acc": r.get("acc"),
+            "params_json": params,
+            "device": args.device,
+            "git_commit": commit,
+            "machine_json": machine,
+            "command": " ".join(command),
+            "measured_at": when,
+        }
+        for position, r in enumerate(rows, 1)
+    ]
+    with ResultStore(args.db) as store:
+        store.insert_selection(records)
+    print(f"ranking stored in {args.db}")
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
@@ -706,8 +748,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fit_arguments(
         p, "a hyper-parameter for every candidate that takes it, e.g. pretrain_epochs=30"
     )
-    # the candidates of one seed share one pretraining, in a folder removed afterwards
-    p.set_defaults(func=cmd_select, seed=0, cache=False, cache_dir=None)
+    p.add_argument(
+        "--cache-dir",
+        help="keep the candidates' shared pretrainings in this folder, so that a later select, "
+        "cluster or bench with the same data, network, settings and seed reuses them "
+        "(default: a temporary folder, removed afterwards)",
+    )
+    p.add_argument(
+        "--db",
+        help="also store the ranking in this results database (read by `aeclust report`); "
+        "labels, when the data has them, are stored as ACC beside it, never used to rank",
+    )
+    p.set_defaults(func=cmd_select, seed=0, cache=False)
 
     p = sub.add_parser("methods", help="list the methods")
     p.set_defaults(func=cmd_methods)

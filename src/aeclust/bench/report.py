@@ -1038,6 +1038,90 @@ def speed_md(store: ResultStore) -> list[str]:
     return lines
 
 
+#: A first choice "agrees" with the labels when its ACC is at most this far below the best
+#: candidate's (issue 27: within 2 ACC points).
+SELECTION_TOLERANCE = 0.02
+
+
+def selection_md(store: ResultStore) -> list[str]:
+    """The label-free selection section: per data set, the newest ``aeclust select --db``
+    ranking, and how often its first choice is within :data:`SELECTION_TOLERANCE` ACC of the
+    best candidate (ACC from the labels, which the ranking never saw)."""
+    rows = store.selection_rows()
+    if not rows:
+        return []
+    newest: dict[str, str] = {}
+    for r in rows:
+        newest[r["dataset"]] = max(newest.get(r["dataset"], ""), r["session"])
+    rankings = {
+        dataset: [r for r in rows if r["dataset"] == dataset and r["session"] == session]
+        for dataset, session in sorted(newest.items())
+    }
+    lines = [
+        "## Label-free selection",
+        "",
+        "`aeclust select --db` fits every candidate with each seed and ranks them by the mean "
+        "of three ranks that need no labels (`aeclust.selection.select_method`): stability "
+        "(mean ARI between the seeds' partitions), consensus (mean ARI with the other "
+        "candidates) and the silhouette in the input space; a candidate that leaves clusters "
+        "empty ranks last. ACC is the mean over the seeds, computed from the labels for this "
+        "table only. Per data set, the newest ranking. *Agrees*: the first choice's ACC is "
+        f"within {SELECTION_TOLERANCE * 100:.0f} ACC points of the best candidate's.",
+        "",
+        "| data set | candidates | seeds | first choice | its ACC | best candidate | best ACC "
+        "| agrees | measured |",
+        "|---|---|---:|---|---:|---|---:|---|---|",
+    ]
+    agree = scored = 0
+    for dataset, ranking in rankings.items():
+        first = ranking[0]
+        with_acc = [r for r in ranking if r["acc"] is not None]
+        seeds = len(json.loads(first["seeds"] or "[]"))
+        names = ", ".join(r["candidate"] for r in sorted(ranking, key=lambda r: r["candidate"]))
+        if with_acc and first["acc"] is not None:
+            best = max(with_acc, key=lambda r: r["acc"])
+            ok = first["acc"] >= best["acc"] - SELECTION_TOLERANCE
+            agree, scored = agree + ok, scored + 1
+            cells = [f"{first['acc']:.3f}", best["candidate"], f"{best['acc']:.3f}"]
+            cells.append("yes" if ok else f"no ({first['acc'] - best['acc']:+.3f})")
+        else:
+            cells = ["—", "—", "—", "— (no labels)"]
+        lines.append(
+            f"| `{dataset}` | {names} | {seeds} | {first['candidate']} | "
+            + " | ".join(cells)
+            + f" | {first['measured_at'][:10]} |"
+        )
+    lines.append("")
+    if scored:
+        lines += [
+            f"First choice within {SELECTION_TOLERANCE * 100:.0f} ACC points of the best: "
+            f"**{agree} of {scored}** data sets.",
+            "",
+        ]
+    for dataset, ranking in rankings.items():
+        first = ranking[0]
+        lines += [
+            f"### Ranking on `{dataset}`",
+            "",
+            f"Command: `{first['command']}` ({first['n_samples']:,} samples, "
+            f"{first['n_clusters']} clusters), at commit {(first['git_commit'] or '?')[:10]}, "
+            f"on {_speed_machine(first)}.",
+            "",
+            "| # | candidate | stability | consensus | silhouette | mean rank | clusters used "
+            "| fit s (per seed) | ACC (not used) |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in ranking:
+            acc = "—" if r["acc"] is None else f"{r['acc']:.3f}"
+            lines.append(
+                f"| {r['position']} | {r['candidate']} | {r['stability']:.3f} "
+                f"| {r['consensus']:.3f} | {r['silhouette']:.3f} | {r['rank']:.2f} "
+                f"| {r['n_nonempty']} | {_fmt_seconds(r['seconds'])} | {acc} |"
+            )
+        lines.append("")
+    return lines
+
+
 def precision_md(store: ResultStore, protos: dict[str, Protocol]) -> list[str]:
     """bf16 against fp32: each protocol run in both, per data set and method (same seeds)."""
     lines: list[str] = []
@@ -1171,6 +1255,7 @@ def write_benchmarks_md(
         lines += summary
         lines += _machines_md(store, protos)
         speed, precision = speed_md(store), precision_md(store, protos)
+        selection = selection_md(store) if protocol is None else []
         lines += ["## Contents", ""]
         if summary:
             lines.append("- [Summary](#summary): ACC per method and data set beside the paper")
@@ -1178,6 +1263,10 @@ def write_benchmarks_md(
             lines.append("- [Throughput](#throughput): `aeclust bench --speed`")
         if precision:
             lines.append("- [bf16 against fp32](#bf16-against-fp32): accuracy in both precisions")
+        if selection:
+            lines.append(
+                "- [Label-free selection](#label-free-selection): `aeclust select` against ACC"
+            )
         for proto in protos.values():
             for v in _variants(store, proto.name, variant):
                 n = len(store.runs(proto.name, v))
@@ -1186,7 +1275,7 @@ def write_benchmarks_md(
         if notes:
             lines.append("- [Notes](#notes): hand-written findings, one file each")
         lines.append("")
-        lines += speed + precision
+        lines += speed + precision + selection
         for proto in protos.values():
             for v in _variants(store, proto.name, variant):
                 lines += _md_section(store, proto, v)

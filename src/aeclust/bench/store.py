@@ -20,8 +20,16 @@ Schema (``SCHEMA_VERSION`` 1)::
           samples_per_s, reference_samples_per_s, reference, device, git_commit,
           machine_json, config_json, command, measured_at)   -- UNIQUE(session, phase, name,
                                                                 precision)
+    selections(id, session, dataset, candidate, position, seeds, n_samples, n_clusters,
+               stability, consensus, silhouette, rank, n_nonempty, seconds, acc,
+               params_json, device, git_commit, machine_json, command, measured_at)
+                                                   -- UNIQUE(session, dataset, candidate)
     meta(key, value)
 
+``selections`` holds the rankings of ``aeclust select --db``
+(:func:`aeclust.selection.select_method`): one ``session`` is one ranking of the candidates on one
+data set; ``acc`` is the mean ACC over the seeds where labels were known, only ever reported
+beside the label-free ranking.
 ``speed`` holds the throughput benchmark (:mod:`aeclust.bench.speed`); one ``session`` is one
 ``aeclust bench --speed`` run, so its rows were measured together on one quiet machine.
 """
@@ -42,6 +50,7 @@ __all__ = [
     "DEFAULT_DB",
     "RUN_COLUMNS",
     "SCHEMA_VERSION",
+    "SELECTION_COLUMNS",
     "SPEED_COLUMNS",
     "ResultStore",
     "committed_runs_file",
@@ -112,6 +121,30 @@ SPEED_COLUMNS: tuple[str, ...] = (
     "git_commit",
     "machine_json",
     "config_json",
+    "command",
+    "measured_at",
+)
+
+#: Columns of ``selections`` a record may set.
+SELECTION_COLUMNS: tuple[str, ...] = (
+    "session",
+    "dataset",
+    "candidate",
+    "position",
+    "seeds",
+    "n_samples",
+    "n_clusters",
+    "stability",
+    "consensus",
+    "silhouette",
+    "rank",
+    "n_nonempty",
+    "seconds",
+    "acc",
+    "params_json",
+    "device",
+    "git_commit",
+    "machine_json",
     "command",
     "measured_at",
 )
@@ -190,6 +223,30 @@ CREATE TABLE IF NOT EXISTS speed (
     command TEXT,
     measured_at TEXT NOT NULL,
     UNIQUE (session, phase, name, precision)
+);
+CREATE TABLE IF NOT EXISTS selections (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    session TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    candidate TEXT NOT NULL,
+    position INTEGER NOT NULL CHECK (position >= 1),
+    seeds TEXT NOT NULL,
+    n_samples INTEGER,
+    n_clusters INTEGER,
+    stability REAL,
+    consensus REAL,
+    silhouette REAL,
+    rank REAL NOT NULL,
+    n_nonempty INTEGER,
+    seconds REAL,
+    acc REAL,
+    params_json TEXT,
+    device TEXT,
+    git_commit TEXT,
+    machine_json TEXT,
+    command TEXT,
+    measured_at TEXT NOT NULL,
+    UNIQUE (session, dataset, candidate)
 );
 CREATE TABLE IF NOT EXISTS protocols (
     name TEXT PRIMARY KEY,
@@ -405,13 +462,42 @@ class ResultStore:
 
     def speed_rows(self, session: str | None = None) -> list[dict]:
         """Throughput rows (of one session, or all), oldest session first."""
-        sql = "SELECT * FROM speed"
-        args: list[Any] = []
-        if session is not None:
-            sql += " WHERE session = ?"
-            args.append(session)
-        sql += " ORDER BY session, id"
-        return [dict(r) for r in self._conn.execute(sql, args).fetchall()]
+        return self._rows("speed", "session", session, "session, id")
+
+    def _rows(self, table: str, column: str, value: Any, order: str) -> list[dict]:
+        """Rows of ``table`` (those whose ``column`` is ``value`` unless it is None) in order."""
+        sql, args = f"SELECT * FROM {table}", []
+        if value is not None:
+            sql += f" WHERE {column} = ?"
+            args.append(value)
+        return [dict(r) for r in self._conn.execute(f"{sql} ORDER BY {order}", args).fetchall()]
+
+    # -- label-free selection -------------------------------------------------------------------
+    def insert_selection(self, records: Sequence[Mapping[str, Any]]) -> int:
+        """Store one ranking (its candidates' rows, one transaction); rows already stored are kept.
+
+        Parameters
+        ----------
+        records : sequence of mapping
+            Column values (see :data:`SELECTION_COLUMNS`); dicts and lists are stored as JSON.
+
+        Returns
+        -------
+        int
+            Rows written.
+        """
+        written = 0
+        with self.transaction() as conn:
+            for record in records:
+                sql, values = _insert_statement(
+                    "selections", SELECTION_COLUMNS, record, or_ignore=True
+                )
+                written += conn.execute(sql, values).rowcount
+        return written
+
+    def selection_rows(self, dataset: str | None = None) -> list[dict]:
+        """Stored rankings (of one data set, or all), by session, best candidate first."""
+        return self._rows("selections", "dataset", dataset, "session, dataset, position")
 
     # -- protocols ------------------------------------------------------------------------------
     def save_protocol(self, name: str, fingerprint: str, source: str, data_json: str) -> None:
@@ -424,7 +510,7 @@ class ResultStore:
             )
 
     def export_jsonl(self, path: str | os.PathLike[str]) -> int:
-        """Write every stored protocol, run and throughput row as JSON lines, atomically.
+        """Write every stored protocol, run, throughput row and ranking as JSON lines, atomically.
 
         The database lives outside git (``results/``); this text export is what is committed
         (``benchmarks/results/runs.jsonl``), so runs made on another machine (a GPU session) or
@@ -457,13 +543,17 @@ class ResultStore:
             for row in self.speed_rows():
                 row = {k: v for k, v in row.items() if k != "id"}
                 fh.write(json.dumps({"table": "speed", "row": row}, sort_keys=True) + "\n")
+            for row in self.selection_rows():
+                row = {k: v for k, v in row.items() if k != "id"}
+                fh.write(json.dumps({"table": "selections", "row": row}, sort_keys=True) + "\n")
         return len(runs)
 
     def import_jsonl(
         self, path: str | os.PathLike[str], *, replace_changed: bool = False
     ) -> tuple[int, int]:
         """Merge a :meth:`export_jsonl` file: runs whose cell is not stored yet are inserted (each
-        in its own transaction), stored cells are kept; throughput rows are added when missing;
+        in its own transaction), stored cells are kept; throughput rows and rankings are added when
+        missing;
         a protocol is added when missing and replaced when the file's version was saved later
         than the stored one (so rows of a method that only the newer version has get its
         label in reports).
@@ -497,6 +587,9 @@ class ResultStore:
                     ) from None
                 if table == "speed":
                     self.insert_speed(row)
+                    continue
+                if table == "selections":
+                    self.insert_selection([row])
                     continue
                 if table == "protocols":
                     name, saved = row["name"], row.get("updated_at")
