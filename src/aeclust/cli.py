@@ -168,6 +168,22 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     """Fit one method on a named dataset or a file; print a summary and, when the labels are
     known, the metrics; write the labels (and codes, model) only where asked."""
 
+    from aeclust import distributed
+
+    # under torchrun (WORLD_SIZE > 1): one process of a data-parallel fit; the first one reports
+    parallel = distributed.init_from_env(args.device)
+    try:
+        return _cluster(args, parallel)
+    finally:
+        if parallel:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _cluster(args: argparse.Namespace, parallel: bool) -> int:
+    from aeclust import distributed
+
     data = _load_data(args)
     n_clusters = _n_clusters(args, data)
     if args.checkpoint_interval < 0:
@@ -176,7 +192,18 @@ def cmd_cluster(args: argparse.Namespace) -> int:
             f"got {args.checkpoint_interval}"
         )
     model = _build_estimator(args, data, n_clusters)
-    if model.deep and not args.no_estimate:
+    main_process = distributed.is_main_process()
+    if parallel:
+        size = distributed.world()[1]
+        if main_process:
+            print(f"data-parallel fit: {size} processes", file=_messages(args))
+        if args.checkpoint_dir and main_process:
+            print(
+                "warning: a data-parallel fit is not checkpointed yet; --checkpoint-dir ignored",
+                file=sys.stderr,
+            )
+        args.checkpoint_dir = None
+    elif model.deep and not args.no_estimate:
         _print_cost_estimate(model, data, args.estimate_threshold)
     if args.estimate_only:
         return 0
@@ -192,6 +219,8 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         else:
             labels = model.fit_predict(data.x)
     elapsed = time.perf_counter() - start
+    if not main_process:  # every process holds the labels; the first one writes and reports
+        return 0
     for warning in caught:  # one readable line each (the others as Python prints them)
         if issubclass(warning.category, DegenerateClusteringWarning):
             print(f"warning: {warning.message}", file=sys.stderr)

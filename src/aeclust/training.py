@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from aeclust import distributed
 from aeclust._utils import autocast, make_generator
 from aeclust.callbacks import (
     Callback,
@@ -114,6 +115,24 @@ class TrainingModule(nn.Module):
 
     def on_train_end(self) -> None:
         """Once, after the last epoch (or a stop)."""
+
+    def forward(self, idx: torch.Tensor, *batch: torch.Tensor) -> LossOutput:
+        """:meth:`training_step`: what :class:`~torch.nn.parallel.DistributedDataParallel`
+        calls when a data-parallel :class:`Trainer` wraps the module."""
+        return self.training_step(idx, *batch)
+
+
+class _LossModule(TrainingModule):
+    """A plain network and its loss as a :class:`TrainingModule` (for :meth:`Trainer.run`
+    data-parallel: DistributedDataParallel wraps a module and calls its ``forward``)."""
+
+    def __init__(self, network: nn.Module, loss_fn: LossFn) -> None:
+        super().__init__()
+        self.network = network
+        self.loss_fn = loss_fn
+
+    def training_step(self, idx: torch.Tensor, *batch: torch.Tensor) -> LossOutput:
+        return self.loss_fn(idx, *batch)
 
 
 def make_optimizer(
@@ -283,6 +302,15 @@ class Trainer:
             self.active_callbacks = [
                 c for c in self.active_callbacks if not isinstance(c, Checkpoint)
             ]
+        if distributed.sharded():
+            # A data-parallel stage is not checkpointed yet: the per-row state of every process
+            # would need saving (issue 30). Progress shows in the first process only.
+            main = distributed.is_main_process()
+            self.active_callbacks = [
+                c
+                for c in self.active_callbacks
+                if not isinstance(c, Checkpoint) and (main or not isinstance(c, ProgressBar))
+            ]
         # checkpoints last: they save what the other callbacks decided at the epoch's end
         self.active_callbacks.sort(key=lambda c: isinstance(c, Checkpoint))
 
@@ -307,7 +335,7 @@ class Trainer:
             )
         module.trainer = self
         try:
-            history = self._loop(tensors, module.training_step, module)
+            history = self._loop(tensors, self._step_function(module), module)
             module.on_train_end()
         finally:
             module.trainer = None  # the module outlives the run; its optimiser need not
@@ -335,7 +363,49 @@ class Trainer:
         list of dict
             One record per epoch: ``epoch``, ``loss`` and each named loss part (sample means).
         """
+        if distributed.sharded():
+            loss_fn = self._step_function(_LossModule(self.module, loss_fn))
         return self._loop(tensors, loss_fn, None)
+
+    def _step_function(self, module: TrainingModule) -> LossFn:
+        """``module.training_step``; in a data-parallel fit (:func:`aeclust.distributed.sharded`)
+        the module wrapped in :class:`~torch.nn.parallel.DistributedDataParallel`, whose
+        backward averages the gradients over the processes.
+
+        Buffers are not broadcast: a method's per-row state (DEC's target P, k-DAE's winners)
+        belongs to its process's rows. ``find_unused_parameters``: a step may leave parameters
+        without a gradient (DEC's decoder, an autoencoder of k-DAE that won no row).
+        """
+        if not distributed.sharded():
+            return module.training_step
+        from torch.nn.parallel import DistributedDataParallel
+
+        device = next(module.parameters()).device
+        return DistributedDataParallel(
+            module,
+            device_ids=[device] if device.type == "cuda" else None,
+            broadcast_buffers=False,
+            find_unused_parameters=True,
+        )
+
+    def _batch_bounds(self, n: int, device: torch.device) -> list[tuple[int, int]]:
+        """The epoch's minibatches as (start, stop) positions in the shuffled rows.
+
+        In one process: :func:`batch_slices`. Data-parallel, every process must make the same
+        number of steps (each step all-reduces the gradients): as many as one process would make
+        on all the rows, each process's rows split into that many near-equal batches, so the
+        global batch is ``batch_size`` as in one process.
+        """
+        if not distributed.sharded():
+            return batch_slices(n, self.batch_size)
+        n_total = int(distributed.total(n, device=device))
+        n_batches = len(batch_slices(n_total, self.batch_size))
+        if n < n_batches:
+            raise ValueError(
+                f"{self.desc}: {n} rows in this process for {n_batches} steps an epoch; use "
+                "fewer processes or a larger batch_size"
+            )
+        return [(n * i // n_batches, n * (i + 1) // n_batches) for i in range(n_batches)]
 
     def _timed(self, hook: Callable[..., Any], *args: Any) -> Any:
         start = self.clock()
@@ -354,7 +424,7 @@ class Trainer:
             raise ValueError("tensors must not be empty")
         n = tensors[0].shape[0]
         device = tensors[0].device
-        bounds = batch_slices(n, self.batch_size)
+        bounds = self._batch_bounds(n, device)
         self.tensors, self.n_batches = tensors, len(bounds)
         self.start_epoch = 0
         self._start_callbacks()
@@ -402,12 +472,15 @@ class Trainer:
                 for key, value in parts.items():
                     acc = parts_total.setdefault(key, torch.zeros((), device=device))
                     acc += value.detach().float() * weight
-            seen = start if converged else n
+            seen_rows = torch.tensor(float(start if converged else n), device=device)
+            sums = torch.stack([total, seen_rows, *parts_total.values()])
+            # one host sync per epoch; in a data-parallel fit, the sums over every process
+            total, seen, *parts = distributed.all_reduce_sum(sums.double()).tolist()
             if seen == 0:  # stopped before the epoch's first step: nothing to record
                 break
-            record: dict[str, Any] = {"epoch": epoch, "loss": float(total) / seen}
-            for key, value in parts_total.items():
-                record[key] = float(value) / seen
+            record: dict[str, Any] = {"epoch": epoch, "loss": total / seen}
+            for key, value in zip(parts_total, parts, strict=True):
+                record[key] = value / seen
             if converged:
                 record["converged"] = True
             if not math.isfinite(record["loss"]):

@@ -28,6 +28,7 @@ import torch
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from aeclust import distributed
 from aeclust._utils import (
     atomic_torch_save,
     check_n_clusters,
@@ -183,6 +184,11 @@ def build_estimator(
 CENTERING_MEAN_SHARE = 0.5
 
 
+def data_parallel_methods() -> list[str]:
+    """Command-line names of the methods whose ``fit`` runs data-parallel."""
+    return sorted(name for name, cls in METHODS.items() if cls.data_parallel)
+
+
 def mean_image_share(X: np.ndarray) -> float:
     """Share of the data's energy held by its mean row: ``|mean|^2 / mean_i |x_i|^2``.
 
@@ -219,6 +225,10 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
     #: What each constructor parameter may be (scikit-learn's ``_parameter_constraints``), checked
     #: by ``fit`` and ``pretrain`` before any work; derived from the subclass's ``params``.
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
+
+    #: Whether ``fit`` may run data-parallel (several processes, :mod:`aeclust.distributed`):
+    #: the methods whose whole-data steps reduce across processes. The others refuse at once.
+    data_parallel: ClassVar[bool] = False
 
     #: Whether ``precision="auto"`` may run this method in bf16 (on hardware with native bf16).
     #: Off unless the method has shown on the benchmark that its accuracy holds in bf16 (within
@@ -312,16 +322,29 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
             naming the parameter and what it may be) or ``X`` is not valid.
         """
         self._validate_params()
+        processes = distributed.world()[1]
+        if processes > 1 and not type(self).data_parallel:
+            raise ValueError(
+                f"{type(self).__name__} does not train data-parallel yet ({processes} processes "
+                "in the process group); run it in one process (data-parallel: "
+                f"{', '.join(data_parallel_methods())})"
+            )
         X = self._validate_X(X, reset=True)
         check_n_clusters(self.n_clusters, X.shape[0])
-        self._set_input_offset(X)
+        self._set_input_offset(X)  # every process holds all of X: the same offset everywhere
         device = self._device()
         seed = seed_from(self.random_state)
-        x = self._to_tensor(X, device)
         self.__dict__.pop("_kept_embedding", None)  # from a fit that failed before its check
-        with local_seed(seed, device):
-            self._fit(x, seed)
-        self._warn_if_degenerate(x)
+        with distributed.sharded_fit() as parallel:
+            # data-parallel: this process trains on its block of rows; labels_ is gathered
+            start, stop = distributed.shard_bounds(X.shape[0]) if parallel else (0, X.shape[0])
+            x = self._to_tensor(X[start:stop], device)
+            with local_seed(seed, device):
+                self._fit(x, seed)
+            if parallel:
+                labels = torch.from_numpy(self.labels_).to(device)
+                self.labels_ = distributed.gather_rows(labels).cpu().numpy()
+            self._warn_if_degenerate(x)
         return self
 
     def pretrain(self, X: Any, *, return_details: bool = False) -> Autoencoder | Pretrained:
@@ -418,7 +441,7 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
         trainer = self._trainer(
             module,
             seed,
-            epochs=self._training_epochs(x.shape[0]),
+            epochs=self._training_epochs(int(distributed.total(x.shape[0], device=x.device))),
             early_stopping=self._early_stopping(),
         )
         self.history_ = trainer.fit([x])
@@ -534,8 +557,9 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
         """Warn (:class:`aeclust.diagnostics.DegenerateClusteringWarning`) when the fitted
         partition is degenerate: a cluster with most points, empty clusters, a collapsed
         embedding. Label-free; the fit itself is kept as it is."""
+        embedding = distributed.gather_rows(self._training_embedding(x))
         problems = partition_problems(
-            self.labels_, self.n_clusters, self._training_embedding(x).float().cpu().numpy()
+            self.labels_, self.n_clusters, embedding.float().cpu().numpy()
         )
         if problems:
             warnings.warn(
@@ -605,7 +629,8 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
             autocast_dtype=self._autocast_dtype(x.device),
             precision=self.precision,
             cache_dir=cache if isinstance(cache, (str, os.PathLike)) else None,
-            use_cache=bool(cache),
+            # a process's rows are not the data set: no cache entry for a shard (issue 30)
+            use_cache=bool(cache) and not distributed.sharded(),
             verbose=self.verbose,
         )
         self.pretrain_history_ = pretrained.history

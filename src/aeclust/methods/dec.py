@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from aeclust import distributed
 from aeclust.methods.base import (
     BaseDeepClusterer,
     register_estimator,
@@ -92,7 +93,7 @@ class DECModule(TrainingModule):
         self.target = target_distribution(q)
         previous, self.labels = self.labels, labels
         if previous is not None:
-            delta = float((labels != previous).float().mean())
+            delta = distributed.global_mean(labels != previous)
             self.updates.append({"step": step, "delta_label": delta})
             if delta < self.tol:
                 raise StopTraining
@@ -174,6 +175,10 @@ class DEC(BaseDeepClusterer):
         Fine-tuning iterations run.
     pretrain_history_ : list of dict
     """
+
+    #: pretraining, k-means, the target's frequencies f_j and the convergence test reduce
+    #: across processes (IDEC too)
+    data_parallel: ClassVar[bool] = True
 
     params: ClassVar[Params] = declare(
         PRETRAINED_AUTOENCODER_PARAMS,

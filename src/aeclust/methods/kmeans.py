@@ -170,6 +170,7 @@ class AEKMeans(BaseDeepClusterer):
     params: ClassVar[Params] = declare(
         PRETRAINED_AUTOENCODER_PARAMS,
     )
+    data_parallel: ClassVar[bool] = True  # pretraining and k-means reduce across processes
 
     def _fit(self, x: torch.Tensor, seed: int) -> None:
         self.autoencoder_ = self._pretrained_autoencoder(x, seed)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from aeclust import distributed
 from aeclust.primitives.kmeans import squared_distances
 
 
@@ -39,9 +40,11 @@ def student_t_assignment(
 
 def target_distribution(q: torch.Tensor) -> torch.Tensor:
     """DEC's auxiliary target (Xie et al. 2016, eq. 3): p_ij = (q_ij^2 / f_j) / sum_j'(...),
-    with soft cluster frequencies f_j = sum_i q_ij. Computed on the whole data set."""
+    with soft cluster frequencies f_j = sum_i q_ij. Computed on the whole data set: in a
+    data-parallel fit ``q`` is this process's rows and f_j is summed over every process."""
     q = q.float()
-    weight = q.pow(2) / q.sum(dim=0, keepdim=True)
+    frequencies = distributed.all_reduce_sum(q.sum(dim=0, keepdim=True))
+    weight = q.pow(2) / frequencies
     return weight / weight.sum(dim=1, keepdim=True)
 
 

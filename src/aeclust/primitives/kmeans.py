@@ -13,11 +13,16 @@ Lloyd, S. (1982). Least squares quantization in PCM. IEEE Trans. Inf. Theory 28(
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from aeclust import distributed
+
 _CHUNK = 1 << 16
+#: Rows a data-parallel k-means seeds from (gathered from every process); all rows when fewer.
+SEED_SAMPLE = 1 << 16
 
 
 @dataclass
@@ -169,8 +174,36 @@ def _relocate_empty(
     for run in empty.any(dim=1).nonzero().flatten().tolist():
         slots = empty[run].nonzero().flatten()
         own = ((x - centers[run][labels[run]]) ** 2).sum(dim=1)
-        far = own.topk(min(len(slots), x.shape[0])).indices
-        new_centers[run, slots[: len(far)]] = x[far]
+        far = own.topk(min(len(slots), x.shape[0]))
+        points = x[far.indices]
+        if distributed.sharded():
+            # each process offers its farthest points; the farthest of all of them are taken,
+            # the same in every process
+            distances = distributed.gather_rows(far.values)
+            points = distributed.gather_rows(points)
+            points = points[distances.topk(min(len(slots), distances.shape[0])).indices]
+        new_centers[run, slots[: len(points)]] = points
+
+
+def _lloyd_centers(
+    x: torch.Tensor,
+    centers: torch.Tensor,
+    labels: torch.Tensor,
+    sums: torch.Tensor,
+    counts: torch.Tensor,
+    relocate: Callable[..., None],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Lloyd update of R runs' centres (R, k, d) from their cluster sums and counts: the
+    means, an empty cluster's centre moved by ``relocate``; and each run's squared shift (R,)."""
+    new_centers = torch.where(
+        counts.unsqueeze(-1) > 0,
+        (sums / counts.clamp_min(1).unsqueeze(-1)).float(),
+        centers,
+    )
+    empty = counts == 0
+    if bool(empty.any()):
+        relocate(x, centers, labels, new_centers, empty)
+    return new_centers, ((new_centers - centers) ** 2).sum(dim=(1, 2))
 
 
 def kmeans_plusplus(
@@ -249,9 +282,19 @@ def kmeans(
     Returns
     -------
     KMeansResult
+
+    Notes
+    -----
+    Inside a data-parallel fit (:func:`aeclust.distributed.sharded_fit`) ``x`` is this process's
+    shard and the result is the k-means of all processes' rows (:func:`_sharded_kmeans`):
+    ``labels`` are the shard's, ``centers`` and ``inertia`` global and the same everywhere.
     """
     if x.ndim != 2:
         raise ValueError(f"x must be 2-D (N, d), got shape {tuple(x.shape)}")
+    if distributed.sharded():
+        return _sharded_kmeans(
+            x, n_clusters, n_init=n_init, max_iter=max_iter, tol=tol, init=init, generator=generator
+        )
     n, d = x.shape
     if n < n_clusters:
         raise ValueError(f"n_samples={n} should be >= n_clusters={n_clusters}")
@@ -292,15 +335,7 @@ def kmeans(
             sums, counts = cluster_sums(x64, labels, n_clusters)
         else:
             _update_cluster_sums(x64, prev_labels, labels, sums, counts)
-        new_centers = torch.where(
-            counts.unsqueeze(-1) > 0,
-            (sums / counts.clamp_min(1).unsqueeze(-1)).float(),
-            current,
-        )
-        empty = counts == 0
-        if bool(empty.any()):
-            _relocate_empty(x, current, labels, new_centers, empty)
-        shift = ((new_centers - current) ** 2).sum(dim=(1, 2))
+        new_centers, shift = _lloyd_centers(x, current, labels, sums, counts, _relocate_empty)
         centers[active] = new_centers
         moving = shift > threshold
         if not bool(moving.any()):
@@ -315,4 +350,79 @@ def kmeans(
         labels=labels[best],
         inertia=float(inertia[best]),
         n_iter=n_iter,
+    )
+
+
+def _sharded_kmeans(
+    x: torch.Tensor,
+    n_clusters: int,
+    *,
+    n_init: int,
+    max_iter: int,
+    tol: float,
+    init: torch.Tensor | str,
+    generator: torch.Generator | None,
+) -> KMeansResult:
+    """Lloyd's k-means over the shards of a data-parallel fit; ``x`` is this process's shard.
+
+    Seeding runs on a sample gathered from every process (all rows up to :data:`SEED_SAMPLE`, so
+    small data seed exactly as one process does), identically everywhere; each iteration then
+    all-reduces the per-cluster sums (float64) and counts, and an empty cluster takes the point
+    farthest from its centre among every process's candidates. Restarts are not retired one by
+    one as in :func:`kmeans`: all iterate until every one has converged.
+    """
+    device = x.device
+    x = x.float()
+    n_local, d = x.shape
+    n = int(distributed.total(n_local, device=device))
+    if n < n_clusters:
+        raise ValueError(f"n_samples={n} should be >= n_clusters={n_clusters}")
+    if isinstance(init, torch.Tensor):
+        if init.shape != (n_clusters, d):
+            raise ValueError(f"init centres must have shape {(n_clusters, d)}, got {init.shape}")
+        centers = init.to(device, torch.float32).unsqueeze(0).clone()
+    else:
+        if init not in ("k-means++", "random"):
+            raise ValueError(f"init must be 'k-means++', 'random' or a tensor, got {init!r}")
+        sample = x
+        if n > SEED_SAMPLE:
+            # every process draws the same number from the shared generator, so it stays the
+            # same everywhere; the rows come from a generator of this process's own
+            gdev = generator_device(generator)
+            base = int(torch.randint(0, 2**62, (1,), generator=generator, device=gdev))
+            rank = distributed.world()[0]
+            own = torch.Generator(device="cpu").manual_seed(base + rank)
+            take = max(1, SEED_SAMPLE * n_local // n)
+            sample = x[torch.randperm(n_local, generator=own)[:take].to(device)]
+        sample = distributed.gather_rows(sample)
+        if init == "k-means++":
+            centers = kmeans_plusplus(sample, n_clusters, n_init, generator)
+        else:
+            gdev = generator_device(generator)
+            idx = torch.stack(
+                [
+                    torch.randperm(sample.shape[0], generator=generator, device=gdev)[:n_clusters]
+                    for _ in range(n_init)
+                ]
+            ).to(device)
+            centers = sample[idx]
+    x64 = x.double()
+    first = distributed.all_reduce_sum(x64.sum(dim=0))
+    second = distributed.all_reduce_sum((x64 * x64).sum(dim=0))
+    variance = (second - first * first / n) / max(n - 1, 1)  # unbiased, as torch.var
+    threshold = tol * float(variance.mean())
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):  # noqa: B007 - n_iter is reported
+        labels = _batched_labels(x, centers)  # (R, N_local)
+        sums, counts = cluster_sums(x64, labels, n_clusters)
+        distributed.all_reduce_sum(sums)
+        distributed.all_reduce_sum(counts)
+        centers, shift = _lloyd_centers(x, centers, labels, sums, counts, _relocate_empty)
+        if not bool((shift > threshold).any()):
+            break
+    labels, mins = _batched_assign(x, centers)
+    inertia = distributed.all_reduce_sum(mins.double().sum(dim=1))
+    best = int(inertia.argmin())
+    return KMeansResult(
+        centers=centers[best], labels=labels[best], inertia=float(inertia[best]), n_iter=n_iter
     )

@@ -1,0 +1,45 @@
+"""One process of the data-parallel test (tests/test_distributed.py): started twice, as torchrun
+would start it (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT in the environment)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+from aeclust import DEC, AEKMeans, distributed
+
+#: The data-parallel fits the test makes, in one process and in two.
+_NETWORK = {"autoencoder": [32, 4], "pretrain_epochs": 20, "batch_size": 32, "device": "cpu"}
+CASES = {
+    "ae-kmeans": lambda: AEKMeans(n_clusters=4, random_state=0, **_NETWORK),
+    "dec": lambda: DEC(n_clusters=4, max_iter=150, update_interval=20, random_state=0, **_NETWORK),
+}
+
+
+def blobs() -> tuple[np.ndarray, np.ndarray]:
+    """Four Gaussian blobs in 8 dimensions, 401 rows (an odd count: the shards differ by one)."""
+    from sklearn.datasets import make_blobs
+
+    x, y = make_blobs(n_samples=401, centers=4, n_features=8, cluster_std=3.5, random_state=3)
+    return x.astype(np.float32), y
+
+
+def main(out: str) -> None:
+    assert distributed.init_from_env("cpu"), "expected a group of several processes"
+    x, _ = blobs()
+    fits = {}
+    for name, make in CASES.items():
+        model = make().fit(x)
+        fits[name] = {
+            "labels": model.labels_.tolist(),
+            "pretrain_loss": model.pretrain_history_[-1]["loss"],
+        }
+    rank = distributed.world()[0]
+    with open(f"{out}/rank{rank}.json", "w", encoding="utf-8") as fh:
+        json.dump(fits, fh)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
