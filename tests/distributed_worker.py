@@ -8,13 +8,18 @@ import sys
 
 import numpy as np
 
-from aeclust import DEC, AEKMeans, distributed
+from aeclust import CT, DCN, DEC, DKM, AEKMeans, distributed
 
 #: The data-parallel fits the test makes, in one process and in two.
 _NETWORK = {"autoencoder": [32, 4], "pretrain_epochs": 20, "batch_size": 32, "device": "cpu"}
 CASES = {
     "ae-kmeans": lambda: AEKMeans(n_clusters=4, random_state=0, **_NETWORK),
     "dec": lambda: DEC(n_clusters=4, max_iter=150, update_interval=20, random_state=0, **_NETWORK),
+    "dcn": lambda: DCN(n_clusters=4, epochs=5, random_state=0, **_NETWORK),
+    "dkm": lambda: DKM(
+        n_clusters=4, alphas=[1.0, 5.0], epochs_per_alpha=3, random_state=0, **_NETWORK
+    ),
+    "ct": lambda: CT(n_clusters=4, epochs=5, random_state=0, **_NETWORK),
 }
 
 
@@ -35,6 +40,12 @@ def main(out: str) -> None:
         fits[name] = {
             "labels": model.labels_.tolist(),
             "pretrain_loss": model.pretrain_history_[-1]["loss"],
+            # per-row fitted attributes hold every process's rows too (CT's memberships)
+            "per_row": {
+                a: len(getattr(model, a))
+                for a in ("max_membership_", "initial_max_membership_")
+                if hasattr(model, a)
+            },
         }
     rank = distributed.world()[0]
     with open(f"{out}/rank{rank}.json", "w", encoding="utf-8") as fh:

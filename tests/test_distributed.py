@@ -67,9 +67,11 @@ def test_two_gloo_processes_agree_and_match_one_process(tmp_path):
     ranks = _run_two_processes(tmp_path)
     # every process holds the same, whole labels_ and the same (all-reduced) loss records
     assert ranks[0] == ranks[1]
+    assert ranks[0]["ct"]["per_row"]  # the check below sees CT's memberships
     for name, make in CASES.items():
         two = np.asarray(ranks[0][name]["labels"])
         assert two.shape == (len(x),)
+        assert all(n == len(x) for n in ranks[0][name]["per_row"].values())
         model = make().fit(x)
         one = model.labels_
         # the same global batch and steps: the pretraining ends at about the same loss

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import StrOptions
 
+from aeclust import distributed
 from aeclust.methods.base import (
     BaseDeepClusterer,
     register_estimator,
@@ -132,7 +133,7 @@ class CTModule(TrainingModule):
         with eval_mode(self.autoencoder) as ae:
             z = batched_apply(ae.encode, self.data, autocast_dtype=self.autocast_dtype)
         result = kmeans(z, self.centers.shape[0], init=self.centers)
-        record["labels_changed"] = float((result.labels != self.labels).float().mean())
+        record["labels_changed"] = distributed.global_mean(result.labels != self.labels)
         record["kmeans_inertia"] = result.inertia
         self.centers, self.labels = result.centers.float(), result.labels
 
@@ -231,6 +232,8 @@ class CT(BaseDeepClusterer):
     arXiv:2411.19496, Sec. 3 (eqs. 10-11, Algorithm 1), Table 4.
     """
 
+    data_parallel: ClassVar[bool] = True  # the per-epoch k-means reduces across processes
+
     params: ClassVar[Params] = declare(
         PRETRAINED_AUTOENCODER_PARAMS,
         "optimizer",
@@ -253,7 +256,8 @@ class CT(BaseDeepClusterer):
 
     def _max_membership(self, z: torch.Tensor, centers: torch.Tensor) -> np.ndarray:
         g = ASSIGNMENTS[self.assignment](z, centers, float(self.alpha))
-        return g.max(dim=1).values.cpu().numpy().astype(np.float32)
+        # data-parallel: every process's rows, in row order
+        return distributed.gather_rows(g.max(dim=1).values).cpu().numpy().astype(np.float32)
 
     def _training_module(self, ae: Autoencoder, x: torch.Tensor, seed: int) -> CTModule:
         dtype = self._autocast_dtype(x.device)

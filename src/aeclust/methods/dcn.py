@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import torch
 from torch.nn import functional as F
 
+from aeclust import distributed
 from aeclust._utils import autocast
 from aeclust.methods.base import (
     BaseDeepClusterer,
@@ -68,6 +69,9 @@ def dcn_centroid_update(
     with torch.autocast(z.device.type, enabled=False):
         sums = onehot.t() @ z
     n_k = onehot.sum(dim=0)
+    # data-parallel: the minibatch is every process's rows, so every process updates alike
+    distributed.all_reduce_sum(sums)
+    distributed.all_reduce_sum(n_k)
     new_counts = counts + n_k
     # A cluster without points keeps its centre bit for bit (and avoids 0/0 when c_k = 0).
     new_centers = torch.where(
@@ -126,7 +130,11 @@ class DCNModule(TrainingModule):
 
     def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
         self._update_clusters()
-        record["assignment_changes"] = float(self.changed) / self.data.shape[0]
+        device = self.data.device
+        changed = distributed.total(float(self.changed), device=device)
+        record["assignment_changes"] = changed / distributed.total(
+            self.data.shape[0], device=device
+        )
         self.changed.zero_()
 
     def on_train_end(self) -> None:
@@ -264,6 +272,8 @@ class DCN(BaseDeepClusterer):
     Yang, B., Fu, X., Sidiropoulos, N. D. and Hong, M. (2017). Towards K-means-friendly spaces:
     simultaneous deep learning and clustering. ICML, PMLR 70:3861-3870.
     """
+
+    data_parallel: ClassVar[bool] = True  # the centroid updates sum the minibatch over processes
 
     params: ClassVar[Params] = declare(
         PRETRAINED_AUTOENCODER_PARAMS,

@@ -273,6 +273,9 @@ class DKM(BaseDeepClusterer):
     arXiv:2411.19496 (the CT paper; its "DKM+rein" ablation).
     """
 
+    #: R is trained (its gradients averaged over processes); the optional k-means reduces
+    data_parallel: ClassVar[bool] = True
+
     params: ClassVar[Params] = declare(
         PRETRAINED_AUTOENCODER_PARAMS,
         "lam",
