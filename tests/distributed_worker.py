@@ -31,6 +31,45 @@ def blobs() -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.float32), y
 
 
+def resume(out: str) -> None:
+    """A data-parallel DEC fit cut off after a checkpoint, then run again in the same block:
+    it must end as the uninterrupted fit, in every process."""
+    from aeclust.training import Checkpoint, checkpointing
+
+    assert distributed.init_from_env("cpu"), "expected a group of several processes"
+    x, _ = blobs()
+    reference = CASES["dec"]().fit(x)
+    original = Checkpoint.save
+    seen: list[str] = []
+
+    def save_then_die(self, trainer, epoch):
+        original(self, trainer, epoch)
+        seen.append(self.path.name)
+        if trainer.desc == "DEC" and epoch == 2:
+            raise KeyboardInterrupt
+
+    folder = f"{out}/checkpoints"
+    with checkpointing(folder, interval_s=0):
+        Checkpoint.save = save_then_die
+        try:
+            CASES["dec"]().fit(x)
+            raise AssertionError("the first fit was not cut off")
+        except KeyboardInterrupt:
+            pass
+        finally:
+            Checkpoint.save = original
+        resumed = CASES["dec"]().fit(x)
+    rank = distributed.world()[0]
+    result = {
+        "labels_equal": resumed.labels_.tolist() == reference.labels_.tolist(),
+        "history_equal": resumed.history_ == reference.history_,
+        "updates_equal": resumed.target_updates_ == reference.target_updates_,
+        "files": sorted(set(seen)),
+    }
+    with open(f"{out}/resume{rank}.json", "w", encoding="utf-8") as fh:
+        json.dump(result, fh)
+
+
 def main(out: str) -> None:
     assert distributed.init_from_env("cpu"), "expected a group of several processes"
     x, _ = blobs()
@@ -53,4 +92,10 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    import torch.distributed as dist
+
+    try:
+        (resume if sys.argv[2:] == ["resume"] else main)(sys.argv[1])
+    finally:
+        if dist.is_initialized():  # a group left open can abort the interpreter's exit
+            dist.destroy_process_group()

@@ -26,7 +26,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run_two_processes(out: Path) -> list[dict]:
+def _run_two_processes(out: Path, *mode: str) -> list[dict]:
     port = str(_free_port())
     procs = []
     for rank in range(2):
@@ -42,7 +42,7 @@ def _run_two_processes(out: Path) -> list[dict]:
         )
         procs.append(
             subprocess.Popen(
-                [sys.executable, str(WORKER), str(out)],
+                [sys.executable, str(WORKER), str(out), *mode],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -57,7 +57,8 @@ def _run_two_processes(out: Path) -> list[dict]:
                 p.kill()
             raise
         assert proc.returncode == 0, output[-3000:]
-    return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+    name = mode[0] if mode else "rank"
+    return [json.loads((out / f"{name}{r}.json").read_text()) for r in range(2)]
 
 
 def test_two_gloo_processes_agree_and_match_one_process(tmp_path):
@@ -80,6 +81,15 @@ def test_two_gloo_processes_agree_and_match_one_process(tmp_path):
         acc_one, acc_two = cluster_accuracy(y, one), cluster_accuracy(y, two)
         # not bit-identical (per-process batches, float sums in another order): within noise
         assert acc_two >= 0.9 and abs(acc_one - acc_two) <= 0.05, (name, acc_one, acc_two)
+
+
+def test_a_data_parallel_fit_cut_off_resumes_to_the_uninterrupted_one(tmp_path):
+    results = _run_two_processes(tmp_path, "resume")
+    for rank, result in enumerate(results):
+        assert result["labels_equal"] and result["history_equal"] and result["updates_equal"]
+        # every process saved its own rows' state, in its own file
+        assert f"dec.rank{rank}-of-2.pt" in result["files"]
+    assert not list((tmp_path / "checkpoints").glob("*.pt"))  # finished: removed
 
 
 def test_one_process_helpers_are_the_identity():

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from aeclust import distributed
 from aeclust._utils import atomic_torch_save
 
 
@@ -243,6 +244,11 @@ class Checkpoint(Callback):
     :meth:`~Callback.state_dict`. A file left by another run (other data, network, epochs or
     batch size) is ignored with a warning; the file is removed once training finishes.
 
+    In a data-parallel fit (:mod:`aeclust.distributed`) every process keeps its own file
+    (``name.rank{r}-of-{n}.pt``: its rows' state, such as DEC's target P), the first process
+    decides when to save, and a run resumes only when every process finds a file of the same
+    epoch (else all start over), so the processes stay in step.
+
     Parameters
     ----------
     path : path-like
@@ -262,6 +268,7 @@ class Checkpoint(Callback):
         self.last_save = time.monotonic()
 
     def on_fit_start(self, trainer: Trainer) -> None:
+        self.path = distributed.process_path(self.path)
         self.signature = {
             "desc": trainer.desc,
             "epochs": trainer.epochs,
@@ -273,16 +280,28 @@ class Checkpoint(Callback):
                 if isinstance(v, torch.Tensor)  # not a module's extra state
             ],
         }
-        if self.path.exists():
-            self._load(trainer)
+        state = self._read(trainer) if self.path.exists() else None
+        epoch = -1 if state is None else int(state["epoch"])
+        device = trainer.tensors[0].device
+        if not distributed.same_everywhere(epoch, device=device):
+            logger.warning(
+                "ignoring checkpoint %s: the other processes' files are missing or of another "
+                "epoch; starting %s from scratch",
+                self.path,
+                trainer.desc,
+            )
+            state = None
+        if state is not None:
+            self._load(trainer, state)
         self.last_save = time.monotonic()
 
-    def _load(self, trainer: Trainer) -> None:
+    def _read(self, trainer: Trainer) -> dict[str, Any] | None:
+        """The saved state, or None for a file that is unreadable or of another run."""
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as exc:  # a truncated or foreign file: start over, do not crash
             logger.warning("ignoring unreadable checkpoint %s (%s)", self.path, exc)
-            return
+            return None
         if state.get("signature", {}) != self.signature:
             logger.warning(
                 "ignoring checkpoint %s: it was saved by a different run (data, network, epochs "
@@ -290,7 +309,10 @@ class Checkpoint(Callback):
                 self.path,
                 trainer.desc,
             )
-            return
+            return None
+        return state
+
+    def _load(self, trainer: Trainer, state: dict[str, Any]) -> None:
         trainer.module.load_state_dict(state["module"])
         trainer.optimizer.load_state_dict(state["optimizer"])
         trainer.generator.set_state(state["generator"])
@@ -315,7 +337,8 @@ class Checkpoint(Callback):
             due = (epoch + 1) % self.every == 0
         else:
             due = time.monotonic() - self.last_save >= self.interval_s
-        if due:
+        # every process saves the same epoch (wall clocks differ between processes)
+        if distributed.main_decides(due, device=trainer.tensors[0].device):
             self.save(trainer, epoch + 1)
             self.last_save = time.monotonic()
 

@@ -197,12 +197,6 @@ def _cluster(args: argparse.Namespace, parallel: bool) -> int:
         size = distributed.world()[1]
         if main_process:
             print(f"data-parallel fit: {size} processes", file=_messages(args))
-        if args.checkpoint_dir and main_process:
-            print(
-                "warning: a data-parallel fit is not checkpointed yet; --checkpoint-dir ignored",
-                file=sys.stderr,
-            )
-        args.checkpoint_dir = None
     elif model.deep and not args.no_estimate:
         _print_cost_estimate(model, data, args.estimate_threshold)
     if args.estimate_only:

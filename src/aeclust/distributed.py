@@ -23,6 +23,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -34,6 +35,9 @@ __all__ = [
     "init_from_env",
     "is_main_process",
     "launched_by_torchrun",
+    "main_decides",
+    "process_path",
+    "same_everywhere",
     "shard_bounds",
     "sharded",
     "sharded_fit",
@@ -159,6 +163,35 @@ def global_mean(tensor: torch.Tensor) -> float:
     sums = torch.tensor([float(tensor.float().sum()), tensor.numel()], dtype=torch.float64)
     total_sum, count = all_reduce_sum(sums.to(tensor.device)).tolist()
     return total_sum / count
+
+
+def main_decides(flag: bool, *, device: torch.device | str = "cpu") -> bool:
+    """The first process's ``flag``, in every process of a sharded fit (``flag`` otherwise):
+    for decisions every process must take alike, such as a time-based checkpoint."""
+    if not sharded():
+        return flag
+    t = torch.tensor([1 if flag else 0], dtype=torch.int64, device=device)
+    dist.broadcast(t, src=0)
+    return bool(t.item())
+
+
+def same_everywhere(value: int, *, device: torch.device | str = "cpu") -> bool:
+    """Whether every process of a sharded fit holds the same ``value`` (True otherwise)."""
+    if not sharded():
+        return True
+    t = torch.tensor([value, -value], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t[0]) == -int(t[1])
+
+
+def process_path(path: os.PathLike[str] | str) -> Path:
+    """``path`` for this process's own file: ``name.rank{r}-of-{n}.ext`` in a sharded fit, so
+    that each process keeps the state of its rows (``path`` itself otherwise)."""
+    path = Path(path)
+    if not sharded():
+        return path
+    rank, size = world()
+    return path.with_name(f"{path.stem}.rank{rank}-of-{size}{path.suffix}")
 
 
 def gather_rows(tensor: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -302,14 +303,10 @@ class Trainer:
             self.active_callbacks = [
                 c for c in self.active_callbacks if not isinstance(c, Checkpoint)
             ]
-        if distributed.sharded():
-            # A data-parallel stage is not checkpointed yet: the per-row state of every process
-            # would need saving (issue 30). Progress shows in the first process only.
-            main = distributed.is_main_process()
+        if distributed.sharded() and not distributed.is_main_process():
+            # progress shows in the first process only
             self.active_callbacks = [
-                c
-                for c in self.active_callbacks
-                if not isinstance(c, Checkpoint) and (main or not isinstance(c, ProgressBar))
+                c for c in self.active_callbacks if not isinstance(c, ProgressBar)
             ]
         # checkpoints last: they save what the other callbacks decided at the epoch's end
         self.active_callbacks.sort(key=lambda c: isinstance(c, Checkpoint))
@@ -381,12 +378,18 @@ class Trainer:
         from torch.nn.parallel import DistributedDataParallel
 
         device = next(module.parameters()).device
-        return DistributedDataParallel(
-            module,
-            device_ids=[device] if device.type == "cuda" else None,
-            broadcast_buffers=False,
-            find_unused_parameters=True,
-        )
+        with warnings.catch_warnings():
+            # torch 2.13 deprecates broadcast_buffers but says to keep broadcast_buffers=False
+            # for process-local buffers until its replacement exists (init_sync_buffers)
+            warnings.filterwarnings(
+                "ignore", message=".*broadcast_buffers.*", category=FutureWarning
+            )
+            return DistributedDataParallel(
+                module,
+                device_ids=[device] if device.type == "cuda" else None,
+                broadcast_buffers=False,
+                find_unused_parameters=True,
+            )
 
     def _batch_bounds(self, n: int, device: torch.device) -> list[tuple[int, int]]:
         """The epoch's minibatches as (start, stop) positions in the shuffled rows.
