@@ -69,6 +69,7 @@ def test_two_gloo_processes_agree_and_match_one_process(tmp_path):
     # every process holds the same, whole labels_ and the same (all-reduced) loss records
     assert ranks[0] == ranks[1]
     assert ranks[0]["ct"]["per_row"]  # the check below sees CT's memberships
+    assert ranks[0].pop("dec_from_disk_equal")  # data-parallel and read from a file at once
     for name, make in CASES.items():
         two = np.asarray(ranks[0][name]["labels"])
         assert two.shape == (len(x),)

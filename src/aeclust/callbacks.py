@@ -227,6 +227,9 @@ def _tensor_fingerprint(tensors: Sequence[torch.Tensor]) -> list[float]:
     # refuse a checkpoint left by another data set or scaling, without hashing every byte.
     out: list[float] = []
     for t in tensors:
+        if hasattr(t, "summary"):  # rows read from a file (aeclust.rows), summed in chunks
+            out += t.summary()
+            continue
         flat = t.detach().reshape(-1)
         if not flat.is_floating_point():
             flat = flat.double()

@@ -97,7 +97,10 @@ class ReconstructionModule(TrainingModule):
 
 
 def data_fingerprint(x: np.ndarray | torch.Tensor) -> str:
-    """SHA-256 of an array's shape, dtype and bytes."""
+    """SHA-256 of an array's shape, dtype and bytes (rows on disk, :mod:`aeclust.rows`: read in
+    chunks, the same hash as the same rows in memory)."""
+    if hasattr(x, "fingerprint"):
+        return x.fingerprint()
     arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     arr = np.ascontiguousarray(arr)
     h = hashlib.sha256()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import warnings
 from abc import abstractmethod
@@ -47,6 +48,7 @@ from aeclust.nn import Autoencoder, autoencoder_from_config, build_autoencoder
 from aeclust.nn.factory import AUTOENCODER_CLASSES
 from aeclust.pretrain import PretrainConfig, Pretrained, pretrain_autoencoder
 from aeclust.primitives import KMeansResult, kmeans
+from aeclust.rows import DiskRows, disk_rows_of
 from aeclust.training import (
     EarlyStopping,
     Trainer,
@@ -64,6 +66,7 @@ ESTIMATORS: dict[str, type[BaseDeepClusterer]] = {}
 #: The clustering methods by command-line name (DESIGN.md: the class name lower-cased), the
 #: part of the same registry that :func:`register_estimator` fills when given a ``cli_name``.
 METHODS: dict[str, type[BaseDeepClusterer]] = {}
+logger = logging.getLogger(__name__)
 #: What the command line and the bench set on every estimator that accepts it; the first three
 #: override a value in the parameters, the last two only fill one in (they describe the data
 #: and where to cache, which a user may have chosen).
@@ -189,7 +192,14 @@ def data_parallel_methods() -> list[str]:
     return sorted(name for name, cls in METHODS.items() if cls.data_parallel)
 
 
-def mean_image_share(X: np.ndarray) -> float:
+def _column_mean(X: np.ndarray | DiskRows) -> np.ndarray:
+    """The mean row (float64) of an array, or of a file's rows read in chunks."""
+    if isinstance(X, DiskRows):
+        return X.raw_sums()[0] / X.shape[0]
+    return X.mean(axis=0, dtype=np.float64)
+
+
+def mean_image_share(X: np.ndarray | DiskRows) -> float:
     """Share of the data's energy held by its mean row: ``|mean|^2 / mean_i |x_i|^2``.
 
     1 when every row is the same, near 0 for data centred at the origin; label-free.
@@ -201,12 +211,15 @@ def mean_image_share(X: np.ndarray) -> float:
     >>> mean_image_share(np.array([[1.0, 0.0], [-1.0, 0.0]]))
     0.0
     """
-    X = np.asarray(X)
-    # float64 sums without a float64 copy of X (MNIST: 70,000 x 784)
-    energy = float(np.einsum("ij,ij->", X, X, dtype=np.float64)) / X.shape[0]
+    if isinstance(X, DiskRows):
+        energy = X.raw_sums()[1] / X.shape[0]
+    else:
+        X = np.asarray(X)
+        # float64 sums without a float64 copy of X (MNIST: 70,000 x 784)
+        energy = float(np.einsum("ij,ij->", X, X, dtype=np.float64)) / X.shape[0]
     if energy == 0.0:
         return 0.0
-    mean = X.mean(axis=0, dtype=np.float64)
+    mean = _column_mean(X)
     return float(mean @ mean) / energy
 
 
@@ -229,6 +242,11 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
     #: Whether ``fit`` may run data-parallel (several processes, :mod:`aeclust.distributed`):
     #: the methods whose whole-data steps reduce across processes. The others refuse at once.
     data_parallel: ClassVar[bool] = False
+
+    #: Whether ``fit`` reads a memory-mapped ``X`` from its file batch by batch instead of into
+    #: memory (:mod:`aeclust.rows`): the methods whose every pass over the data is a minibatch
+    #: or a chunked ``batched_apply``.
+    out_of_core: ClassVar[bool] = False
 
     #: Whether ``precision="auto"`` may run this method in bf16 (on hardware with native bf16).
     #: Off unless the method has shown on the benchmark that its accuracy holds in bf16 (within
@@ -253,6 +271,37 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
             ensure_all_finite=True,
         )
         return np.ascontiguousarray(X, dtype=np.float32)
+
+    def _streams(self, X: Any) -> bool:
+        """Whether ``fit`` reads ``X`` from its file batch by batch (:mod:`aeclust.rows`): a
+        memory-mapped float array in C order, and a method that can (``out_of_core``)."""
+        if disk_rows_of(X) is None:
+            return False
+        if not type(self).out_of_core:
+            logger.warning(
+                "%s reads the memory-mapped X into memory; the methods that stream it from "
+                "disk: %s",
+                type(self).__name__,
+                ", ".join(sorted(n for n, c in METHODS.items() if c.out_of_core)),
+            )
+            return False
+        return True
+
+    def _validate_rows(self, X: np.memmap) -> DiskRows:
+        """:meth:`_validate_X` (``reset=True``) for a memory-mapped ``X`` read from its file in
+        chunks: finite values, at least 2 rows; sets ``n_features_in_``."""
+        rows = disk_rows_of(X)
+        assert rows is not None
+        if rows.shape[0] < 2 or rows.shape[1] < 1:
+            raise ValueError(
+                f"Found array with {rows.shape[0]} sample(s) and {rows.shape[1]} feature(s) "
+                f"while a minimum of 2 samples and 1 feature is required by {type(self).__name__}."
+            )
+        if not rows.raw_sums()[2]:
+            raise ValueError(f"Input X ({rows.path}) contains NaN or infinity.")
+        self.n_features_in_ = rows.shape[1]
+        self.__dict__.pop("feature_names_in_", None)
+        return rows
 
     def _param(self, name: str) -> Any:
         """The value of a shared parameter: this estimator's, or the shared default when the
@@ -298,7 +347,7 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
                     "center_inputs=True conflicts with pretrain_loss='bce' (BCE needs targets in "
                     "[0, 1]); use pretrain_loss='mse' or center_inputs=False"
                 )
-        self.input_offset_ = X.mean(axis=0, dtype=np.float64).astype(np.float32) if center else None
+        self.input_offset_ = _column_mean(X).astype(np.float32) if center else None
 
     # -- public API -----------------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None) -> BaseDeepClusterer:
@@ -329,7 +378,8 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
                 "in the process group); run it in one process (data-parallel: "
                 f"{', '.join(data_parallel_methods())})"
             )
-        X = self._validate_X(X, reset=True)
+        # a memory-mapped X stays on disk for the methods that stream (out_of_core)
+        X = self._validate_rows(X) if self._streams(X) else self._validate_X(X, reset=True)
         check_n_clusters(self.n_clusters, X.shape[0])
         self._set_input_offset(X)  # every process holds all of X: the same offset everywhere
         device = self._device()
@@ -338,7 +388,10 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
         with distributed.sharded_fit() as parallel:
             # data-parallel: this process trains on its block of rows; labels_ is gathered
             start, stop = distributed.shard_bounds(X.shape[0]) if parallel else (0, X.shape[0])
-            x = self._to_tensor(X[start:stop], device)
+            if isinstance(X, DiskRows):
+                x = X.block(start, stop, device=device).shifted(self.input_offset_)
+            else:
+                x = self._to_tensor(X[start:stop], device)
             with local_seed(seed, device):
                 self._fit(x, seed)
             if parallel:

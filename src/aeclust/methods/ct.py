@@ -232,6 +232,7 @@ class CT(BaseDeepClusterer):
     arXiv:2411.19496, Sec. 3 (eqs. 10-11, Algorithm 1), Table 4.
     """
 
+    out_of_core: ClassVar[bool] = True  # every pass: a minibatch or a chunked batched_apply
     data_parallel: ClassVar[bool] = True  # the per-epoch k-means reduces across processes
 
     params: ClassVar[Params] = declare(

@@ -273,6 +273,7 @@ class DCN(BaseDeepClusterer):
     simultaneous deep learning and clustering. ICML, PMLR 70:3861-3870.
     """
 
+    out_of_core: ClassVar[bool] = True  # every pass: a minibatch or a chunked batched_apply
     data_parallel: ClassVar[bool] = True  # the centroid updates sum the minibatch over processes
 
     params: ClassVar[Params] = declare(

@@ -176,6 +176,7 @@ class DEC(BaseDeepClusterer):
     pretrain_history_ : list of dict
     """
 
+    out_of_core: ClassVar[bool] = True  # every pass: a minibatch or a chunked batched_apply
     #: pretraining, k-means, the target's frequencies f_j and the convergence test reduce
     #: across processes (IDEC too)
     data_parallel: ClassVar[bool] = True

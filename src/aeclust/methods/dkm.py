@@ -273,6 +273,7 @@ class DKM(BaseDeepClusterer):
     arXiv:2411.19496 (the CT paper; its "DKM+rein" ablation).
     """
 
+    out_of_core: ClassVar[bool] = True  # every pass: a minibatch or a chunked batched_apply
     #: R is trained (its gradients averaged over processes); the optional k-means reduces
     data_parallel: ClassVar[bool] = True
 

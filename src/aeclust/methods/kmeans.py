@@ -171,6 +171,7 @@ class AEKMeans(BaseDeepClusterer):
         PRETRAINED_AUTOENCODER_PARAMS,
     )
     data_parallel: ClassVar[bool] = True  # pretraining and k-means reduce across processes
+    out_of_core: ClassVar[bool] = True  # every pass: a minibatch or a chunked batched_apply
 
     def _fit(self, x: torch.Tensor, seed: int) -> None:
         self.autoencoder_ = self._pretrained_autoencoder(x, seed)
