@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from aeclust import CT, DCN, DEC, DKM, AEKMeans, distributed
+from aeclust import CT, DCN, DEC, DKM, VCC, AEKMeans, distributed
 
 #: The data-parallel fits the test makes, in one process and in two.
 _NETWORK = {"autoencoder": [32, 4], "pretrain_epochs": 20, "batch_size": 32, "device": "cpu"}
@@ -20,6 +20,15 @@ CASES = {
         n_clusters=4, alphas=[1.0, 5.0], epochs_per_alpha=3, random_state=0, **_NETWORK
     ),
     "ct": lambda: CT(n_clusters=4, epochs=5, random_state=0, **_NETWORK),
+    "vcc": lambda: VCC(
+        n_clusters=4,
+        hidden_dims=[32],
+        embedding_dim=2,
+        n_neighbors=10,
+        epochs=10,
+        random_state=0,
+        device="cpu",
+    ),
 }
 
 
@@ -78,7 +87,7 @@ def main(out: str) -> None:
         model = make().fit(x)
         fits[name] = {
             "labels": model.labels_.tolist(),
-            "pretrain_loss": model.pretrain_history_[-1]["loss"],
+            "pretrain_loss": getattr(model, "pretrain_history_", [{}])[-1].get("loss"),
             # per-row fitted attributes hold every process's rows too (CT's memberships)
             "per_row": {
                 a: len(getattr(model, a))

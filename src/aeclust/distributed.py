@@ -37,6 +37,7 @@ __all__ = [
     "launched_by_torchrun",
     "main_decides",
     "process_path",
+    "replicated",
     "same_everywhere",
     "shard_bounds",
     "sharded",
@@ -114,6 +115,17 @@ def sharded_fit() -> Iterator[bool]:
     token = _SHARDED.set(world()[1] > 1)
     try:
         yield _SHARDED.get()
+    finally:
+        _SHARDED.reset(token)
+
+
+@contextmanager
+def replicated() -> Iterator[None]:
+    """A block of a sharded fit that works on data every process holds whole (VCC's embedding of
+    all points): the primitives do not reduce inside it, and every process computes the same."""
+    token = _SHARDED.set(False)
+    try:
+        yield
     finally:
         _SHARDED.reset(token)
 

@@ -248,6 +248,10 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
     #: or a chunked ``batched_apply``.
     out_of_core: ClassVar[bool] = False
 
+    #: Data-parallel, whether every process trains on all rows instead of its block (VCC: its
+    #: steps draw edges between any two points); its minibatches are still split.
+    replicates_rows: ClassVar[bool] = False
+
     #: Whether ``precision="auto"`` may run this method in bf16 (on hardware with native bf16).
     #: Off unless the method has shown on the benchmark that its accuracy holds in bf16 (within
     #: one ACC point of fp32 on usps and mnist_test, docs/METHODS.md "Precision"): a method
@@ -387,6 +391,7 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
         self.__dict__.pop("_kept_embedding", None)  # from a fit that failed before its check
         with distributed.sharded_fit() as parallel:
             # data-parallel: this process trains on its block of rows; labels_ is gathered
+            parallel = parallel and not type(self).replicates_rows
             start, stop = distributed.shard_bounds(X.shape[0]) if parallel else (0, X.shape[0])
             if isinstance(X, DiskRows):
                 x = X.block(start, stop, device=device).shifted(self.input_offset_)
@@ -397,7 +402,10 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
             if parallel:
                 labels = torch.from_numpy(self.labels_).to(device)
                 self.labels_ = distributed.gather_rows(labels).cpu().numpy()
-            self._warn_if_degenerate(x)
+                self._warn_if_degenerate(x)
+            else:
+                with distributed.replicated():
+                    self._warn_if_degenerate(x)
         return self
 
     def pretrain(self, X: Any, *, return_details: bool = False) -> Autoencoder | Pretrained:

@@ -18,6 +18,7 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from aeclust import distributed
 from aeclust.methods.base import (
     BaseDeepClusterer,
     register_estimator,
@@ -186,6 +187,11 @@ class VCCModule(TrainingModule):
             return batched_apply(self.encoder, self.data, autocast_dtype=self.autocast_dtype)
 
     def on_epoch_start(self, epoch: int) -> None:
+        # data-parallel, every process holds all points and computes the same here
+        with distributed.replicated():
+            self._refresh(epoch)
+
+    def _refresh(self, epoch: int) -> None:
         # Sec. 3.3: k-means centres replace C while VCC's own assignment disagrees with
         # k-means (NMI < ϑ); both label vectors come from the model, never from labels.
         e = self.embed_all()
@@ -405,6 +411,11 @@ class VCC(BaseDeepClusterer):
         The embedding of the training data after each of ``snapshot_epochs_``.
     """
 
+    #: data-parallel with every point in every process (a step's edges join any two points):
+    #: each process takes its share of a step's points and edges; the gradients are averaged
+    data_parallel: ClassVar[bool] = True
+    replicates_rows: ClassVar[bool] = True
+
     params: ClassVar[Params] = declare(
         "n_clusters",
         "activation",
@@ -481,6 +492,9 @@ class VCC(BaseDeepClusterer):
         bs = int(self.batch_size)
         steps = self.steps_per_epoch or max(1, math.ceil(separation.total / bs))
         self.steps_per_epoch_ = int(steps)
+        # data-parallel (every process holds all points): each process draws its share of a
+        # step's edges and points with its own generator; the gradients are averaged
+        rank, world = distributed.world() if distributed.sharded() else (0, 1)
 
         dims = [x.shape[1], *(int(h) for h in self.hidden_dims), int(self.embedding_dim)]
         encoder = MLPClassifier(dims, activation=self.activation, batch_norm=False).to(device)
@@ -497,7 +511,7 @@ class VCC(BaseDeepClusterer):
             (rows, cols, values),
             separation,
             contraction,
-            batch_size=bs,
+            batch_size=math.ceil(bs / world),
             separation_loss=self.separation_loss,
             negative_sample_rate=int(self.negative_sample_rate),
             loss_reduction=self.loss_reduction,
@@ -506,7 +520,7 @@ class VCC(BaseDeepClusterer):
             gamma=self.gamma,
             nmi_threshold=self.nmi_threshold,
             n_init=self.n_init,
-            sampler_generator=self._generator(seed + 1, torch.device("cpu")),
+            sampler_generator=self._generator(seed + 1 + 7919 * rank, torch.device("cpu")),
             kmeans_generator=self._generator(seed + 2, device),
             snapshot_epochs=snapshot_epochs,
             autocast_dtype=self._autocast_dtype(device),
@@ -514,8 +528,9 @@ class VCC(BaseDeepClusterer):
         # One Trainer epoch = `steps` minibatches of points for L_clu (each point about equally
         # often); the edges of each step are drawn inside training_step.
         point_ids = torch.arange(steps * bs, device=device) % n
+        start, stop = distributed.shard_bounds(len(point_ids)) if world > 1 else (0, len(point_ids))
         trainer = self._trainer(module, seed, epochs=self.epochs)
-        self.history_ = trainer.fit([point_ids])
+        self.history_ = trainer.fit([point_ids[start:stop]])
         if not module.initialized:  # epochs=0: centres from k-means on the untrained MLP
             module.on_epoch_start(0)
         self.encoder_ = encoder.eval()
