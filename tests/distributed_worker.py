@@ -8,10 +8,19 @@ import sys
 
 import numpy as np
 
-from aeclust import CT, DCN, DEC, DKM, VCC, AEKMeans, distributed
+from aeclust import CT, DAMIC, DCN, DEC, DKM, KDAE, VCC, AEKMeans, distributed
 
 #: The data-parallel fits the test makes, in one process and in two.
 _NETWORK = {"autoencoder": [32, 4], "pretrain_epochs": 20, "batch_size": 32, "device": "cpu"}
+_MIXTURE_OF_AES = dict(
+    _NETWORK,
+    pretrain_loss="mse",
+    cluster_autoencoder=[16, 2],
+    cluster_pretrain_epochs=5,
+    epochs=5,
+    patience=None,
+    random_state=0,
+)
 CASES = {
     "ae-kmeans": lambda: AEKMeans(n_clusters=4, random_state=0, **_NETWORK),
     "dec": lambda: DEC(n_clusters=4, max_iter=150, update_interval=20, random_state=0, **_NETWORK),
@@ -20,6 +29,8 @@ CASES = {
         n_clusters=4, alphas=[1.0, 5.0], epochs_per_alpha=3, random_state=0, **_NETWORK
     ),
     "ct": lambda: CT(n_clusters=4, epochs=5, random_state=0, **_NETWORK),
+    "kdae": lambda: KDAE(n_clusters=4, **_MIXTURE_OF_AES),
+    "damic": lambda: DAMIC(n_clusters=4, **_MIXTURE_OF_AES),
     "vcc": lambda: VCC(
         n_clusters=4,
         hidden_dims=[32],

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from aeclust import KDAE, distributed
+from aeclust import CCAE, distributed
 from aeclust.metrics import cluster_accuracy
 from aeclust.primitives import kmeans
 
@@ -108,8 +108,8 @@ def test_one_process_helpers_are_the_identity():
 
 def test_a_method_that_is_not_data_parallel_refuses_at_once(monkeypatch):
     monkeypatch.setattr(distributed, "world", lambda: (0, 2))
-    with pytest.raises(ValueError, match="KDAE does not train data-parallel yet"):
-        KDAE(n_clusters=2).fit(np.zeros((10, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="CCAE does not train data-parallel yet"):
+        CCAE(n_clusters=2).fit(np.zeros((10, 3), dtype=np.float32))
 
 
 def test_sharded_kmeans_in_one_process_is_plain_kmeans(blobs):
@@ -152,9 +152,10 @@ def test_torchrun_cluster_writes_one_labels_file_and_one_model(tmp_path):
     command += ["--out", str(tmp_path / "labels.csv"), "--save-model", str(tmp_path / "m.pt")]
     env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("data-parallel fit: 2 processes") == 1  # the first process reports
-    assert done.stdout.count("model saved to") == 1
+    output = f"stdout:\n{done.stdout[-2000:]}\nstderr:\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, output
+    assert done.stdout.count("data-parallel fit: 2 processes") == 1, output  # the first reports
+    assert done.stdout.count("model saved to") == 1, output
     rows = (tmp_path / "labels.csv").read_text().splitlines()
     assert len(rows) == len(x) + 1  # header + every row, written once
     labels = np.array([int(r.split(",")[1]) for r in rows[1:]])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from aeclust import CT, DCN, DEC, DKM, VCC, AEKMeans
+from aeclust import CT, DCN, DEC, DKM, KDAE, VCC, AEKMeans
 from aeclust.rows import DiskRows, disk_rows_of
 
 NETWORK = dict(autoencoder=[16, 3], pretrain_epochs=3, batch_size=32, device="cpu", random_state=0)
@@ -16,6 +16,15 @@ CASES = [
     DCN(n_clusters=4, epochs=2, **NETWORK),
     DKM(n_clusters=4, n_alpha_steps=2, epochs_per_alpha=1, **NETWORK),
     CT(n_clusters=4, epochs=2, center_inputs=True, **NETWORK),
+    KDAE(
+        n_clusters=4,
+        pretrain_loss="mse",
+        cluster_autoencoder=[8, 2],
+        cluster_pretrain_epochs=2,
+        epochs=2,
+        patience=None,
+        **NETWORK,
+    ),
 ]
 
 

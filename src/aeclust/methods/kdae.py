@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 
+from aeclust import distributed
 from aeclust.methods.base import (
     BaseDeepClusterer,
     register_estimator,
@@ -76,9 +77,10 @@ def reseed_empty(
 
     Ours, not the paper's: the copy (plus relative ``noise``) splits the largest cluster, and
     the copied model's Adam moments are zeroed so that it starts afresh. Returns the number of
-    autoencoders re-seeded.
+    autoencoders re-seeded. In a data-parallel fit the cluster sizes are every process's, so
+    every process re-seeds alike.
     """
-    counts = torch.bincount(labels, minlength=models.n_models)
+    counts = cluster_sizes(labels, models.n_models)
     empty = (counts == 0).nonzero().flatten().tolist()
     for target in empty:
         source = int(counts.argmax())
@@ -92,6 +94,11 @@ def reseed_empty(
         counts[target] = counts[source] // 2
         counts[source] -= counts[target]
     return len(empty)
+
+
+def cluster_sizes(labels: torch.Tensor, n_clusters: int) -> torch.Tensor:
+    """Points per cluster (every process's points in a data-parallel fit)."""
+    return distributed.all_reduce_sum(torch.bincount(labels, minlength=n_clusters))
 
 
 class ClusterPretrainModule(TrainingModule):
@@ -168,8 +175,8 @@ class KDAEModule(TrainingModule):
         # Recorded because the hard min of eq. 1 lets one autoencoder that reconstructs a
         # whole family of classes absorb its neighbours' clusters (Fashion-MNIST): the sizes
         # show the collapse, the fraction of changed labels the convergence.
-        record["cluster_sizes"] = torch.bincount(current, minlength=self.models.n_models).tolist()
-        record["label_changes"] = float((current != self.epoch_start_labels).float().mean())
+        record["cluster_sizes"] = cluster_sizes(current, self.models.n_models).tolist()
+        record["label_changes"] = distributed.global_mean(current != self.epoch_start_labels)
         assert self.trainer is not None  # set by Trainer.fit
         reseeded = reseed_empty(
             self.models, self.trainer.optimizer, current, self.generator, self.reseed_noise
@@ -273,6 +280,11 @@ class KDAE(BaseDeepClusterer):
     #: bf16 held k-DAE's and DAMIC's accuracy within 0.2 ACC points of fp32 on usps and
     #: mnist_test (3 seeds each; docs/METHODS.md "Precision"), so ``precision="auto"`` uses it.
     auto_bf16: ClassVar[bool] = True
+
+    #: the per-row winners stay with each process's rows; cluster sizes, label changes and the
+    #: re-seeding use every process's (DAMIC too)
+    data_parallel: ClassVar[bool] = True
+    out_of_core: ClassVar[bool] = True  # every pass: a minibatch or a chunked batched_apply
 
     params: ClassVar[Params] = declare(
         PRETRAINED_AUTOENCODER_PARAMS,
