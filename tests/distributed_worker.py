@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from aeclust import CT, DAMIC, DCN, DEC, DKM, KDAE, VCC, AEKMeans, distributed
+from aeclust import CCAE, CT, DAMIC, DCN, DEC, DKM, KDAE, VCC, AEKMeans, distributed
 
 #: The data-parallel fits the test makes, in one process and in two.
 _NETWORK = {"autoencoder": [32, 4], "pretrain_epochs": 20, "batch_size": 32, "device": "cpu"}
@@ -31,6 +31,9 @@ CASES = {
     "ct": lambda: CT(n_clusters=4, epochs=5, random_state=0, **_NETWORK),
     "kdae": lambda: KDAE(n_clusters=4, **_MIXTURE_OF_AES),
     "damic": lambda: DAMIC(n_clusters=4, **_MIXTURE_OF_AES),
+    "ccae": lambda: CCAE(
+        n_clusters=4, n_shifts=2, shift_epochs=3, activation="relu", random_state=0, **_NETWORK
+    ),
     "vcc": lambda: VCC(
         n_clusters=4,
         hidden_dims=[32],

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from aeclust import CCAE, distributed
+from aeclust import ICAE, distributed
 from aeclust.metrics import cluster_accuracy
 from aeclust.primitives import kmeans
 
@@ -108,8 +108,8 @@ def test_one_process_helpers_are_the_identity():
 
 def test_a_method_that_is_not_data_parallel_refuses_at_once(monkeypatch):
     monkeypatch.setattr(distributed, "world", lambda: (0, 2))
-    with pytest.raises(ValueError, match="CCAE does not train data-parallel yet"):
-        CCAE(n_clusters=2).fit(np.zeros((10, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="ICAE does not train data-parallel yet"):
+        ICAE(n_clusters=2).fit(np.zeros((10, 3), dtype=np.float32))
 
 
 def test_sharded_kmeans_in_one_process_is_plain_kmeans(blobs):

@@ -36,6 +36,7 @@ __all__ = [
     "is_main_process",
     "launched_by_torchrun",
     "main_decides",
+    "own_rows",
     "process_path",
     "replicated",
     "same_everywhere",
@@ -128,6 +129,15 @@ def replicated() -> Iterator[None]:
         yield
     finally:
         _SHARDED.reset(token)
+
+
+def own_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """This process's block of the rows of a tensor every process holds whole (the training rows
+    of a method that replicates them, ``replicates_rows``); the tensor itself otherwise."""
+    if not sharded():
+        return tensor
+    start, stop = shard_bounds(tensor.shape[0])
+    return tensor[start:stop]
 
 
 def sharded() -> bool:

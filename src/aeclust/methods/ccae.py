@@ -30,6 +30,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
+from aeclust import distributed
 from aeclust._utils import local_seed, seed_from
 from aeclust.methods.base import (
     BaseDeepClusterer,
@@ -262,8 +263,8 @@ def retrain_round(
         drift = float((new_targets - x).norm(dim=1).mean())
     history = train_on_targets(
         ae,
-        x,
-        new_targets,
+        distributed.own_rows(x),  # data-parallel (CCAE): this process's block of the rows
+        distributed.own_rows(new_targets),
         epochs=int(estimator.shift_epochs),
         batch_size=estimator.batch_size,
         lr=estimator.lr,
@@ -378,6 +379,11 @@ class CCAE(BaseDeepClusterer):
     #: so ``precision="auto"`` uses it.
     auto_bf16: ClassVar[bool] = True
 
+    #: data-parallel with every row in every process (the shift's kNN joins any two codes of a
+    #: cluster): each process retrains on its block, the rest is computed alike everywhere
+    data_parallel: ClassVar[bool] = True
+    replicates_rows: ClassVar[bool] = True
+
     params: ClassVar[Params] = declare(
         PRETRAINED_AUTOENCODER_PARAMS,
         SHIFT_PARAMS,
@@ -480,7 +486,16 @@ class CCAE(BaseDeepClusterer):
         }
 
     def _fit(self, x: torch.Tensor, seed: int) -> None:
-        ae = self._pretrained_autoencoder(x, seed)
+        # Data-parallel, every process holds all rows (the shift's kNN joins any two codes of a
+        # cluster): the trainings take this process's block, everything else is computed alike
+        # in every process.
+        ae = self._pretrained_autoencoder(distributed.own_rows(x), seed)
+        with distributed.replicated():
+            self._shift_rounds(ae, x, seed)
+
+    def _shift_rounds(self, ae: Autoencoder, x: torch.Tensor, seed: int) -> None:
+        """Algorithm 1 after the pretraining: k-means, then ``n_shifts`` rounds of shift,
+        retraining and k-means from the previous centres."""
         # Codes and k-means exactly as AEKMeans, so stage 0 is the AE+k-means row of the run.
         codes = batched_apply(ae.encode, x)
         result = kmeans(
@@ -509,9 +524,10 @@ class CCAE(BaseDeepClusterer):
         for stage in range(1, int(self.n_shifts) + 1):
             with torch.no_grad():
                 new_targets = self.shift_targets(targets, codes, result.labels, result.centers)
-            epochs, moved, drift = retrain_round(
-                self, ae, x, targets, new_targets, stage, seed, "CCAE"
-            )
+            with distributed.sharded_fit():  # the retraining itself: data-parallel
+                epochs, moved, drift = retrain_round(
+                    self, ae, x, targets, new_targets, stage, seed, "CCAE"
+                )
             targets = new_targets
             for rec in epochs:
                 train_history.append({"stage": stage, **rec})

@@ -528,9 +528,8 @@ class VCC(BaseDeepClusterer):
         # One Trainer epoch = `steps` minibatches of points for L_clu (each point about equally
         # often); the edges of each step are drawn inside training_step.
         point_ids = torch.arange(steps * bs, device=device) % n
-        start, stop = distributed.shard_bounds(len(point_ids)) if world > 1 else (0, len(point_ids))
         trainer = self._trainer(module, seed, epochs=self.epochs)
-        self.history_ = trainer.fit([point_ids[start:stop]])
+        self.history_ = trainer.fit([distributed.own_rows(point_ids)])
         if not module.initialized:  # epochs=0: centres from k-means on the untrained MLP
             module.on_epoch_start(0)
         self.encoder_ = encoder.eval()
