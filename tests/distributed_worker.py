@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from aeclust import CCAE, CT, DAMIC, DCN, DEC, DKM, KDAE, VCC, AEKMeans, distributed
+from aeclust import CCAE, CT, DAMIC, DCN, DEC, DKM, ICAE, KDAE, VCC, AEKMeans, distributed
 
 #: The data-parallel fits the test makes, in one process and in two.
 _NETWORK = {"autoencoder": [32, 4], "pretrain_epochs": 20, "batch_size": 32, "device": "cpu"}
@@ -33,6 +33,17 @@ CASES = {
     "damic": lambda: DAMIC(n_clusters=4, **_MIXTURE_OF_AES),
     "ccae": lambda: CCAE(
         n_clusters=4, n_shifts=2, shift_epochs=3, activation="relu", random_state=0, **_NETWORK
+    ),
+    "icae": lambda: ICAE(
+        n_clusters=4,
+        channels=(4, 8),
+        embedding_dim=8,
+        epochs=10,
+        n_views=1,
+        batch_size=32,
+        image_shape=(1, 2, 4),
+        random_state=0,
+        device="cpu",
     ),
     "vcc": lambda: VCC(
         n_clusters=4,
@@ -93,6 +104,49 @@ def resume(out: str) -> None:
         json.dump(result, fh)
 
 
+def global_batch_gradient(out: str) -> None:
+    """The gradient of a loss over the global batch (a mean term plus an MMD of every process's
+    codes, ICAE's Loss3 and Loss2) under DistributedDataParallel, for comparison with one
+    process on the whole batch."""
+    import torch
+
+    from aeclust.primitives.mmd import mmd
+    from aeclust.training import Trainer, TrainingModule
+
+    assert distributed.init_from_env("cpu"), "expected a group of several processes"
+    torch.manual_seed(0)
+    net = torch.nn.Linear(8, 3)
+    x = torch.from_numpy(blobs()[0][:64])
+    targets = torch.eye(3)[torch.arange(64) % 3]
+
+    class GlobalLoss(TrainingModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def training_step(self, idx, xb):
+            z = self.net(xb)
+            every = distributed.gather_rows_with_grad(z)
+            return z.square().mean() + mmd(every, targets[: every.shape[0]])
+
+    module = GlobalLoss()
+    with distributed.sharded_fit():
+        rows = distributed.own_rows(x)
+        trainer = Trainer(
+            module,
+            torch.optim.SGD(module.parameters(), lr=0.0),
+            epochs=1,
+            batch_size=64,
+            shuffle=False,
+        )
+        step = trainer._step_function(module)
+        step(torch.arange(len(rows)), rows).backward()
+    rank = distributed.world()[0]
+    grads = {n: p.grad.tolist() for n, p in net.named_parameters()}
+    with open(f"{out}/grad{rank}.json", "w", encoding="utf-8") as fh:
+        json.dump(grads, fh)
+
+
 def main(out: str) -> None:
     assert distributed.init_from_env("cpu"), "expected a group of several processes"
     x, _ = blobs()
@@ -123,7 +177,8 @@ if __name__ == "__main__":
     import torch.distributed as dist
 
     try:
-        (resume if sys.argv[2:] == ["resume"] else main)(sys.argv[1])
+        modes = {"resume": resume, "grad": global_batch_gradient}
+        modes.get(sys.argv[2] if len(sys.argv) > 2 else "", main)(sys.argv[1])
     finally:
         if dist.is_initialized():  # a group left open can abort the interpreter's exit
             dist.destroy_process_group()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from aeclust import ICAE, distributed
+from aeclust import N2D, distributed
 from aeclust.metrics import cluster_accuracy
 from aeclust.primitives import kmeans
 
@@ -81,8 +81,10 @@ def test_two_gloo_processes_agree_and_match_one_process(tmp_path):
             loss_one = model.pretrain_history_[-1]["loss"]
             assert ranks[0][name]["pretrain_loss"] == pytest.approx(loss_one, rel=0.1), name
         acc_one, acc_two = cluster_accuracy(y, one), cluster_accuracy(y, two)
-        # not bit-identical (per-process batches, float sums in another order): within noise
-        assert acc_two >= 0.9 and abs(acc_one - acc_two) <= 0.05, (name, acc_one, acc_two)
+        # not bit-identical (per-process batches, float sums in another order): within noise;
+        # ICAE, an image method, clusters these 8-feature blobs less well in any case
+        floor = 0.6 if name == "icae" else 0.9
+        assert acc_two >= floor and abs(acc_one - acc_two) <= 0.05, (name, acc_one, acc_two)
 
 
 def test_a_data_parallel_fit_cut_off_resumes_to_the_uninterrupted_one(tmp_path):
@@ -92,6 +94,22 @@ def test_a_data_parallel_fit_cut_off_resumes_to_the_uninterrupted_one(tmp_path):
         # every process saved its own rows' state, in its own file
         assert f"dec.rank{rank}-of-2.pt" in result["files"]
     assert not list((tmp_path / "checkpoints").glob("*.pt"))  # finished: removed
+
+
+def test_a_global_batch_loss_gets_the_one_process_gradient(tmp_path):
+    # ICAE's MMD is over every process's codes (gather_rows_with_grad); with DDP's averaging,
+    # the gradient must be that of one process on the whole batch
+    from aeclust.primitives.mmd import mmd
+    from distributed_worker import blobs
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(8, 3)
+    x = torch.from_numpy(blobs()[0][:64])
+    z = net(x)
+    (z.square().mean() + mmd(z, torch.eye(3)[torch.arange(64) % 3])).backward()
+    for grads in _run_two_processes(tmp_path, "grad"):
+        for name, p in net.named_parameters():
+            assert torch.allclose(torch.tensor(grads[name]), p.grad, atol=1e-5), name
 
 
 def test_one_process_helpers_are_the_identity():
@@ -108,8 +126,8 @@ def test_one_process_helpers_are_the_identity():
 
 def test_a_method_that_is_not_data_parallel_refuses_at_once(monkeypatch):
     monkeypatch.setattr(distributed, "world", lambda: (0, 2))
-    with pytest.raises(ValueError, match="ICAE does not train data-parallel yet"):
-        ICAE(n_clusters=2).fit(np.zeros((10, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="N2D does not train data-parallel yet"):
+        N2D(n_clusters=2).fit(np.zeros((10, 3), dtype=np.float32))
 
 
 def test_sharded_kmeans_in_one_process_is_plain_kmeans(blobs):

@@ -31,6 +31,7 @@ import torch.distributed as dist
 __all__ = [
     "all_reduce_sum",
     "gather_rows",
+    "gather_rows_with_grad",
     "global_mean",
     "init_from_env",
     "is_main_process",
@@ -185,6 +186,25 @@ def global_mean(tensor: torch.Tensor) -> float:
     sums = torch.tensor([float(tensor.float().sum()), tensor.numel()], dtype=torch.float64)
     total_sum, count = all_reduce_sum(sums.to(tensor.device)).tolist()
     return total_sum / count
+
+
+def gather_rows_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """:func:`gather_rows` through which gradients flow back to each process's own rows (a loss
+    over the global batch, such as ICAE's MMD). With DistributedDataParallel averaging the
+    gradients, every process's rows then get the gradient of the global-batch loss."""
+    if not sharded():
+        return tensor
+    from torch.distributed.nn.functional import all_gather
+
+    _, size = world()
+    count = torch.tensor([tensor.shape[0]], device=tensor.device)
+    counts = [torch.zeros_like(count) for _ in range(size)]
+    dist.all_gather(counts, count)
+    lengths = [int(c) for c in counts]
+    longest = max(lengths)
+    padded = torch.cat([tensor, tensor.new_zeros((longest - tensor.shape[0], *tensor.shape[1:]))])
+    blocks = all_gather(padded)
+    return torch.cat([block[:length] for block, length in zip(blocks, lengths, strict=True)])
 
 
 def main_decides(flag: bool, *, device: torch.device | str = "cpu") -> bool:

@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 
+from aeclust import distributed
 from aeclust.augment import random_affine
 from aeclust.methods.base import (
     BaseDeepClusterer,
@@ -142,8 +143,10 @@ class ICAEModule(TrainingModule):
             aug = zero
         parts["augmentation"] = aug
         k = self.centers.shape[0]
-        targets = self.centers.repeat(-(-z_all.shape[0] // k), 1)[: z_all.shape[0]]
-        clu = mmd(z_all, targets, kernel_num=self.mmd_kernels) if b > 0 else zero
+        # data-parallel: the MMD of every process's codes (the global batch)
+        z_batch = distributed.gather_rows_with_grad(z_all) if b > 0 else z_all
+        targets = self.centers.repeat(-(-z_batch.shape[0] // k), 1)[: z_batch.shape[0]]
+        clu = mmd(z_batch, targets, kernel_num=self.mmd_kernels) if b > 0 else zero
         parts["mmd"] = clu
         codes = []
         if c > 0:
@@ -321,6 +324,9 @@ class ICAE(BaseDeepClusterer):
     evenly-distributed class centroids. arXiv:1902.00220.
     """
 
+    #: rows split across processes; the MMD (Loss2) is over every process's codes
+    data_parallel: ClassVar[bool] = True
+
     params: ClassVar[Params] = declare(
         "n_clusters",
         "image_shape",
@@ -448,7 +454,8 @@ class ICAE(BaseDeepClusterer):
             latent_noise=float(self.latent_noise),
             mmd_kernels=int(self.mmd_kernels),
             sobel_loss=self.sobel_loss,
-            generator=self._generator(seed + 1, centers.device),
+            # data-parallel: each process augments and perturbs its rows with its own draws
+            generator=self._generator(seed + 1 + 7919 * distributed.world()[0], centers.device),
         )
 
     # -- inference ------------------------------------------------------------------------------
