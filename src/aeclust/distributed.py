@@ -196,13 +196,7 @@ def gather_rows_with_grad(tensor: torch.Tensor) -> torch.Tensor:
         return tensor
     from torch.distributed.nn.functional import all_gather
 
-    _, size = world()
-    count = torch.tensor([tensor.shape[0]], device=tensor.device)
-    counts = [torch.zeros_like(count) for _ in range(size)]
-    dist.all_gather(counts, count)
-    lengths = [int(c) for c in counts]
-    longest = max(lengths)
-    padded = torch.cat([tensor, tensor.new_zeros((longest - tensor.shape[0], *tensor.shape[1:]))])
+    lengths, padded = _padded_block(tensor)
     blocks = all_gather(padded)
     return torch.cat([block[:length] for block, length in zip(blocks, lengths, strict=True)])
 
@@ -241,14 +235,18 @@ def gather_rows(tensor: torch.Tensor) -> torch.Tensor:
     them all); ``tensor`` itself outside a sharded fit. The blocks may differ in length."""
     if not sharded():
         return tensor
-    _, size = world()
+    lengths, padded = _padded_block(tensor)
+    blocks = [torch.empty_like(padded) for _ in lengths]
+    dist.all_gather(blocks, padded)
+    return torch.cat([block[:length] for block, length in zip(blocks, lengths, strict=True)])
+
+
+def _padded_block(tensor: torch.Tensor) -> tuple[list[int], torch.Tensor]:
+    """Every process's row count, and ``tensor`` padded with zero rows to the largest (an
+    all-gather needs blocks of one shape)."""
     count = torch.tensor([tensor.shape[0]], device=tensor.device)
-    counts = [torch.zeros_like(count) for _ in range(size)]
+    counts = [torch.zeros_like(count) for _ in range(world()[1])]
     dist.all_gather(counts, count)
     lengths = [int(c) for c in counts]
-    longest = max(lengths)
-    padded = tensor.new_zeros((longest, *tensor.shape[1:]))
-    padded[: tensor.shape[0]] = tensor
-    blocks = [torch.empty_like(padded) for _ in range(size)]
-    dist.all_gather(blocks, padded.contiguous())
-    return torch.cat([block[:length] for block, length in zip(blocks, lengths, strict=True)])
+    pad = tensor.new_zeros((max(lengths) - tensor.shape[0], *tensor.shape[1:]))
+    return lengths, torch.cat([tensor, pad]).contiguous()
