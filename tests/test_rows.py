@@ -70,6 +70,16 @@ def test_disk_rows_read_like_a_tensor(on_disk):
         rows[torch.tensor([len(x)])]
 
 
+def test_a_view_of_a_memory_map_reads_its_own_rows(on_disk):
+    _, mapped = on_disk
+    for view in (mapped[100:250], mapped[7:], mapped[-3:]):
+        rows = disk_rows_of(view)
+        assert rows is not None and rows.shape == view.shape
+        assert np.array_equal(rows.read(0, len(view)), np.asarray(view, dtype=np.float32))
+    assert disk_rows_of(mapped[::2]) is None  # not C-contiguous: read into memory
+    assert disk_rows_of(mapped[:, :3]) is None
+
+
 def test_a_memory_map_with_nan_is_refused_before_any_work(tmp_path):
     x = np.ones((20, 3))
     x[7, 1] = np.nan

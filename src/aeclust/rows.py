@@ -12,6 +12,7 @@ every page it touched).
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,9 +33,17 @@ def disk_rows_of(X: Any) -> DiskRows | None:
     mmap_mode="r")``, ``np.memmap``) of a float dtype in C order; None for anything else."""
     if not isinstance(X, np.memmap) or X.ndim != 2 or X.dtype.kind != "f":
         return None
-    if not X.flags.c_contiguous or getattr(X, "filename", None) is None:
+    mapping = getattr(X, "_mmap", None)
+    if not X.flags.c_contiguous or getattr(X, "filename", None) is None or mapping is None:
         return None
-    return DiskRows(X.filename, offset=int(X.offset), shape=X.shape, dtype=X.dtype)
+    # A view of a memory map (``big[1000:2000]``) keeps its parent's ``offset``: the rows' file
+    # position is where the map starts (``offset`` rounded down to the mapping granularity, as
+    # numpy maps it) plus the view's distance from the map's first byte.
+    mapped_from = int(X.offset) - int(X.offset) % mmap.ALLOCATIONGRANULARITY
+    first = np.frombuffer(mapping, dtype=np.uint8, count=1).ctypes.data
+    return DiskRows(
+        X.filename, offset=mapped_from + X.ctypes.data - first, shape=X.shape, dtype=X.dtype
+    )
 
 
 class DiskRows:
