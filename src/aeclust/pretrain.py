@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -82,6 +82,8 @@ class ReconstructionModule(TrainingModule):
     With ``corruption`` > 0 it is a denoising autoencoder: a fraction of the input's entries is
     masked to 0 (dropout rescaled back, DEC's masking noise) and the clean input is the target.
     """
+
+    all_parameters_used: ClassVar[bool] = True
 
     def __init__(self, autoencoder: Autoencoder, loss: str = "mse", corruption: float = 0.0):
         super().__init__()

@@ -14,7 +14,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -94,6 +94,12 @@ class TrainingModule(nn.Module):
     """
 
     trainer: Trainer | None = None
+
+    #: Whether every step's loss depends on every parameter (the plain reconstruction, DCN, CT,
+    #: DKM). A data-parallel Trainer then skips DistributedDataParallel's search for unused
+    #: parameters, a graph traversal per step; a module that leaves some without a gradient in
+    #: a step (DEC's decoder, an autoencoder of k-DAE that won no row) keeps the default False.
+    all_parameters_used: ClassVar[bool] = False
 
     def training_step(self, idx: torch.Tensor, *batch: torch.Tensor) -> LossOutput:
         """The loss of one minibatch: a scalar, or ``(loss, {"part": value, ...})``.
@@ -370,8 +376,9 @@ class Trainer:
         backward averages the gradients over the processes.
 
         Buffers are not broadcast: a method's per-row state (DEC's target P, k-DAE's winners)
-        belongs to its process's rows. ``find_unused_parameters``: a step may leave parameters
-        without a gradient (DEC's decoder, an autoencoder of k-DAE that won no row).
+        belongs to its process's rows. ``find_unused_parameters`` unless the module says every
+        step uses all its parameters (:attr:`TrainingModule.all_parameters_used`): a step may
+        leave some without a gradient (DEC's decoder, an autoencoder of k-DAE that won no row).
         """
         if not distributed.sharded():
             return module.training_step
@@ -388,7 +395,7 @@ class Trainer:
                 module,
                 device_ids=[device] if device.type == "cuda" else None,
                 broadcast_buffers=False,
-                find_unused_parameters=True,
+                find_unused_parameters=not module.all_parameters_used,
             )
 
     def _batch_bounds(self, n: int, device: torch.device) -> list[tuple[int, int]]:

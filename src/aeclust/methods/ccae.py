@@ -199,6 +199,8 @@ class ShiftedTargetModule(TrainingModule):
     """An autoencoder trained to map each input to its shifted target (eq. 6, mean squared
     error): a batch is ``(x, x~)`` rows."""
 
+    all_parameters_used: ClassVar[bool] = True
+
     def __init__(self, autoencoder: Autoencoder) -> None:
         super().__init__()
         self.autoencoder = autoencoder

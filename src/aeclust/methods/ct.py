@@ -95,6 +95,8 @@ class CTModule(TrainingModule):
     held fixed during an epoch (a buffer, with the k-means labels they came from) and replaced
     after it by k-means on the new embedding, started from them (``reinit="kmeans"``)."""
 
+    all_parameters_used: ClassVar[bool] = True
+
     def __init__(
         self,
         autoencoder: Autoencoder,

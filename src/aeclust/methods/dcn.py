@@ -91,6 +91,8 @@ class DCNModule(TrainingModule):
     (eq. 7) updates — run just before the next step and at the end of each epoch.
     """
 
+    all_parameters_used: ClassVar[bool] = True
+
     def __init__(
         self,
         autoencoder: Autoencoder,

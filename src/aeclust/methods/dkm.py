@@ -101,6 +101,8 @@ class DKMModule(TrainingModule):
     after every epoch.
     """
 
+    all_parameters_used: ClassVar[bool] = True
+
     def __init__(
         self,
         autoencoder: Autoencoder,
