@@ -174,11 +174,8 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
-    import torch.distributed as dist
-
     try:
         modes = {"resume": resume, "grad": global_batch_gradient}
         modes.get(sys.argv[2] if len(sys.argv) > 2 else "", main)(sys.argv[1])
     finally:
-        if dist.is_initialized():  # a group left open can abort the interpreter's exit
-            dist.destroy_process_group()
+        distributed.shutdown()

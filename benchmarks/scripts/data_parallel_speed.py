@@ -51,7 +51,8 @@ def worker(dataset: str, seed: int) -> None:
         with tally_training() as tally:
             model.fit(data.x)
         seconds = time.perf_counter() - start
-        samples = distributed_total(tally.samples, size)
+        with distributed.sharded_fit():  # every process's rows (each counted its own)
+            samples = distributed.total(tally.samples)
         if rank == 0:
             print(
                 json.dumps(
@@ -66,18 +67,6 @@ def worker(dataset: str, seed: int) -> None:
                 ),
                 flush=True,
             )
-
-
-def distributed_total(value: int, size: int) -> float:
-    """The training samples of every process (each counted its own rows)."""
-    import torch
-    import torch.distributed as dist
-
-    if size == 1:
-        return float(value)
-    t = torch.tensor([float(value)], dtype=torch.float64)
-    dist.all_reduce(t)
-    return float(t)
 
 
 def main() -> None:

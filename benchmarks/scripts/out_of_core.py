@@ -15,7 +15,6 @@ batch by batch), then prints one JSON line: wall seconds, the process's peak res
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import resource
 import time
@@ -91,14 +90,9 @@ def main() -> None:
     if args.command == "make":
         make(args.path, args.rows, args.features, args.clusters, args.seed, args.chunk)
     else:
-        params = {}
-        for item in args.param:
-            name, _, value = item.partition("=")
-            try:
-                params[name] = ast.literal_eval(value)
-            except (ValueError, SyntaxError):
-                params[name] = value
-        fit(args.path, args.method, params, args.seed)
+        from aeclust.cli import _parse_param  # the CLI's own NAME=VALUE reading
+
+        fit(args.path, args.method, dict(_parse_param(p) for p in args.param), args.seed)
 
 
 if __name__ == "__main__":

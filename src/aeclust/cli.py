@@ -175,10 +175,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     try:
         return _cluster(args, parallel)
     finally:
-        if parallel:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+        distributed.shutdown()
 
 
 def _cluster(args: argparse.Namespace, parallel: bool) -> int:

@@ -44,6 +44,7 @@ __all__ = [
     "shard_bounds",
     "sharded",
     "sharded_fit",
+    "shutdown",
     "total",
     "world",
 ]
@@ -105,6 +106,20 @@ def init_from_env(device: str | torch.device = "auto") -> bool:
     dist.init_process_group(backend)
     logger.info("process %d of %d (%s)", dist.get_rank(), dist.get_world_size(), backend)
     return dist.get_world_size() > 1
+
+
+def shutdown() -> None:
+    """Leave the process group (the end of a ``torchrun`` program).
+
+    The DistributedDataParallel wrappers of finished fits are freed first (they sit in reference
+    cycles until a garbage collection): one freed after the group is gone aborts the interpreter
+    ("terminate called without an active exception").
+    """
+    import gc
+
+    if dist.is_available() and dist.is_initialized():
+        gc.collect()
+        dist.destroy_process_group()
 
 
 @contextmanager

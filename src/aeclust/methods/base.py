@@ -390,16 +390,17 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
         seed = seed_from(self.random_state)
         self.__dict__.pop("_kept_embedding", None)  # from a fit that failed before its check
         with distributed.sharded_fit() as parallel:
-            # data-parallel: this process trains on its block of rows; labels_ is gathered
-            parallel = parallel and not type(self).replicates_rows
-            start, stop = distributed.shard_bounds(X.shape[0]) if parallel else (0, X.shape[0])
+            # data-parallel: this process trains on its block of rows and labels_ is gathered,
+            # unless the method keeps every row in every process (replicates_rows)
+            own_block = parallel and not type(self).replicates_rows
+            start, stop = distributed.shard_bounds(X.shape[0]) if own_block else (0, X.shape[0])
             if isinstance(X, DiskRows):
                 x = X.block(start, stop, device=device).shifted(self.input_offset_)
             else:
                 x = self._to_tensor(X[start:stop], device)
             with local_seed(seed, device):
                 self._fit(x, seed)
-            if parallel:
+            if own_block:
                 labels = torch.from_numpy(self.labels_).to(device)
                 self.labels_ = distributed.gather_rows(labels).cpu().numpy()
                 self._warn_if_degenerate(x)

@@ -185,6 +185,34 @@ def _relocate_empty(
         new_centers[run, slots[: len(points)]] = points
 
 
+def _initial_centers(
+    points: torch.Tensor,
+    n_clusters: int,
+    n_init: int,
+    init: torch.Tensor | str,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """The starting centres (restarts, k, d) of :func:`kmeans`, drawn from ``points`` (fp32): a
+    given tensor (one warm start), k-means++, or k distinct random points per restart."""
+    n, d = points.shape
+    if isinstance(init, torch.Tensor):
+        if init.shape != (n_clusters, d):
+            raise ValueError(f"init centres must have shape {(n_clusters, d)}, got {init.shape}")
+        return init.to(points.device, torch.float32).unsqueeze(0).clone()
+    if init == "k-means++":
+        return kmeans_plusplus(points, n_clusters, n_init, generator)
+    if init == "random":
+        gdev = generator_device(generator)
+        idx = torch.stack(
+            [
+                torch.randperm(n, generator=generator, device=gdev)[:n_clusters]
+                for _ in range(n_init)
+            ]
+        ).to(points.device)
+        return points[idx]
+    raise ValueError(f"init must be 'k-means++', 'random' or a tensor, got {init!r}")
+
+
 def _lloyd_centers(
     x: torch.Tensor,
     centers: torch.Tensor,
@@ -295,27 +323,11 @@ def kmeans(
         return _sharded_kmeans(
             x, n_clusters, n_init=n_init, max_iter=max_iter, tol=tol, init=init, generator=generator
         )
-    n, d = x.shape
+    n = x.shape[0]
     if n < n_clusters:
         raise ValueError(f"n_samples={n} should be >= n_clusters={n_clusters}")
     x = x.float()
-    if isinstance(init, torch.Tensor):
-        if init.shape != (n_clusters, d):
-            raise ValueError(f"init centres must have shape {(n_clusters, d)}, got {init.shape}")
-        centers = init.to(x.device, torch.float32).unsqueeze(0).clone()
-    elif init == "k-means++":
-        centers = kmeans_plusplus(x, n_clusters, n_init, generator)
-    elif init == "random":
-        gdev = generator_device(generator)
-        idx = torch.stack(
-            [
-                torch.randperm(n, generator=generator, device=gdev)[:n_clusters]
-                for _ in range(n_init)
-            ]
-        ).to(x.device)
-        centers = x[idx]
-    else:
-        raise ValueError(f"init must be 'k-means++', 'random' or a tensor, got {init!r}")
+    centers = _initial_centers(x, n_clusters, n_init, init, generator)
 
     threshold = tol * x.var(dim=0).mean()
     # On the CPU the cluster sums are kept in float64 and updated with only the points whose
@@ -373,39 +385,22 @@ def _sharded_kmeans(
     """
     device = x.device
     x = x.float()
-    n_local, d = x.shape
+    n_local = x.shape[0]
     n = int(distributed.total(n_local, device=device))
     if n < n_clusters:
         raise ValueError(f"n_samples={n} should be >= n_clusters={n_clusters}")
-    if isinstance(init, torch.Tensor):
-        if init.shape != (n_clusters, d):
-            raise ValueError(f"init centres must have shape {(n_clusters, d)}, got {init.shape}")
-        centers = init.to(device, torch.float32).unsqueeze(0).clone()
-    else:
-        if init not in ("k-means++", "random"):
-            raise ValueError(f"init must be 'k-means++', 'random' or a tensor, got {init!r}")
-        sample = x
-        if n > SEED_SAMPLE:
-            # every process draws the same number from the shared generator, so it stays the
-            # same everywhere; the rows come from a generator of this process's own
-            gdev = generator_device(generator)
-            base = int(torch.randint(0, 2**62, (1,), generator=generator, device=gdev))
-            rank = distributed.world()[0]
-            own = torch.Generator(device="cpu").manual_seed(base + rank)
-            take = max(1, SEED_SAMPLE * n_local // n)
-            sample = x[torch.randperm(n_local, generator=own)[:take].to(device)]
+    sample = x
+    if not isinstance(init, torch.Tensor) and n > SEED_SAMPLE:
+        # every process draws the same number from the shared generator, so it stays the same
+        # everywhere; the rows come from a generator of this process's own
+        gdev = generator_device(generator)
+        base = int(torch.randint(0, 2**62, (1,), generator=generator, device=gdev))
+        own = torch.Generator(device="cpu").manual_seed(base + distributed.world()[0])
+        take = max(1, SEED_SAMPLE * n_local // n)
+        sample = x[torch.randperm(n_local, generator=own)[:take].to(device)]
+    if not isinstance(init, torch.Tensor):
         sample = distributed.gather_rows(sample)
-        if init == "k-means++":
-            centers = kmeans_plusplus(sample, n_clusters, n_init, generator)
-        else:
-            gdev = generator_device(generator)
-            idx = torch.stack(
-                [
-                    torch.randperm(sample.shape[0], generator=generator, device=gdev)[:n_clusters]
-                    for _ in range(n_init)
-                ]
-            ).to(device)
-            centers = sample[idx]
+    centers = _initial_centers(sample, n_clusters, n_init, init, generator)
     x64 = x.double()
     first = distributed.all_reduce_sum(x64.sum(dim=0))
     second = distributed.all_reduce_sum((x64 * x64).sum(dim=0))
