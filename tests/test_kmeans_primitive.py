@@ -131,3 +131,18 @@ def test_a_warm_start_far_from_the_data_still_gives_k_clusters():
     init = torch.tensor([[2.0, 2.0], [100.0, 100.0], [-100.0, 100.0]])
     res = kmeans(x, 3, init=init)
     assert res.labels.bincount(minlength=3).tolist() == [100, 100, 100]
+
+
+def test_kmeans_plusplus_in_row_blocks_picks_the_same_centres(monkeypatch):
+    # Millions of rows seed block by block (bounded memory); the choice must not depend on it.
+    import importlib
+
+    kmeans_module = importlib.import_module("aeclust.primitives.kmeans")
+    gen = torch.Generator().manual_seed(2)
+    x = torch.cat([torch.randn(200, 4, generator=gen) + 4 * i for i in range(6)])
+    whole = kmeans_module.kmeans_plusplus(x, 6, 3, torch.Generator().manual_seed(5))
+    # 3 restarts x 3 candidates x 50 rows: 24 blocks of the 1,200 rows
+    monkeypatch.setattr(kmeans_module, "SEEDING_BLOCK", 3 * 3 * 50)
+    blocked = kmeans_module.kmeans_plusplus(x, 6, 3, torch.Generator().manual_seed(5))
+    assert torch.equal(blocked, whole)
+    assert len({tuple(c.tolist()) for c in blocked[0]}) == 6

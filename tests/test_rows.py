@@ -93,3 +93,37 @@ def test_a_method_that_cannot_stream_reads_the_map_into_memory(on_disk, caplog):
     with caplog.at_level("WARNING"):
         VCC(4, hidden_dims=[8], embedding_dim=2, epochs=1, steps_per_epoch=2).fit(mapped)
     assert "reads the memory-mapped X into memory" in caplog.text
+
+
+@pytest.mark.parametrize("est", [CASES[1], CASES[4], CASES[5]], ids=lambda e: type(e).__name__)
+def test_predict_and_transform_read_a_memory_map_chunk_by_chunk(
+    est, on_disk, monkeypatch, tmp_path
+):
+    import aeclust.methods.base as base
+
+    x, mapped = on_disk
+    model = est.__class__(**est.get_params()).fit(x)
+    monkeypatch.setattr(base, "CHUNK_ROWS", 64)  # several chunks of the 300 rows, the last short
+    reads = []
+    original = DiskRows.read
+    monkeypatch.setattr(
+        DiskRows, "read", lambda self, a, b: reads.append(b - a) or original(self, a, b)
+    )
+    assert np.array_equal(model.predict(mapped), model.predict(x))
+    assert reads == [64, 64, 64, 64, 44]  # the file, never read whole
+    np.testing.assert_allclose(model.transform(mapped), model.transform(x), rtol=1e-5, atol=1e-6)
+    if hasattr(model, "predict_proba"):
+        np.testing.assert_allclose(model.predict_proba(mapped), model.predict_proba(x), atol=1e-6)
+    np.save(tmp_path / "narrow.npy", x[:, :2])
+    with pytest.raises(ValueError, match=r"X has 2 features, but \w+ is expecting"):
+        model.predict(np.load(tmp_path / "narrow.npy", mmap_mode="r"))
+
+
+def test_predict_refuses_a_memory_map_with_nan_naming_the_rows(on_disk, tmp_path):
+    x, _ = on_disk
+    model = DEC(n_clusters=4, max_iter=10, **NETWORK).fit(x)
+    bad = x.copy()
+    bad[130, 0] = np.inf
+    np.save(tmp_path / "bad.npy", bad)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        model.predict(np.load(tmp_path / "bad.npy", mmap_mode="r"))

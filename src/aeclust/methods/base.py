@@ -48,7 +48,7 @@ from aeclust.nn import Autoencoder, autoencoder_from_config, build_autoencoder
 from aeclust.nn.factory import AUTOENCODER_CLASSES
 from aeclust.pretrain import PretrainConfig, Pretrained, pretrain_autoencoder
 from aeclust.primitives import KMeansResult, kmeans
-from aeclust.rows import DiskRows, disk_rows_of
+from aeclust.rows import CHUNK_ROWS, DiskRows, disk_rows_of
 from aeclust.training import (
     EarlyStopping,
     Trainer,
@@ -450,11 +450,7 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
 
     def predict(self, X: Any) -> np.ndarray:
         """Cluster index of each row of ``X`` by the method's own assignment rule."""
-        check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        x = self._to_tensor(X, self._fitted_device())
-        with torch.no_grad():
-            return self._predict(x).cpu().numpy().astype(np.int64)
+        return self._apply(X, self._predict).astype(np.int64)
 
     def transform(self, X: Any) -> np.ndarray:
         """Embedding of ``X`` (the autoencoder's code), float32 array of shape (n, d).
@@ -477,13 +473,43 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
         """Fit, then return ``transform(X)``."""
         return self.fit(X).transform(X)
 
-    def _apply(self, X: Any, fn: Any) -> np.ndarray:
-        """``fn`` of the validated rows of ``X`` on the fitted device, as a NumPy array."""
+    def _apply(self, X: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
+        """``fn`` of the validated rows of ``X`` on the fitted device, as a NumPy array.
+
+        ``fn`` must treat rows independently. A memory-mapped ``X`` is read from its file
+        :data:`~aeclust.rows.CHUNK_ROWS` rows at a time for the methods that stream
+        (``out_of_core``), so predicting a file larger than memory holds one chunk and the result.
+        """
         check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        x = self._to_tensor(X, self._fitted_device())
+        device = self._fitted_device()
+        rows = disk_rows_of(X) if type(self).out_of_core else None
+        if rows is None:
+            x = self._to_tensor(self._validate_X(X, reset=False), device)
+            with torch.no_grad():
+                return fn(x).cpu().numpy()
+        if len(rows) == 0:
+            raise ValueError(
+                f"Found array with 0 sample(s) (shape={rows.shape}) while a minimum of 1 is "
+                f"required by {type(self).__name__}."
+            )
+        if rows.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {rows.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        rows = rows.shifted(getattr(self, "input_offset_", None))
+        parts = []
         with torch.no_grad():
-            return fn(x).cpu().numpy()
+            for begin, chunk in zip(
+                range(0, len(rows), CHUNK_ROWS), rows.chunks(CHUNK_ROWS), strict=True
+            ):
+                if not np.isfinite(chunk).all():
+                    raise ValueError(
+                        f"Input X ({rows.path}) contains NaN or infinity (rows {begin} to "
+                        f"{begin + len(chunk) - 1})."
+                    )
+                parts.append(fn(torch.from_numpy(chunk).to(device)).cpu().numpy())
+        return np.concatenate(parts)
 
     # -- for subclasses -------------------------------------------------------------------------
     def _fit(self, x: torch.Tensor, seed: int) -> None:

@@ -234,12 +234,7 @@ class DEC(BaseDeepClusterer):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Soft assignment Q (eq. 1) of each row of ``X`` to each cluster."""
-        from sklearn.utils.validation import check_is_fitted
-
-        check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        with torch.no_grad():
-            return self._soft_assignment(self._to_tensor(X, self._fitted_device())).cpu().numpy()
+        return self._apply(X, self._soft_assignment)
 
 
 @register_estimator(cli_name="idec")

@@ -442,8 +442,5 @@ class DAMIC(KDAE):
     def predict_proba(self, X: Any) -> np.ndarray:
         """The gate's p(c | x) for each row of ``X``."""
         check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        x = self._to_tensor(X, self._fitted_device())
         self.gate_.eval()
-        with torch.no_grad():
-            return torch.softmax(batched_apply(self.gate_, x), dim=1).cpu().numpy()
+        return self._apply(X, lambda x: torch.softmax(batched_apply(self.gate_, x), dim=1))

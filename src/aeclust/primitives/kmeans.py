@@ -23,6 +23,10 @@ from aeclust import distributed
 _CHUNK = 1 << 16
 #: Rows a data-parallel k-means seeds from (gathered from every process); all rows when fewer.
 SEED_SAMPLE = 1 << 16
+#: Most candidate distances (restarts x rows x candidates) k-means++ holds at once: 128 MB in
+#: fp32. Every stored benchmark seeds in one block below it (the largest, k-DAE's 100 restarts x
+#: 4 candidates x 70,000 rows, is 28M), so their seeding is what it was before the blocks.
+SEEDING_BLOCK = 1 << 25
 
 
 @dataclass
@@ -241,6 +245,8 @@ def kmeans_plusplus(
 
     As in scikit-learn, each new centre is the best (lowest potential) of ``2 + log(k)``
     candidates drawn with probability proportional to the squared distance to the nearest centre.
+    The candidates' distances are held for at most :data:`SEEDING_BLOCK` values at a time
+    (restarts x rows x candidates), so memory stays bounded for millions of rows.
 
     Returns
     -------
@@ -249,9 +255,11 @@ def kmeans_plusplus(
     n, _ = x.shape
     x = x.float()
     n_trials = 2 + int(math.log(n_clusters))
+    rows_per_block = max(1, SEEDING_BLOCK // (n_init * n_trials))
     first = torch.randint(0, n, (n_init,), generator=generator, device=generator_device(generator))
     centers = [x[first.to(x.device)]]  # list of (R, d)
-    closest = squared_distances(x, centers[0].unsqueeze(1)).squeeze(-1)  # (R, N)
+    closest = _min_squared_distances(x, centers[0].unsqueeze(1), rows_per_block)  # (R, N)
+    runs = torch.arange(n_init, device=x.device)
     for _ in range(1, n_clusters):
         weights = closest.clamp_min(0)
         total = weights.sum(dim=1, keepdim=True)
@@ -261,14 +269,36 @@ def kmeans_plusplus(
             weights.to(generator_device(generator)), n_trials, replacement=True, generator=generator
         ).to(x.device)  # (R, T)
         cand_pts = x[cand]  # (R, T, d)
-        d_cand = squared_distances(x, cand_pts)  # (R, N, T)
-        new_closest = torch.minimum(d_cand, closest.unsqueeze(-1))  # (R, N, T)
-        potential = new_closest.sum(dim=1)  # (R, T)
-        best = potential.argmin(dim=1)  # (R,)
-        rows = torch.arange(n_init, device=x.device)
-        centers.append(cand_pts[rows, best])
-        closest = new_closest[rows, :, best]
+        if n <= rows_per_block:
+            new_closest = torch.minimum(squared_distances(x, cand_pts), closest.unsqueeze(-1))
+            best = new_closest.sum(dim=1).argmin(dim=1)  # (R,)
+            closest = new_closest[runs, :, best]
+        else:
+            # Block by block: each candidate's potential, then the winners' distances again
+            # (recomputing one candidate costs 1/T of the search; keeping all T would not be
+            # bounded).
+            potential = torch.zeros(n_init, n_trials, dtype=torch.float64, device=x.device)
+            for start in range(0, n, rows_per_block):
+                block = slice(start, start + rows_per_block)
+                d = squared_distances(x[block], cand_pts)  # (R, B, T)
+                potential += torch.minimum(d, closest[:, block].unsqueeze(-1)).sum(dim=1)
+            best = potential.argmin(dim=1)
+            winners = cand_pts[runs, best].unsqueeze(1)  # (R, 1, d)
+            closest = torch.minimum(closest, _min_squared_distances(x, winners, rows_per_block))
+        centers.append(cand_pts[runs, best])
     return torch.stack(centers, dim=1)
+
+
+def _min_squared_distances(x: torch.Tensor, centers: torch.Tensor, rows: int) -> torch.Tensor:
+    """Squared distance (R, N) of every row of ``x`` to the nearest of its run's ``centers``
+    (R, c, d), ``rows`` rows at a time."""
+    return torch.cat(
+        [
+            squared_distances(x[start : start + rows], centers).min(dim=-1).values
+            for start in range(0, x.shape[0], rows)
+        ],
+        dim=1,
+    )
 
 
 def generator_device(generator: torch.Generator | None) -> torch.device:
