@@ -1,8 +1,11 @@
-"""Small shared helpers: devices, precision, local seeding, atomic files, input validation."""
+"""Small shared helpers: devices, precision, local seeding, atomic files, input validation,
+returning freed heap memory to the system."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import functools
 import os
 import tempfile
@@ -14,6 +17,31 @@ import numpy as np
 import torch
 
 PRECISIONS = ("fp32", "bf16", "auto")
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, or None where the C library has none (macOS, musl, Windows)."""
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+
+
+def release_freed_memory() -> None:
+    """Hand the heap's free pages back to the operating system (glibc ``malloc_trim(0)``).
+
+    A pass over many batches that keeps each batch's small result (a whole-data embedding, the
+    reads of a file larger than memory) leaves the batch's freed activations as holes under the
+    kept results; glibc keeps such holes once its adaptive mmap threshold has risen to their
+    size, and the resident memory grows with the number of batches (a 1,000,000-row embedding
+    through a 2000-wide layer reached 8 GB). Trimming after each batch keeps it at one batch.
+    About a microsecond when there is nothing to return; a no-op without glibc.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from aeclust import distributed
-from aeclust._utils import autocast, make_generator
+from aeclust._utils import autocast, make_generator, release_freed_memory
 from aeclust.callbacks import (
     Callback,
     Checkpoint,
@@ -537,9 +537,17 @@ def batched_apply(
     batch_size: int = 4096,
     autocast_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """Apply ``fn`` to ``x`` in large no-grad batches and concatenate the fp32 results."""
+    """Apply ``fn`` to ``x`` in large no-grad batches and concatenate the fp32 results.
+
+    On the CPU the heap's freed pages go back to the system after each batch
+    (:func:`aeclust._utils.release_freed_memory`), so the pass holds one batch's activations
+    however many rows it covers.
+    """
     outs = []
+    on_cpu = x.device.type == "cpu"
     for start in range(0, x.shape[0], batch_size):
         with autocast(x.device, autocast_dtype):
             outs.append(fn(x[start : start + batch_size]).float())
+        if on_cpu:
+            release_freed_memory()
     return torch.cat(outs) if outs else x.new_zeros((0,))

@@ -49,7 +49,9 @@ def squared_distances(x: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
     centers = centers.float()
     x2 = (x * x).sum(-1, keepdim=True)
     c2 = (centers * centers).sum(-1).unsqueeze(-2)
-    d = x2 - 2.0 * torch.matmul(x, centers.transpose(-1, -2)) + c2
+    # in place on the product: one (..., N, k) tensor instead of four, and the same bits as
+    # x2 - 2 x.c + c2 (scaling by -2 is exact and addition commutes)
+    d = torch.matmul(x, centers.transpose(-1, -2)).mul_(-2.0).add_(x2).add_(c2)
     return d.clamp_min_(0.0)
 
 
