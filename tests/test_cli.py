@@ -323,3 +323,43 @@ def test_cluster_says_when_the_partition_is_degenerate(tmp_path, capsys):
     assert main(["cluster", str(same), "--method", "kmeans", "--n-clusters", "3"]) == 0
     err = capsys.readouterr().err
     assert "warning: KMeans ended in a degenerate partition: 2 of 3 clusters are empty" in err
+
+
+def test_cluster_and_predict_read_a_npy_file_from_disk(blob_files, tmp_path, capsys, monkeypatch):
+    from aeclust.rows import DiskRows
+
+    npy, _ = blob_files
+    args = ["cluster", str(npy), "--method", "dec", "--n-clusters", "4", "--no-estimate"]
+    args += ["--device", "cpu", "--param", "autoencoder=[16, 2]", "--param", "pretrain_epochs=3"]
+    args += ["--param", "max_iter=30", "--seed", "0"]
+    assert main([*args, "--out", str(tmp_path / "memory.csv")]) == 0
+    reads = []
+    original = DiskRows.take
+    monkeypatch.setattr(DiskRows, "take", lambda self, i: reads.append(len(i)) or original(self, i))
+    model = tmp_path / "m.pt"
+    disk = [*args, "--from-disk", "--out", str(tmp_path / "disk.csv"), "--save-model", str(model)]
+    assert main(disk) == 0
+    assert "rows read from" in capsys.readouterr().out
+    assert reads  # the training batches came from the file
+    assert np.array_equal(_labels(tmp_path / "disk.csv"), _labels(tmp_path / "memory.csv"))
+    lo, hi = load_metadata(model)["range"]
+    x = np.load(npy)
+    assert (lo, hi) == (float(x.min()), float(x.max()))
+    out = tmp_path / "predicted.csv"
+    assert main(["predict", str(model), str(npy), "--from-disk", "--out", str(out)]) == 0
+    assert np.array_equal(_labels(out), _labels(tmp_path / "memory.csv"))
+
+
+def test_from_disk_reads_into_memory_what_needs_scaling(tmp_path, caplog):
+    from aeclust.datasets import load_file
+
+    np.save(tmp_path / "wide.npy", np.linspace(0, 5, 40, dtype=np.float32).reshape(10, 4))
+    np.save(tmp_path / "unit.npy", np.linspace(0, 1, 40, dtype=np.float32).reshape(10, 4))
+    with caplog.at_level("WARNING"):
+        scaled = load_file(tmp_path / "wide.npy", scale="unit", mmap=True)
+    assert not isinstance(scaled.x, np.memmap) and "needs them in memory" in caplog.text
+    assert scaled.x.max() == 1.0
+    kept = load_file(tmp_path / "unit.npy", scale="unit", mmap=True)
+    assert isinstance(kept.x, np.memmap) and kept.scaling == (0.0, 1.0)
+    with pytest.raises(ValueError, match=r"\.npy files only"):
+        load_file(tmp_path, mmap=True)

@@ -44,7 +44,7 @@ def _parse_param(text: str) -> tuple[str, Any]:
 def _messages(args: argparse.Namespace) -> Any:
     """Where cluster and predict print their summary: stdout, or stderr when the labels go to
     stdout (``--out -``), so that stdout is the CSV alone."""
-    return sys.stderr if args.out == "-" else sys.stdout
+    return sys.stderr if getattr(args, "out", None) == "-" else sys.stdout
 
 
 def _write_labels(args: argparse.Namespace, labels: np.ndarray) -> str:
@@ -96,11 +96,25 @@ def _load_data(args: argparse.Namespace, scaling: Sequence[float] | None = None)
         data = load_dataset(args.dataset, args.data_home)
     else:
         scale = tuple(scaling) if scaling is not None else args.scale
-        data = load_file(args.file, label_column=args.label_column, scale=scale)
-    if not np.isfinite(data.x).all():
+        mmap = bool(getattr(args, "from_disk", False))
+        data = load_file(args.file, label_column=args.label_column, scale=scale, mmap=mmap)
+    if isinstance(data.x, np.memmap):
+        # left in its file: the estimator checks the values chunk by chunk before any work
+        print(f"{data.name}: rows read from {data.source} as they are needed", file=_messages(args))
+    elif not np.isfinite(data.x).all():
         bad = int((~np.isfinite(data.x)).any(axis=1).sum())
         raise CLIError(f"the data contain NaN or infinite values in {bad} rows; clean them first")
     return data
+
+
+def _value_range(x: np.ndarray) -> tuple[float, float]:
+    """Smallest and largest value of the rows; a memory map's read chunk by chunk."""
+    from aeclust.rows import disk_rows_of
+
+    rows = disk_rows_of(x)
+    if rows is not None:
+        return rows.value_range()
+    return float(x.min()), float(x.max())
 
 
 def _n_clusters(args: argparse.Namespace, data: Any) -> int:
@@ -231,7 +245,7 @@ def _cluster(args: argparse.Namespace, parallel: bool) -> int:
         metadata = {
             "data": data.name,
             "scaling": data.scaling,
-            "range": [float(data.x.min()), float(data.x.max())],
+            "range": list(_value_range(data.x)),
         }
         model.save(args.save_model, metadata=metadata)
         print(f"model saved to {args.save_model}", file=say)
@@ -282,7 +296,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def _warn_outside_range(data: Any, fitted_range: Sequence[float]) -> None:
     """Warn when new rows lie far outside the values the model was fitted on (another scaling)."""
     lo, hi = (float(v) for v in fitted_range)
-    new_lo, new_hi = float(data.x.min()), float(data.x.max())
+    new_lo, new_hi = _value_range(data.x)
     margin = 0.5 * max(hi - lo, 1e-12)
     if new_lo < lo - margin or new_hi > hi + margin:
         print(
@@ -638,6 +652,13 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
         "model (the training data's), so give it the raw file",
     )
     p.add_argument("--data-home", help="dataset folder (default $AECLUST_DATA)")
+    p.add_argument(
+        "--from-disk",
+        action="store_true",
+        help="a .npy FILE larger than memory: leave it on disk and read the rows as they are "
+        "needed (AE+KM, DEC, IDEC, DCN, DKM, CT, k-DAE, DAMIC; the others read it into memory). "
+        "A 2-D float array, raw or already in [0, 1]",
+    )
 
 
 def _add_fit_arguments(p: argparse.ArgumentParser, param_help: str) -> None:

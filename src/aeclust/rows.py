@@ -222,6 +222,14 @@ class DiskRows:
             self._raw_sums = (column, squares, finite)
         return self._raw_sums
 
+    def value_range(self) -> tuple[float, float]:
+        """Smallest and largest value of the rows as read (shift included), chunk by chunk."""
+        lo, hi = np.inf, -np.inf
+        for chunk in self.chunks():
+            if chunk.size:
+                lo, hi = min(lo, float(chunk.min())), max(hi, float(chunk.max()))
+        return lo, hi
+
     def summary(self) -> list[float]:
         """Shape, sum and Euclidean norm (float64) of the rows as read (shift included): the
         cheap identity a training checkpoint keeps of its data."""

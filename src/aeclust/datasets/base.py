@@ -22,7 +22,9 @@ class Dataset:
     ----------
     x : numpy.ndarray of shape (N, D)
         The samples, float32, C-contiguous. Images are flattened row-major in (C, H, W) order, so
-        ``x.reshape(N, *image_shape)`` is NCHW.
+        ``x.reshape(N, *image_shape)`` is NCHW. A read-only memory map of a float ``.npy`` file
+        (``load_file(..., mmap=True)``) is kept as it is, float32 or float64: the estimators that
+        stream read it batch by batch (:mod:`aeclust.rows`).
     y : numpy.ndarray of shape (N,) or None
         Integer class labels (int64), 0..K-1, or None when the data has no labels.
     n_classes : int or None
@@ -66,7 +68,10 @@ class Dataset:
             )
         if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
             raise TypeError(f"Dataset {self.name!r}: x must be real numeric, got dtype {x.dtype}")
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        if isinstance(self.x, np.memmap) and x.dtype.kind == "f" and x.flags.c_contiguous:
+            x = self.x  # data larger than memory stays in its file
+        else:
+            x = np.ascontiguousarray(x, dtype=np.float32)
         object.__setattr__(self, "x", x)
         n = x.shape[0]
 

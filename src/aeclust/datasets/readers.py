@@ -302,7 +302,11 @@ def _array_dataset(
     )
 
 
-def _read_npy(path: Path, scale: str | None) -> Dataset:
+def _read_npy(path: Path, scale: str | None, mmap: bool = False) -> Dataset:
+    if mmap:
+        mapped = _npy_memory_map(path, scale)
+        if mapped is not None:
+            return mapped
     try:
         x = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
@@ -316,6 +320,54 @@ def _read_npy(path: Path, scale: str | None) -> Dataset:
             f"got shape {x.shape}"
         )
     return _array_dataset(x, None, name=path.stem, source=str(path), scale=scale)
+
+
+def _npy_memory_map(path: Path, scale: object) -> Dataset | None:
+    """A ``.npy`` file as a read-only memory map, left in its file (data larger than memory).
+
+    Only a 2-D float array in C order whose ``scale`` map is the identity can be used as stored:
+    raw values, or values already in [0, 1] under ``scale="unit"`` (checked chunk by chunk).
+    Anything else returns None after saying why, and the caller reads the file into memory.
+    """
+    from aeclust.rows import disk_rows_of
+
+    try:
+        x = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError):
+        return None  # the in-memory reader says what is wrong with the file
+    rows = disk_rows_of(x)
+    if rows is None:
+        logger.warning(
+            "%s: only a 2-D float array in C order is read from disk (got %s, shape %s); "
+            "reading it into memory",
+            path,
+            x.dtype,
+            x.shape,
+        )
+        return None
+    scaling = None
+    if scale == "unit":
+        lo, hi = rows.value_range()
+        scaling = (0.0, 1.0) if lo >= 0.0 and hi <= 1.0 else (lo, (hi - lo) or 1.0)
+    elif isinstance(scale, tuple):
+        scaling = scale
+    if scaling not in (None, (0.0, 1.0)):
+        logger.warning(
+            "%s: scaling its values by %s needs them in memory; save the file already scaled "
+            "(or give --scale raw) to read it from disk",
+            path,
+            scaling,
+        )
+        return None
+    return Dataset(
+        x=x,
+        y=None,
+        n_classes=None,
+        image_shape=None,
+        name=path.stem,
+        source=str(path),
+        scaling=scaling,
+    )
 
 
 def _read_npz(path: Path, scale: str | None) -> Dataset:
@@ -528,6 +580,7 @@ def load_file(
     label_column: int | str | None = None,
     scale: str | tuple[float, float] | None = None,
     header: bool | None = None,
+    mmap: bool = False,
 ) -> Dataset:
     """Load user data from a file or a folder of images.
 
@@ -557,6 +610,12 @@ def load_file(
     header : bool or None, default=None
         CSV only: whether the first row is a header; None detects it (a first row with a
         non-numeric cell above a numeric one, or with no numeric cell at all, is a header).
+    mmap : bool, default=False
+        ``.npy`` only: leave the rows in the file, as a read-only memory map in ``Dataset.x``,
+        for data larger than memory (the estimators that stream read it batch by batch:
+        ``BaseDeepClusterer.out_of_core``). Needs a 2-D float array in C order used as stored
+        (raw, or already in [0, 1] under ``scale="unit"``); otherwise the file is read into
+        memory, with a logged warning saying why.
 
     Returns
     -------
@@ -574,13 +633,15 @@ def load_file(
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
+    suffix = path.suffix.lower()
+    if mmap and (path.is_dir() or suffix != ".npy"):
+        raise ValueError(f"{path}: reading from disk (mmap) applies to .npy files only")
     if path.is_dir():
         return _read_image_folder(path, scale)
-    suffix = path.suffix.lower()
     if label_column is not None and suffix not in (".csv", ".tsv", ".txt"):
         raise ValueError(f"{path}: label_column applies to CSV files only")
     if suffix == ".npy":
-        return _read_npy(path, scale)
+        return _read_npy(path, scale, mmap)
     if suffix == ".npz":
         return _read_npz(path, scale)
     if suffix in (".csv", ".tsv", ".txt"):
