@@ -288,7 +288,7 @@ def _summary_store(db: Path) -> None:
     quick variant runs on the MNIST test set) and ``other`` (TINY again, under another name)."""
     home = TINY.replace(
         "[paper.kmeans.digits]",
-        '[datasets.mnist]\nlabel = "MNIST"\n\n[datasets.usps]\nlabel = "USPS"\n\n'
+        '[datasets.mnist]\nlabel = "MNIST"\n\n[datasets.usps]\nlabel = "USPS"\ndownsample = 2\n\n'
         "[paper.ae-kmeans.mnist]\nacc = 0.81\n\n[paper.kmeans.usps]\nacc = 0.67\n\n"
         "[paper.kmeans.digits]",
     ).replace('digits = "digits"', 'digits = "digits"\nmnist = "mnist_test"\nusps = "usps"')
@@ -333,7 +333,8 @@ def test_summary_table_picks_each_methods_own_protocol_full_variant_first(tmp_pa
     assert km.text() == "0.720±0.020 (3) / 0.75 / −0.030"
     assert table["kmeans"]["mnist_test"].text() == "—"
     assert table["kmeans"]["usps"].text() == "— / 0.67"  # not run: the paper's number alone
-    assert table["ae-kmeans"]["usps"].text() == "0.500 (1) q"  # quick, on the paper's data
+    # quick, on the paper's data, its images downsampled by the protocol
+    assert table["ae-kmeans"]["usps"].text() == "0.500 (1) q ↓2"
     stand_in = table["ae-kmeans"]["mnist_test"]
     assert stand_in.stand_in and stand_in.quick and stand_in.cell.seeds == [0, 1]
     assert stand_in.text() == "0.620±0.028 (2) †"  # the paper's MNIST number is not set beside

@@ -599,6 +599,9 @@ class SummaryCell:
         The cell is a quick run on data standing in for the paper's (no paper number, no Δ).
     paper : float or None
         Where there is no run: the paper's ACC in the method's own protocol, if any.
+    downsample : int or None
+        The protocol clustered the images downsampled this many times per side (block means),
+        not at the column's resolution.
     """
 
     method: str
@@ -607,6 +610,7 @@ class SummaryCell:
     cell: CellSummary | None = None
     stand_in: bool = False
     paper: float | None = None
+    downsample: int | None = None
 
     @property
     def quick(self) -> bool:
@@ -623,6 +627,8 @@ class SummaryCell:
         text += f" ({c.n_seeds})"
         if self.quick:
             text += " †" if self.stand_in else " q"
+        if self.downsample and self.downsample > 1:
+            text += f" ↓{self.downsample}"
         if "acc" in c.paper and not self.stand_in:
             text += f" / {_fmt_paper(c.paper['acc'])}"
             d = c.diff("acc")
@@ -702,7 +708,15 @@ def summary_cells(
                 stand_in = key in protos[name].datasets and protos[name].is_substitute(
                     key, variant == "quick"
                 )
-                cells[cell.data_used] = SummaryCell(method, cell.data_used, home, cell, stand_in)
+                spec = protos[name].datasets.get(key)
+                cells[cell.data_used] = SummaryCell(
+                    method,
+                    cell.data_used,
+                    home,
+                    cell,
+                    stand_in,
+                    downsample=spec.downsample if spec is not None else None,
+                )
         picked[method] = cells
     columns = [d for d in SUMMARY_DATASETS if any(d in c for c in picked.values())]
     columns += [d for c in picked.values() for d in c if d not in columns]
@@ -747,7 +761,9 @@ def summary_md(store: ResultStore, *, variants: Sequence[str] = ("full", "quick"
         "Δ are left out where the paper has none. **q**: the protocol's quick variant (CPU: "
         "fewer epochs or seeds than the paper) on the paper's data; **†**: the quick variant on "
         "a stand-in data set (e.g. `mnist_test` for the paper's `mnist`), so no paper number "
-        "and no Δ; **[protocol]**: the cell comes from that protocol, not the method's own; "
+        "and no Δ; **↓n**: the images were downsampled n times per side (n × n block means), "
+        "not clustered at the column's resolution; **[protocol]**: the cell comes from that "
+        "protocol, not the method's own; "
         "'— / 0.77': not run, the paper's number; '—': no run. KMeans (k-means on the pixels) "
         "and N2D are the user's alternatives to deep clustering. The sections below hold every "
         "row, NMI, ARI and times.",
