@@ -262,3 +262,28 @@ def test_icae_reference_is_the_methods_own_step(unit_blobs):
         copy.deepcopy(icae.autoencoder_).train(), torch.from_numpy(icae.cluster_centers_), 0
     )
     _same_loss(reference, lambda xb: module.training_step(torch.arange(32), xb)[0], x[:32])
+
+
+def test_methods_on_one_network_share_one_bare_reference(monkeypatch):
+    from types import SimpleNamespace
+
+    from aeclust.bench import speed
+    from aeclust.nn import build_autoencoder
+
+    calls = []
+    monkeypatch.setattr(
+        speed, "_best_rate", lambda fn, n, repeats, device: calls.append(repeats) or 100.0 + n
+    )
+    x = torch.zeros(40, 6)
+    ae = build_autoencoder([8, 3], 6)
+    other = build_autoencoder([8, 2], 6)
+    shared: dict = {}
+    dec = speed._reference_rate("dec", SimpleNamespace(autoencoder_=ae), x, 1, shared)
+    dcn = speed._reference_rate("dcn", SimpleNamespace(autoencoder_=ae), x, 1, shared)
+    assert dec == dcn and calls == [speed.SHARED_REFERENCE_REPEATS]  # measured once, carefully
+    assert "shared by the methods" in dec[1]
+    speed._reference_rate("dkm", SimpleNamespace(autoencoder_=other), x, 1, shared)
+    speed._reference_rate("ct", SimpleNamespace(autoencoder_=ae, batch_size=16), x, 1, shared)
+    assert len(calls) == 3  # another network, another batch size: measured for themselves
+    speed._reference_rate("dec", SimpleNamespace(autoencoder_=ae), x, 1)
+    assert calls[-1] == 1  # without a shared table: the repeats asked for

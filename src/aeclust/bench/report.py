@@ -971,8 +971,10 @@ def speed_md(store: ResultStore) -> list[str]:
         "kNN graphs included); its bare loop does the same work per step on a copy of the "
         "method's fitted networks (k-DAE: the k autoencoders and eq. 1; DAMIC: those and the "
         "gate; ICAE: its augmented views, MMD, reconstruction and Sobel terms; the others: "
-        "reconstruction on the method's autoencoder), so the ratio is what the method's loop, "
-        "hooks and whole-data passes cost beyond its steps' arithmetic. Sessions measured "
+        "reconstruction on the method's autoencoder, since 2026-12-07 one measurement of at "
+        "least 5 repeats shared by every method on the same network, batch and data), so the "
+        "ratio is what the method's loop, hooks and whole-data passes cost beyond its steps' "
+        "arithmetic. Sessions measured "
         "before 2026-12-06T23:30 UTC compared k-DAE, DAMIC and ICAE with plain "
         "reconstruction too: their ratios for those three are not comparable with later ones "
         "(benchmarks/notes/30-clustering-phase-speed.md).",
