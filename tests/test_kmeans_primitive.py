@@ -146,3 +146,18 @@ def test_kmeans_plusplus_in_row_blocks_picks_the_same_centres(monkeypatch):
     blocked = kmeans_module.kmeans_plusplus(x, 6, 3, torch.Generator().manual_seed(5))
     assert torch.equal(blocked, whole)
     assert len({tuple(c.tolist()) for c in blocked[0]}) == 6
+
+
+def test_lloyd_steps_one_restart_at_a_time_give_the_same_partition(monkeypatch):
+    # Millions of points move their sums restart by restart (bounded memory); same result.
+    import importlib
+
+    kmeans_module = importlib.import_module("aeclust.primitives.kmeans")
+    gen = torch.Generator().manual_seed(4)
+    x = torch.cat([torch.randn(300, 3, generator=gen) + 2.5 * i for i in range(5)])
+    together = kmeans(x, 5, n_init=6, generator=torch.Generator().manual_seed(1))
+    monkeypatch.setattr(kmeans_module, "MOVES_BLOCK", 100)
+    one_by_one = kmeans(x, 5, n_init=6, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(one_by_one.labels, together.labels)
+    assert torch.equal(one_by_one.centers, together.centers)
+    assert one_by_one.inertia == together.inertia and one_by_one.n_iter == together.n_iter

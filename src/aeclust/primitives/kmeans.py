@@ -27,6 +27,9 @@ SEED_SAMPLE = 1 << 16
 #: fp32. Every stored benchmark seeds in one block below it (the largest, k-DAE's 100 restarts x
 #: 4 candidates x 70,000 rows, is 28M), so their seeding is what it was before the blocks.
 SEEDING_BLOCK = 1 << 25
+#: Above this many (restart, point) pairs a Lloyd step moves the changed points' sums one restart
+#: at a time (same sums, bounded memory).
+MOVES_BLOCK = 1 << 24
 
 
 @dataclass
@@ -148,6 +151,15 @@ def _update_cluster_sums(
     sums whichever other runs share the batch.
     """
     n_runs, n_clusters = counts.shape
+    if n_runs > 1 and n_runs * old_labels.shape[1] > MOVES_BLOCK:
+        # one run at a time: the moved points of all runs at once would be (runs x N) rows of x
+        # (gigabytes for millions of points in the first iterations); each destination row
+        # receives the same additions in the same order, so the sums are the same bits
+        for r in range(n_runs):
+            _update_cluster_sums(
+                x, old_labels[r : r + 1], new_labels[r : r + 1], sums[r : r + 1], counts[r : r + 1]
+            )
+        return
     run, point = (old_labels != new_labels).nonzero(as_tuple=True)
     if run.numel() == 0:
         return
