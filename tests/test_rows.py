@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from aeclust import CT, DCN, DEC, DKM, KDAE, VCC, AEKMeans
+from aeclust import CT, DAMIC, DCN, DEC, DKM, KDAE, VCC, AEKMeans
 from aeclust.rows import DiskRows, disk_rows_of
 
 NETWORK = dict(autoencoder=[16, 3], pretrain_epochs=3, batch_size=32, device="cpu", random_state=0)
@@ -95,7 +95,13 @@ def test_a_method_that_cannot_stream_reads_the_map_into_memory(on_disk, caplog):
     assert "reads the memory-mapped X into memory" in caplog.text
 
 
-@pytest.mark.parametrize("est", [CASES[1], CASES[4], CASES[5]], ids=lambda e: type(e).__name__)
+# DEC and DAMIC also stream predict_proba (Q; the gate's p(c | x))
+DAMIC_CASE = DAMIC(**{k: v for k, v in CASES[5].get_params().items() if k != "loss"})
+
+
+@pytest.mark.parametrize(
+    "est", [CASES[1], CASES[4], CASES[5], DAMIC_CASE], ids=lambda e: type(e).__name__
+)
 def test_predict_and_transform_read_a_memory_map_chunk_by_chunk(
     est, on_disk, monkeypatch, tmp_path
 ):
@@ -112,7 +118,7 @@ def test_predict_and_transform_read_a_memory_map_chunk_by_chunk(
     assert np.array_equal(model.predict(mapped), model.predict(x))
     assert reads == [64, 64, 64, 64, 44]  # the file, never read whole
     np.testing.assert_allclose(model.transform(mapped), model.transform(x), rtol=1e-5, atol=1e-6)
-    if hasattr(model, "predict_proba"):
+    if isinstance(model, (DEC, DAMIC)):
         np.testing.assert_allclose(model.predict_proba(mapped), model.predict_proba(x), atol=1e-6)
     np.save(tmp_path / "narrow.npy", x[:, :2])
     with pytest.raises(ValueError, match=r"X has 2 features, but \w+ is expecting"):
@@ -127,3 +133,19 @@ def test_predict_refuses_a_memory_map_with_nan_naming_the_rows(on_disk, tmp_path
     np.save(tmp_path / "bad.npy", bad)
     with pytest.raises(ValueError, match="NaN or infinity"):
         model.predict(np.load(tmp_path / "bad.npy", mmap_mode="r"))
+
+
+def test_whole_data_passes_return_freed_memory_between_batches(on_disk, monkeypatch):
+    # A pass over a file returns the freed heap after every batch, one in memory every
+    # TRIM_EVERY batches (the 1,000,000-row embedding held 8 GB without it; note 32).
+    import aeclust.training as training
+
+    x, mapped = on_disk
+    calls = []
+    monkeypatch.setattr(training, "release_freed_memory", lambda: calls.append(1))
+    identity = torch.nn.Identity()
+    training.batched_apply(identity, torch.from_numpy(x), batch_size=10)  # 30 batches in memory
+    assert len(calls) == 30 // training.TRIM_EVERY
+    calls.clear()
+    training.batched_apply(identity, disk_rows_of(mapped), batch_size=10)  # 30 from the file
+    assert len(calls) == 30

@@ -36,8 +36,9 @@ def release_freed_memory() -> None:
     reads of a file larger than memory) leaves the batch's freed activations as holes under the
     kept results; glibc keeps such holes once its adaptive mmap threshold has risen to their
     size, and the resident memory grows with the number of batches (a 1,000,000-row embedding
-    through a 2000-wide layer reached 8 GB). Trimming after each batch keeps it at one batch.
-    About a microsecond when there is nothing to return; a no-op without glibc.
+    through a 2000-wide layer reached 8 GB). :func:`aeclust.training.batched_apply` calls it
+    between batches. About a microsecond when there is nothing to return (more when there is:
+    the pages are faulted in again by the next batch); a no-op without glibc.
     """
     trim = _malloc_trim()
     if trim is not None:

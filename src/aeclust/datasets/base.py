@@ -222,7 +222,12 @@ def unit_scaling(x: np.ndarray) -> tuple[float, float]:
         return 0.0, 1.0
     # min/max of the float32 values, which is what the scaled array is computed from
     values = x.astype(np.float32, copy=False)
-    lo, hi = float(values.min()), float(values.max())
+    return range_scaling(float(values.min()), float(values.max()))
+
+
+def range_scaling(lo: float, hi: float) -> tuple[float, float]:
+    """The ``scale="unit"`` map of real values spanning [``lo``, ``hi``]: ``(0, 1)`` when they
+    are already in [0, 1], else min-max ``(lo, hi - lo)`` (divisor 1 for a constant)."""
     if lo >= 0.0 and hi <= 1.0:
         return 0.0, 1.0
     logger.info("scale='unit': min-max scaling values from [%g, %g] to [0, 1]", lo, hi)

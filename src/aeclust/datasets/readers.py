@@ -23,7 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Dataset, apply_scaling, check_scale, encode_labels, scaling_for
+from .base import (
+    Dataset,
+    apply_scaling,
+    check_scale,
+    encode_labels,
+    range_scaling,
+    scaling_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -347,8 +354,7 @@ def _npy_memory_map(path: Path, scale: object) -> Dataset | None:
         return None
     scaling = None
     if scale == "unit":
-        lo, hi = rows.value_range()
-        scaling = (0.0, 1.0) if lo >= 0.0 and hi <= 1.0 else (lo, (hi - lo) or 1.0)
+        scaling = range_scaling(*rows.value_range())
     elif isinstance(scale, tuple):
         scaling = scale
     if scaling not in (None, (0.0, 1.0)):

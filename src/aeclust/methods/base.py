@@ -291,16 +291,30 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
             return False
         return True
 
-    def _validate_rows(self, X: np.memmap) -> DiskRows:
-        """:meth:`_validate_X` (``reset=True``) for a memory-mapped ``X`` read from its file in
-        chunks: finite values, at least 2 rows; sets ``n_features_in_``."""
+    def _validate_rows(self, X: np.memmap, *, reset: bool) -> DiskRows:
+        """:meth:`_validate_X` for a memory-mapped ``X`` read from its file in chunks.
+
+        ``reset=True`` (fit): at least 2 rows, every value finite (one streamed pass, before any
+        work); sets ``n_features_in_``. ``reset=False`` (predict, transform): at least 1 row and
+        the fitted number of features; the values are checked chunk by chunk as they are used
+        (:meth:`_apply`), so the file is read once, not twice.
+        """
         rows = disk_rows_of(X)
         assert rows is not None
-        if rows.shape[0] < 2 or rows.shape[1] < 1:
+        least = 2 if reset else 1
+        if rows.shape[0] < least or rows.shape[1] < 1:
             raise ValueError(
                 f"Found array with {rows.shape[0]} sample(s) and {rows.shape[1]} feature(s) "
-                f"while a minimum of 2 samples and 1 feature is required by {type(self).__name__}."
+                f"while a minimum of {least} sample(s) and 1 feature is required by "
+                f"{type(self).__name__}."
             )
+        if not reset:
+            if rows.shape[1] != self.n_features_in_:
+                raise ValueError(
+                    f"X has {rows.shape[1]} features, but {type(self).__name__} is expecting "
+                    f"{self.n_features_in_} features as input."
+                )
+            return rows
         if not rows.raw_sums()[2]:
             raise ValueError(f"Input X ({rows.path}) contains NaN or infinity.")
         self.n_features_in_ = rows.shape[1]
@@ -383,7 +397,11 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
                 f"{', '.join(data_parallel_methods())})"
             )
         # a memory-mapped X stays on disk for the methods that stream (out_of_core)
-        X = self._validate_rows(X) if self._streams(X) else self._validate_X(X, reset=True)
+        X = (
+            self._validate_rows(X, reset=True)
+            if self._streams(X)
+            else self._validate_X(X, reset=True)
+        )
         check_n_clusters(self.n_clusters, X.shape[0])
         self._set_input_offset(X)  # every process holds all of X: the same offset everywhere
         device = self._device()
@@ -482,27 +500,15 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
         """
         check_is_fitted(self)
         device = self._fitted_device()
-        rows = disk_rows_of(X) if type(self).out_of_core else None
-        if rows is None:
+        if not (type(self).out_of_core and disk_rows_of(X) is not None):
             x = self._to_tensor(self._validate_X(X, reset=False), device)
             with torch.no_grad():
                 return fn(x).cpu().numpy()
-        if len(rows) == 0:
-            raise ValueError(
-                f"Found array with 0 sample(s) (shape={rows.shape}) while a minimum of 1 is "
-                f"required by {type(self).__name__}."
-            )
-        if rows.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {rows.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input."
-            )
-        rows = rows.shifted(getattr(self, "input_offset_", None))
+        rows = self._validate_rows(X, reset=False).shifted(getattr(self, "input_offset_", None))
         parts = []
         with torch.no_grad():
-            for begin, chunk in zip(
-                range(0, len(rows), CHUNK_ROWS), rows.chunks(CHUNK_ROWS), strict=True
-            ):
+            for begin in range(0, len(rows), CHUNK_ROWS):
+                chunk = rows.read(begin, min(begin + CHUNK_ROWS, len(rows)))
                 if not np.isfinite(chunk).all():
                     raise ValueError(
                         f"Input X ({rows.path}) contains NaN or infinity (rows {begin} to "
