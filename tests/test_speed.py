@@ -181,6 +181,29 @@ def test_a_failing_method_does_not_cost_the_others(tmp_path, monkeypatch, capsys
     assert "failed dkm: RuntimeError: boom" in out and "dcn" in out
 
 
+def test_a_speed_session_measures_the_shared_bare_loop_once(tmp_path, monkeypatch):
+    """run_speed measures one method per call; the shared reference must outlive each call
+    (before, every method measured its own, and 'shared' rows showed six different rates)."""
+    import aeclust.bench.speed as speed
+
+    calls = []
+    real = speed._best_rate
+
+    def counted(fn, n, repeats, device):
+        calls.append(repeats)
+        return real(fn, n, 1, device)
+
+    monkeypatch.setattr(speed, "_best_rate", counted)
+    db = tmp_path / "r.db"
+    kw = dict(dataset="digits", phases=("cluster",), precisions=("fp32",), repeats=1, device="cpu")
+    run_speed(methods=["dcn", "dkm"], db=db, **kw)
+    with ResultStore(db) as store:
+        rows = store.speed_rows()
+    assert [r["name"] for r in rows] == ["dcn", "dkm"]
+    assert rows[0]["reference_samples_per_s"] == rows[1]["reference_samples_per_s"]
+    assert calls == [speed.SHARED_REFERENCE_REPEATS]
+
+
 @pytest.fixture(scope="module")
 def unit_blobs() -> torch.Tensor:
     gen = torch.Generator().manual_seed(0)

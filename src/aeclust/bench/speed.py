@@ -436,13 +436,18 @@ def measure_methods(
     device: torch.device,
     repeats: int,
     cache_dir: Path,
+    references: dict[tuple[Any, ...], tuple[float, str]] | None = None,
 ) -> list[SpeedRow]:
-    """Each method's clustering phase in each precision (see the module docstring)."""
+    """Each method's clustering phase in each precision (see the module docstring).
+
+    ``references`` holds the bare-loop measurements shared by methods on one network (see
+    :func:`_reference_rate`); pass the same dict to every call of one speed session, which
+    measures its methods one call at a time."""
     from aeclust.methods import METHODS
     from aeclust.training import tally_training
 
     rows = []
-    shared_references: dict[tuple[Any, ...], tuple[float, str]] = {}
+    shared_references = {} if references is None else references
     for name in methods:
         params = dict(SPEED_METHODS[name])
         n_max = params.pop("n_samples", None)
@@ -676,6 +681,9 @@ def run_speed(
             )
         if "cluster" in phases:
             assert data.n_classes is not None
+            # one table for the session: each method is measured in its own call (so that a
+            # failure costs only its rows), the shared bare loops must outlive the call
+            references: dict[tuple[Any, ...], tuple[float, str]] = {}
             with tempfile.TemporaryDirectory(prefix="aeclust-speed-") as cache:
                 for name in methods:
                     try:
@@ -688,6 +696,7 @@ def run_speed(
                             device=dev,
                             repeats=repeats,
                             cache_dir=Path(cache),
+                            references=references,
                         )
                     except Exception as exc:  # one broken method must not cost the others' rows
                         failures[name] = f"{type(exc).__name__}: {exc}"
