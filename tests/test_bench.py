@@ -346,6 +346,47 @@ def test_summary_table_picks_each_methods_own_protocol_full_variant_first(tmp_pa
     assert _home_row(load_protocol("kdae-table2"), "kdae") == "kdae"
 
 
+def test_a_row_whose_seeds_ran_on_two_machines_or_code_versions_is_marked(tmp_path: Path) -> None:
+    from aeclust.bench.report import summary_cells
+
+    db = tmp_path / "s.db"
+    proto = validate(tomllib.loads(TINY), source="t")
+    epyc = json.dumps({"cpu": "AMD EPYC"})
+    with ResultStore(db) as store:
+        store.save_protocol(proto.name, proto.fingerprint, "t", proto.to_json())
+        for seed, device, commit in (
+            (0, "cpu", "aaa"),
+            (1, "cpu", "aaa"),
+            (2, "cuda (H100)", "bbb"),
+        ):
+            store.insert_run(
+                _fake_record(
+                    "tiny",
+                    "kmeans",
+                    "digits",
+                    seed,
+                    variant="full",
+                    device=device,
+                    machine_json=epyc,
+                    git_commit=commit,
+                )
+            )
+        # one machine, one code version: not marked
+        for seed in (0, 1):
+            store.insert_run(
+                _fake_record("tiny", "ae-kmeans", "digits", seed, device="cpu", machine_json=epyc)
+            )
+        table = summary_cells(store, {"kmeans": "tiny", "ae-kmeans": "tiny"})
+    km = table["kmeans"]["digits"]
+    assert km.cell.machines == {"cpu (AMD EPYC)": [0, 1], "cuda (H100)": [2]}
+    assert km.text().endswith(" ‡")
+    assert not table["ae-kmeans"]["digits"].cell.mixed
+    assert "‡" not in table["ae-kmeans"]["digits"].text()
+    md = render_report(db, fmt="md", variant="full")
+    km_line = next(line for line in md.splitlines() if line.startswith("| KM |"))
+    assert "runs from cpu (AMD EPYC) (seeds 0,1), cuda (H100) (seed 2); 2 code versions" in km_line
+
+
 def test_benchmarks_md_opens_with_the_summary_and_links_the_notes(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     _summary_store(db)

@@ -98,7 +98,14 @@ class CellSummary:
     pretrain_all_cached: bool = False
     fit_seconds: float = math.nan
     peak_memory_mb: float = math.nan
+    machines: dict[str, list[int]] = field(default_factory=dict)
+    commits: list[str] = field(default_factory=list)
     note: str = ""
+
+    @property
+    def mixed(self) -> bool:
+        """bool : The runs come from more than one machine or more than one code version."""
+        return len(self.machines) > 1 or len(self.commits) > 1
 
     @property
     def n_seeds(self) -> int:
@@ -224,13 +231,34 @@ def summarize(store: ResultStore, proto: Protocol, variant: str) -> dict[str, li
                 cell.fit_seconds = _nanmean(r["fit_seconds"] for r in mine)
                 peaks = [r["peak_memory_mb"] for r in mine if r["peak_memory_mb"] is not None]
                 cell.peak_memory_mb = float(max(peaks)) if peaks else math.nan
+                for r in sorted(mine, key=lambda r: int(r["seed"])):
+                    cell.machines.setdefault(_machine(r), []).append(int(r["seed"]))
+                cell.commits = sorted({r["git_commit"] for r in mine if r["git_commit"]})
             if spec is not None and not comparable:
                 cell.note = f"quick: {used} stands in for {spec.name}"
-            if borrowed:
-                cell.note = f"{cell.note}; {borrowed}" if cell.note else borrowed
+            notes = [cell.note, borrowed, _mixed_note(cell)]
+            cell.note = "; ".join(n for n in notes if n)
             cells.append(cell)
         out[key] = cells
     return out
+
+
+def _mixed_note(cell: CellSummary) -> str:
+    """Which machines (with their seeds) and how many code versions a row's runs mix; '' when
+    one of each. Times (and, across code versions, results) of such a row are not one
+    measurement."""
+    parts = []
+    if len(cell.machines) > 1:
+        parts.append(
+            "runs from "
+            + ", ".join(
+                f"{m} (seed{'s' if len(s) > 1 else ''} {','.join(map(str, s))})"
+                for m, s in cell.machines.items()
+            )
+        )
+    if len(cell.commits) > 1:
+        parts.append(f"{len(cell.commits)} code versions (see Code above)")
+    return "; ".join(parts)
 
 
 def shift_curves(
@@ -634,6 +662,8 @@ class SummaryCell:
             d = c.diff("acc")
             if not math.isnan(d):
                 text += " / " + f"{d:+.3f}".replace("-", "−")
+        if c.mixed:
+            text += " ‡"
         if c.protocol != self.home:
             text += f" [{c.protocol}]"
         return text
@@ -762,8 +792,9 @@ def summary_md(store: ResultStore, *, variants: Sequence[str] = ("full", "quick"
         "fewer epochs or seeds than the paper) on the paper's data; **†**: the quick variant on "
         "a stand-in data set (e.g. `mnist_test` for the paper's `mnist`), so no paper number "
         "and no Δ; **↓n**: the images were downsampled n times per side (n × n block means), "
-        "not clustered at the column's resolution; **[protocol]**: the cell comes from that "
-        "protocol, not the method's own; "
+        "not clustered at the column's resolution; **‡**: the seeds ran on more than one "
+        "machine or code version (the section's Note column says which); **[protocol]**: the "
+        "cell comes from that protocol, not the method's own; "
         "'— / 0.77': not run, the paper's number; '—': no run. KMeans (k-means on the pixels) "
         "and N2D are the user's alternatives to deep clustering. The sections below hold every "
         "row, NMI, ARI and times.",
@@ -930,9 +961,9 @@ def _fmt_ratio(num: float | None, den: float | None) -> str:
     return "—" if not num or not den else f"{num / den:.2f}×"
 
 
-def _speed_machine(row: Mapping[str, Any]) -> str:
-    """The machine a throughput row was measured on: its device, with the CPU model for CPUs
-    (a CUDA device string already names its GPU)."""
+def _machine(row: Mapping[str, Any]) -> str:
+    """The machine a stored run or throughput row was measured on: its device, with the CPU
+    model for CPUs (a CUDA device string already names its GPU)."""
     device = row["device"] or "?"
     try:
         cpu = json.loads(row["machine_json"] or "{}").get("cpu")
@@ -951,7 +982,7 @@ def speed_md(store: ResultStore) -> list[str]:
     # Two CPUs of the same kind ("cpu") are different machines (AVX-512 against AMX bf16 moved
     # the bf16 ratio from 1.8x to 2.4x): the newest session is kept per machine, not per device.
     for r in rows:
-        r["device"] = _speed_machine(r)
+        r["device"] = _machine(r)
     newest: dict[tuple[str, str], str] = {}
     for r in rows:
         key = (r["device"], r["phase"])
@@ -1123,7 +1154,7 @@ def selection_md(store: ResultStore) -> list[str]:
             "",
             f"Command: `{first['command']}` ({first['n_samples']:,} samples, "
             f"{first['n_clusters']} clusters), at commit {(first['git_commit'] or '?')[:10]}, "
-            f"on {_speed_machine(first)}.",
+            f"on {_machine(first)}.",
             "",
             "| # | candidate | stability | consensus | silhouette | mean rank | clusters used "
             "| fit s (per seed) | ACC (not used) |",
