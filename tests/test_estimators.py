@@ -440,3 +440,43 @@ def test_the_final_pass_serves_labels_and_the_check_once(est, blobs, monkeypatch
     assert len(calls) == (1 if cls is KDAE else 0)  # k-DAE's errors pass makes labels_ too
     assert np.allclose(seen[0].cpu().numpy(), est.transform(x), atol=1e-5)
     assert "_kept_embedding" not in vars(est)  # released: the fitted estimator holds no copy
+
+
+@pytest.mark.parametrize(
+    "name, extra",
+    [
+        ("ae-kmeans", {}),
+        ("dec", {"max_iter": 20, "update_interval": 5}),
+        ("idec", {"max_iter": 20, "update_interval": 5}),
+        ("dcn", {"epochs": 2}),
+        ("dkm", {"n_alpha_steps": 1, "epochs_per_alpha": 2}),
+        ("ct", {"epochs": 2}),
+    ],
+)
+def test_labels_and_the_degenerate_check_share_one_final_embedding_pass(name, extra, monkeypatch):
+    """A method whose labels are a function of its embedding embeds the training rows once at
+    the end (labels_ and the degenerate-partition check), and labels_ is still predict(X)."""
+    rng = np.random.default_rng(0)
+    x = np.clip(rng.normal(0.5, 0.1, (60, 6)) + np.repeat(np.eye(3, 6), 20, axis=0), 0, 1)
+    x = x.astype(np.float32)
+    est = METHODS[name](
+        n_clusters=3,
+        autoencoder=[16, 4],
+        pretrain_epochs=2,
+        batch_size=32,
+        device="cpu",
+        random_state=0,
+        **extra,
+    )
+    cls = type(est)
+    calls = []
+    real = cls._embed
+
+    def counted(self, rows):
+        calls.append(rows.shape[0])
+        return real(self, rows)
+
+    monkeypatch.setattr(cls, "_embed", counted)
+    est.fit(x)
+    assert calls == [60]
+    np.testing.assert_array_equal(est.predict(x), est.labels_)

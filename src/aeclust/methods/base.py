@@ -627,11 +627,26 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
         """What :meth:`transform` returns; the embedding unless a method says otherwise."""
         return self._embed(x)
 
+    def _labels_of(self, z: torch.Tensor) -> torch.Tensor:
+        """Cluster indices of rows already embedded (``z = _embed(x)``), for a method whose
+        labels are a function of its embedding alone (DEC's argmax Q, the nearest centre of
+        AE+KM, DCN, DKM and CT): ``labels_`` and the degenerate-partition check then share one
+        pass over the training rows (:meth:`_training_labels`). Not defined by the others."""
+        raise NotImplementedError
+
     def _training_labels(self, x: torch.Tensor) -> torch.Tensor:
         """``labels_`` of the training rows at the end of the template :meth:`_fit`; default
-        ``_predict(x)``. A method whose labels come from its embedding computes both in one pass
-        here and keeps the embedding (:meth:`_keep_training_embedding`)."""
-        return self._predict(x)
+        ``_predict(x)``. A method whose labels come from its embedding (it defines
+        :meth:`_labels_of`, or overrides this) computes both in one pass and keeps the
+        embedding (:meth:`_keep_training_embedding`)."""
+        if type(self)._labels_of is BaseDeepClusterer._labels_of:
+            return self._predict(x)
+        z = self.__dict__.get("_kept_embedding")  # kept already by _fitted_from (CT)
+        if z is None:
+            with torch.no_grad():
+                z = self._embed(x)
+            self._keep_training_embedding(z)
+        return self._labels_of(z)
 
     def _keep_training_embedding(self, z: torch.Tensor) -> None:
         """Hand the training rows' final embedding, computed on the way to ``labels_``, to the

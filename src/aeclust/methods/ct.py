@@ -284,9 +284,13 @@ class CT(BaseDeepClusterer):
         # (Lloyd's labels are those of its final centres); labels_ = predict(X) takes the fp32
         # embedding, also under bf16 training.
         self.cluster_centers_ = module.centers.cpu().numpy()
-        self.max_membership_ = self._max_membership(self._embed(x).float(), module.centers)
+        z = self._embed(x)
+        self._keep_training_embedding(z)  # labels_ and the degenerate check reuse it
+        self.max_membership_ = self._max_membership(z.float(), module.centers)
         self.n_iter_ = len(self.history_)
 
+    def _labels_of(self, z: torch.Tensor) -> torch.Tensor:
+        return assign(z.float(), torch.from_numpy(self.cluster_centers_).to(z.device))[0]
+
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
-        centers = torch.from_numpy(self.cluster_centers_).to(x.device)
-        return assign(self._embed(x).float(), centers)[0]
+        return self._labels_of(self._embed(x))

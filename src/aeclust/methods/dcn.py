@@ -307,6 +307,8 @@ class DCN(BaseDeepClusterer):
         self.cluster_counts_ = module.counts.cpu().numpy()
         self.n_iter_ = len(self.history_)
 
+    def _labels_of(self, z: torch.Tensor) -> torch.Tensor:
+        return assign(z, torch.from_numpy(self.cluster_centers_).to(z.device))[0]
+
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
-        centers = torch.from_numpy(self.cluster_centers_).to(x.device)
-        return assign(self._embed(x), centers)[0]
+        return self._labels_of(self._embed(x))

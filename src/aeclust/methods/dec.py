@@ -200,10 +200,15 @@ class DEC(BaseDeepClusterer):
         return 1.0
 
     def _soft_assignment(self, x: torch.Tensor) -> torch.Tensor:
-        z = self._embed(x)
+        return self._soft_assignment_of(self._embed(x))
+
+    def _soft_assignment_of(self, z: torch.Tensor) -> torch.Tensor:
         return student_t_assignment(
-            z, torch.from_numpy(self.cluster_centers_).to(x.device), self.alpha
+            z, torch.from_numpy(self.cluster_centers_).to(z.device), self.alpha
         )
+
+    def _labels_of(self, z: torch.Tensor) -> torch.Tensor:
+        return self._soft_assignment_of(z).argmax(dim=1)
 
     def _training_module(self, ae: Autoencoder, x: torch.Tensor, seed: int) -> DECModule:
         _, init = self._initial_kmeans(ae, x, seed)
@@ -230,7 +235,7 @@ class DEC(BaseDeepClusterer):
         self.n_iter_ = trainer.n_steps
 
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self._soft_assignment(x).argmax(dim=1)
+        return self._labels_of(self._embed(x))
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Soft assignment Q (eq. 1) of each row of ``X`` to each cluster."""

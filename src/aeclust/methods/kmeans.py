@@ -183,7 +183,10 @@ class AEKMeans(BaseDeepClusterer):
         self.labels_ = result.labels.cpu().numpy().astype(np.int64)
         self.inertia_ = result.inertia
         self.n_iter_ = result.n_iter
+        self._keep_training_embedding(z)  # the degenerate-partition check needs no second pass
+
+    def _labels_of(self, z: torch.Tensor) -> torch.Tensor:
+        return assign(z, torch.from_numpy(self.cluster_centers_).to(z.device))[0]
 
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
-        centers = torch.from_numpy(self.cluster_centers_).to(x.device)
-        return assign(self._embed(x), centers)[0]
+        return self._labels_of(self._embed(x))
