@@ -346,4 +346,27 @@ def test_a_graph_too_spread_for_eq7_is_refused_before_training():
     rng = np.random.default_rng(0)
     x = (rng.normal(size=(60, 20)) * 300).astype(np.float32)
     with pytest.raises(ValueError, match=r"VCC: the kNN graph's weights .* span"):
-        VCC(n_clusters=3, epochs=1, device="cpu").fit(x)
+        VCC(n_clusters=3, epochs=1, device="cpu", distance_scale=1.0).fit(x)
+
+
+def test_auto_distance_scale_keeps_the_papers_graph_or_lowers_s_to_the_cap():
+    from aeclust.methods.vcc import AUTO_DRAWS_PER_EDGE, mean_draws_per_edge
+
+    rng = np.random.default_rng(0)
+    spread = (rng.normal(size=(60, 20)) * 300).astype(np.float32)
+    # where the literal graph is refused, "auto" scales the distances to the cap and trains
+    with pytest.warns(UserWarning, match="distances are scaled by"):
+        model = VCC(n_clusters=3, epochs=1, device="cpu", random_state=0).fit(spread)
+    s = model.distance_scale_
+    assert 0 < s < 1
+    graph = VCC(n_clusters=3, distance_scale=s)._graph(torch.from_numpy(spread), 0)[0]
+    assert mean_draws_per_edge(graph) <= AUTO_DRAWS_PER_EDGE
+    wider = VCC(n_clusters=3, distance_scale=s * 1.01)._graph(torch.from_numpy(spread), 0)[0]
+    assert mean_draws_per_edge(wider) > AUTO_DRAWS_PER_EDGE  # the largest such s, to 1 %
+    assert model.steps_per_epoch_ <= AUTO_DRAWS_PER_EDGE * model.n_edges_ / 1000 + 1
+    # where it is not (unit-scale data), "auto" is the paper's s = 1: the same graph, bit for bit
+    unit = rng.random((60, 20)).astype(np.float32)
+    auto = VCC(n_clusters=3)._graph(torch.from_numpy(unit), 0)[0]
+    literal = VCC(n_clusters=3, distance_scale=1.0)._graph(torch.from_numpy(unit), 0)[0]
+    assert torch.equal(auto.values(), literal.values())
+    assert torch.equal(auto.indices(), literal.indices())

@@ -98,13 +98,6 @@ POSITIVE_REAL = Interval(Real, 0, None, closed="neither")
 NON_NEGATIVE_REAL = Interval(Real, 0, None, closed="left")
 FRACTION = Interval(Real, 0, 1, closed="both")
 
-#: Constraint objects the declarations below and the estimator modules share.
-POSITIVE_INT = Interval(Integral, 1, None, closed="left")
-NON_NEGATIVE_INT = Interval(Integral, 0, None, closed="left")
-POSITIVE_REAL = Interval(Real, 0, None, closed="neither")
-NON_NEGATIVE_REAL = Interval(Real, 0, None, closed="left")
-FRACTION = Interval(Real, 0, 1, closed="both")
-
 _ANNOTATIONS = {bool: "bool", int: "int", float: "float", str: "str", tuple: "Sequence"}
 
 
