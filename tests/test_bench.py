@@ -956,6 +956,35 @@ def test_runs_from_shows_the_other_protocols_runs_only_when_the_cell_is_the_same
     assert "0.62" not in line and "tiny's runs not shown: pretraining batch_size differs" in line
 
 
+def test_same_cell_reads_a_left_out_parameter_as_the_default_and_maps_columns_by_data() -> None:
+    from aeclust.bench.protocol import same_cell
+
+    ae_km = 'label = "AE+KM"\nn_init = 2\n'
+    assert ae_km in TINY and METHODS["ae-kmeans"]().n_init == 20
+    # one table spells AE+KM's default n_init out, the other leaves it out (and keys its column
+    # for the same data otherwise)
+    spelled = validate(
+        tomllib.loads(TINY.replace(ae_km, 'label = "AE+KM"\nn_init = 20\n')), source="t"
+    )
+    left_out = TINY.replace('name = "tiny"', 'name = "left-out"').replace(
+        ae_km, 'label = "AE+KM"\n'
+    )
+    for old, new in (
+        ("[datasets.digits]", '[datasets.sk]\nname = "digits"'),
+        ("[paper.kmeans.digits]", "[paper.kmeans.sk]"),
+        ("[paper.ae-kmeans.digits]", "[paper.ae-kmeans.sk]"),
+        ("[paper.dec.digits]", "[paper.dec.sk]"),
+        ('digits = "digits"', 'sk = "digits"'),
+    ):
+        left_out = left_out.replace(old, new)
+    other = validate(tomllib.loads(left_out), source="t")
+    assert same_cell(spelled, other, "ae-kmeans", "digits", True, key_b="sk") is None
+    assert "no column" in (same_cell(spelled, other, "ae-kmeans", "digits", True) or "")
+    base = validate(tomllib.loads(TINY), source="t")  # n_init = 2: not the default
+    why = same_cell(base, other, "ae-kmeans", "digits", True, key_b="sk") or ""
+    assert "n_init differs" in why
+
+
 @pytest.mark.parametrize("value", ['"tiny"', "3", '""'])
 def test_runs_from_must_name_another_protocol(value: str) -> None:
     text = TINY.replace('label = "AE+KM"\n', f'label = "AE+KM"\nruns_from = {value}\n')

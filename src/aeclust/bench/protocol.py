@@ -1005,7 +1005,9 @@ def _check_dataset_name(name: Any) -> list[str]:
     return []
 
 
-def same_cell(a: Protocol, b: Protocol, row: str, key: str, quick: bool) -> str | None:
+def same_cell(
+    a: Protocol, b: Protocol, row: str, key: str, quick: bool, *, key_b: str | None = None
+) -> str | None:
     """Whether two protocols resolve one cell identically (what ``runs_from`` relies on).
 
     Parameters
@@ -1014,41 +1016,69 @@ def same_cell(a: Protocol, b: Protocol, row: str, key: str, quick: bool) -> str 
     row : str
         Method row, present in both.
     key : str
-        Data-set column, present in both.
+        Data-set column of ``a`` (and of ``b`` unless ``key_b`` is given).
     quick : bool
         The quick variant.
+    key_b : str, optional
+        ``b``'s column for the same data when its key differs (``fashion`` / ``fashion_test``).
 
     Returns
     -------
     str or None
         None when the estimator, the data set (name, downsampling, number of clusters), the
-        NMI normalisation and every resolved parameter agree; otherwise the first difference.
+        NMI normalisation and every parameter the estimator is built with agree — a parameter
+        one protocol leaves out is the estimator's default, so a table that spells the
+        defaults out and one that relies on them resolve alike; otherwise the first difference.
     """
-    for proto in (a, b):
+    key_b = key if key_b is None else key_b
+    for proto, k in ((a, key), (b, key_b)):
         if row not in proto.methods:
             return f"{proto.name} has no row {row!r}"
-        if key not in proto.datasets:
-            return f"{proto.name} has no column {key!r}"
+        if k not in proto.datasets:
+            return f"{proto.name} has no column {k!r}"
     ma, mb = a.methods[row], b.methods[row]
-    da, db = a.datasets[key], b.datasets[key]
+    da, db = a.datasets[key], b.datasets[key_b]
     checks = [
         ("estimator", ma.estimator, mb.estimator),
-        ("data set", a.data_name(key, quick), b.data_name(key, quick)),
+        ("data set", a.data_name(key, quick), b.data_name(key_b, quick)),
         ("downsample", da.downsample, db.downsample),
         ("value_range", da.value_range, db.value_range),
         ("n_clusters", da.n_clusters, db.n_clusters),
         ("nmi_average", a.nmi_average, b.nmi_average),
         ("shared_pretrain", ma.shared_pretrain, mb.shared_pretrain),
     ]
-    (shared_a, own_a), (shared_b, own_b) = (p.cell_params(row, key, quick) for p in (a, b))
-    for name in sorted(set(shared_a) | set(shared_b)):
-        checks.append((f"pretraining {name}", shared_a.get(name), shared_b.get(name)))
-    for name in sorted(set(own_a) | set(own_b)):
-        checks.append((name, own_a.get(name), own_b.get(name)))
+    if ma.estimator == mb.estimator:
+        (shared_a, own_a), (shared_b, own_b) = (
+            p.cell_params(row, k, quick) for p, k in ((a, key), (b, key_b))
+        )
+        defaults = _estimator_defaults(ma.estimator)
+        resolved = []
+        for shared, own in ((shared_a, own_a), (shared_b, own_b)):
+            used = {k: v for k, v in shared.items() if defaults is None or k in defaults}
+            resolved.append({**(defaults or {}), **used, **own})
+        pretraining = set(shared_a) | set(shared_b)
+        for name in sorted(set(resolved[0]) | set(resolved[1])):
+            what = f"pretraining {name}" if name in pretraining else name
+            checks.append((what, _plain(resolved[0].get(name)), _plain(resolved[1].get(name))))
     for what, va, vb in checks:
         if va != vb:
             return f"{what} differs ({a.name}: {va!r}, {b.name}: {vb!r})"
     return None
+
+
+def _plain(value: Any) -> Any:
+    """A parameter value as a protocol file would write it (tuples as lists)."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _estimator_defaults(name: str) -> dict[str, Any] | None:
+    """The constructor defaults of a registered estimator (None if it is not registered)."""
+    from aeclust.methods import METHODS
+
+    cls = METHODS.get(name)
+    return None if cls is None else cls().get_params()
 
 
 def load_protocol(spec: str | os.PathLike[str] | Protocol) -> Protocol:

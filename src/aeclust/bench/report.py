@@ -187,14 +187,22 @@ def summarize(store: ResultStore, proto: Protocol, variant: str) -> dict[str, li
                     others = _load_protocols(store)
                 if source not in other_runs:
                     other_runs[source] = store.runs(source, variant)
-                theirs = [
-                    r for r in other_runs[source] if r["dataset"] == key and r["method"] == row
-                ]
                 other = others.get(source)
+                # the other table's column for the same data, whatever its key
+                their_key = key
+                if other is not None and key not in other.datasets:
+                    their_key = next(
+                        (k for k in other.datasets if other.data_name(k, quick) == used), key
+                    )
+                theirs = [
+                    r
+                    for r in other_runs[source]
+                    if r["dataset"] == their_key and r["method"] == row
+                ]
                 why = (
                     f"{source} is not stored in the database"
                     if other is None
-                    else same_cell(proto, other, row, key, quick)
+                    else same_cell(proto, other, row, key, quick, key_b=their_key)
                 )
                 if theirs and why is None:
                     mine, borrowed = theirs, f"runs of {source}, same settings"
