@@ -503,9 +503,14 @@ class VCC(BaseDeepClusterer):
             else:
                 high = mid
         self.distance_scale_ = low
+        draws = mean_draws_per_edge(literal)
+        why = (
+            f"would draw each edge {draws:,.0f} times an epoch on average (eq. 7)"
+            if math.isfinite(draws)
+            else "underflows to 0 on some edges (eq. 7 would draw them infinitely often)"
+        )
         warnings.warn(
-            f"VCC: eq. 3's softmax of the raw neighbour distances would draw each edge "
-            f"{mean_draws_per_edge(literal):,.0f} times an epoch on average (eq. 7); distances "
+            f"VCC: eq. 3's softmax of the raw neighbour distances {why}; distances "
             f"are scaled by {low:.3g} so that it draws at most {AUTO_DRAWS_PER_EDGE} "
             "(distance_scale='auto'; pass distance_scale=1.0 for the paper's graph)",
             UserWarning,
