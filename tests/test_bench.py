@@ -985,7 +985,39 @@ def test_same_cell_reads_a_left_out_parameter_as_the_default_and_maps_columns_by
     assert "n_init differs" in why
 
 
-@pytest.mark.parametrize("value", ['"tiny"', "3", '""'])
+def test_runs_from_can_name_the_row_the_other_table_calls_otherwise(tmp_path: Path) -> None:
+    from aeclust.bench.protocol import same_cell
+
+    base = validate(tomllib.loads(TINY), source="t")
+    # the ablation calls tiny's ae-kmeans row "full-model" and says so after a colon
+    renamed = (
+        TINY.replace('name = "tiny"', 'name = "tiny-renamed"')
+        .replace("[methods.ae-kmeans]", '[methods.full-model]\nestimator = "ae-kmeans"')
+        .replace('label = "AE+KM"\n', 'label = "AE+KM"\nruns_from = "tiny:ae-kmeans"\n')
+        .replace("[paper.ae-kmeans.", "[paper.full-model.")
+    )
+    ablation = validate(tomllib.loads(renamed), source="t")
+    spec = ablation.methods["full-model"]
+    assert (spec.runs_from, spec.runs_from_row, spec.source_row) == (
+        "tiny",
+        "ae-kmeans",
+        "ae-kmeans",
+    )
+    assert ablation.methods["kmeans"].source_row == "kmeans"
+    assert same_cell(ablation, base, "full-model", "digits", True, row_b="ae-kmeans") is None
+    assert "no row" in (same_cell(ablation, base, "full-model", "digits", True) or "")
+    db = tmp_path / "r.db"
+    with ResultStore(db) as store:
+        for proto in (base, ablation):
+            store.save_protocol(proto.name, proto.fingerprint, "t", proto.to_json())
+        for seed, acc in ((0, 0.61), (1, 0.63)):
+            store.insert_run(_fake_record("tiny", "ae-kmeans", "digits", seed, acc=acc))
+    md = render_report(db, fmt="md", protocol="tiny-renamed", variant="quick")
+    line = next(x for x in md.splitlines() if x.startswith("| AE+KM |"))
+    assert "0.62" in line and "runs of tiny's ae-kmeans row, same settings" in line
+
+
+@pytest.mark.parametrize("value", ['"tiny"', "3", '""', '"other:"'])
 def test_runs_from_must_name_another_protocol(value: str) -> None:
     text = TINY.replace('label = "AE+KM"\n', f'label = "AE+KM"\nruns_from = {value}\n')
     with pytest.raises(ProtocolError, match="runs_from must name another protocol"):

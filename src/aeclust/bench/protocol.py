@@ -25,6 +25,7 @@ the numbers the paper printed, so that a run can be set beside them. Keys (see
     shift = 1                         # constructor keyword arguments of the estimator
     like = "<other row>"              # optional: start from a copy of that row (see below)
     runs_from = "<other protocol>"    # optional: report that protocol's runs of this row
+                                      # ("<other protocol>:<its row>" when it names it otherwise)
 
     [datasets.<key>]                  # a column of the paper's table
     name = "mnist_test"               # registry name (default: the key)
@@ -85,9 +86,10 @@ the parent is edited.
 
 A row with ``runs_from = "<other protocol>"`` repeats a row of another table (an ablation table's
 full-model row, say): where this protocol has no runs of it in a column, the report shows the
-other protocol's runs of the same row name, but only when both resolve that cell to the same
-estimator, data set and parameters (otherwise the cell stays empty and says why). Running this
-protocol still runs the row; its own runs then take precedence.
+other protocol's runs of the same row name (or of the row named after a colon,
+``runs_from = "vcc-table3:vcc"``, when the other table calls it otherwise), but only when both
+resolve that cell to the same estimator, data set and parameters (otherwise the cell stays empty
+and says why). Running this protocol still runs the row; its own runs then take precedence.
 
 Resolution of one cell's parameters, later entries winning: ``[pretrain]``, then
 ``[datasets.<key>.pretrain]`` (only the keys the estimator accepts), then ``[methods.<row>]``,
@@ -211,6 +213,8 @@ class MethodSpec:
     runs_from : str or None
         Another protocol whose runs of this row the report shows where this one has none and
         both resolve the cell identically (see :func:`same_cell`).
+    runs_from_row : str or None
+        The row's name in ``runs_from`` when it differs (None: the same name).
     """
 
     name: str
@@ -221,6 +225,12 @@ class MethodSpec:
     stage: int | None = None
     select: dict[str, Any] | None = None
     runs_from: str | None = None
+    runs_from_row: str | None = None
+
+    @property
+    def source_row(self) -> str:
+        """The name of this row in ``runs_from``."""
+        return self.runs_from_row or self.name
 
 
 @dataclass(frozen=True)
@@ -629,13 +639,20 @@ def validate(data: Mapping[str, Any], *, source: str = "<protocol>") -> Protocol
             errors.append(f"[methods.{row}].shared_pretrain must be true or false")
         select = _check_select(row, spec.get("select"), classification, errors)
         runs_from = spec.get("runs_from")
+        runs_from_row = None
+        if isinstance(runs_from, str) and ":" in runs_from:
+            runs_from, runs_from_row = runs_from.split(":", 1)
         if runs_from is not None and (
-            not isinstance(runs_from, str) or not runs_from or runs_from == data.get("name")
+            not isinstance(runs_from, str)
+            or not runs_from
+            or runs_from == data.get("name")
+            or runs_from_row == ""
         ):
             errors.append(
-                f"[methods.{row}].runs_from must name another protocol, not {runs_from!r}"
+                f"[methods.{row}].runs_from must name another protocol "
+                f'("<protocol>" or "<protocol>:<row>"), not {spec.get("runs_from")!r}'
             )
-            runs_from = None
+            runs_from = runs_from_row = None
         params = {k: v for k, v in spec.items() if k not in _METHOD_META}
         params = _check_params(f"[methods.{row}]", params, errors, pretrain=False)
         methods[row] = MethodSpec(
@@ -647,6 +664,7 @@ def validate(data: Mapping[str, Any], *, source: str = "<protocol>") -> Protocol
             stage=stage,
             select=select,
             runs_from=runs_from,
+            runs_from_row=runs_from_row,
         )
 
     # datasets
@@ -1006,7 +1024,14 @@ def _check_dataset_name(name: Any) -> list[str]:
 
 
 def same_cell(
-    a: Protocol, b: Protocol, row: str, key: str, quick: bool, *, key_b: str | None = None
+    a: Protocol,
+    b: Protocol,
+    row: str,
+    key: str,
+    quick: bool,
+    *,
+    key_b: str | None = None,
+    row_b: str | None = None,
 ) -> str | None:
     """Whether two protocols resolve one cell identically (what ``runs_from`` relies on).
 
@@ -1014,13 +1039,15 @@ def same_cell(
     ----------
     a, b : Protocol
     row : str
-        Method row, present in both.
+        Method row of ``a`` (and of ``b`` unless ``row_b`` is given).
     key : str
         Data-set column of ``a`` (and of ``b`` unless ``key_b`` is given).
     quick : bool
         The quick variant.
     key_b : str, optional
         ``b``'s column for the same data when its key differs (``fashion`` / ``fashion_test``).
+    row_b : str, optional
+        ``b``'s name of the row when it differs (``vcc-dim2`` / ``vcc``).
 
     Returns
     -------
@@ -1031,12 +1058,13 @@ def same_cell(
         defaults out and one that relies on them resolve alike; otherwise the first difference.
     """
     key_b = key if key_b is None else key_b
-    for proto, k in ((a, key), (b, key_b)):
-        if row not in proto.methods:
-            return f"{proto.name} has no row {row!r}"
+    row_b = row if row_b is None else row_b
+    for proto, r, k in ((a, row, key), (b, row_b, key_b)):
+        if r not in proto.methods:
+            return f"{proto.name} has no row {r!r}"
         if k not in proto.datasets:
             return f"{proto.name} has no column {k!r}"
-    ma, mb = a.methods[row], b.methods[row]
+    ma, mb = a.methods[row], b.methods[row_b]
     da, db = a.datasets[key], b.datasets[key_b]
     checks = [
         ("estimator", ma.estimator, mb.estimator),
@@ -1049,7 +1077,7 @@ def same_cell(
     ]
     if ma.estimator == mb.estimator:
         (shared_a, own_a), (shared_b, own_b) = (
-            p.cell_params(row, k, quick) for p, k in ((a, key), (b, key_b))
+            p.cell_params(r, k, quick) for p, r, k in ((a, row, key), (b, row_b, key_b))
         )
         defaults = _estimator_defaults(ma.estimator)
         resolved = []

@@ -181,7 +181,8 @@ def summarize(store: ResultStore, proto: Protocol, variant: str) -> dict[str, li
         for row in rows:
             mine = [r for r in runs if r["dataset"] == key and r["method"] == row]
             borrowed = ""
-            source = proto.methods[row].runs_from if row in proto.methods else None
+            spec_row = proto.methods.get(row)
+            source = spec_row.runs_from if spec_row is not None else None
             if not mine and source and spec is not None:
                 if others is None:
                     others = _load_protocols(store)
@@ -194,18 +195,20 @@ def summarize(store: ResultStore, proto: Protocol, variant: str) -> dict[str, li
                     their_key = next(
                         (k for k in other.datasets if other.data_name(k, quick) == used), key
                     )
+                their_row = spec_row.source_row
                 theirs = [
                     r
                     for r in other_runs[source]
-                    if r["dataset"] == their_key and r["method"] == row
+                    if r["dataset"] == their_key and r["method"] == their_row
                 ]
                 why = (
                     f"{source} is not stored in the database"
                     if other is None
-                    else same_cell(proto, other, row, key, quick, key_b=their_key)
+                    else same_cell(proto, other, row, key, quick, key_b=their_key, row_b=their_row)
                 )
                 if theirs and why is None:
-                    mine, borrowed = theirs, f"runs of {source}, same settings"
+                    where = source if their_row == row else f"{source}'s {their_row} row"
+                    mine, borrowed = theirs, f"runs of {where}, same settings"
                 elif theirs:
                     borrowed = f"{source}'s runs not shown: {why}"
             paper = proto.paper.get(row, {}).get(key, {})
