@@ -22,7 +22,7 @@ from aeclust.bench import (
     run_protocol,
     write_benchmarks_md,
 )
-from aeclust.bench.protocol import PRETRAIN_KEYS, protocol_dirs, validate
+from aeclust.bench.protocol import PRETRAIN_KEYS, Protocol, protocol_dirs, validate
 from aeclust.cli import main
 from aeclust.methods import METHODS
 
@@ -914,6 +914,16 @@ def _ablation_of_tiny(lam_kmeans: int = 2) -> str:
     )
 
 
+def _store_tiny_ae_kmeans_runs(db: Path, *protocols: Protocol) -> Path:
+    """A results database holding the protocols and tiny's AE+KM runs (ACC 0.61 and 0.63)."""
+    with ResultStore(db) as store:
+        for proto in protocols:
+            store.save_protocol(proto.name, proto.fingerprint, "t", proto.to_json())
+        for seed, acc in ((0, 0.61), (1, 0.63)):
+            store.insert_run(_fake_record("tiny", "ae-kmeans", "digits", seed, acc=acc))
+    return db
+
+
 def test_runs_from_shows_the_other_protocols_runs_only_when_the_cell_is_the_same(
     tmp_path: Path,
 ) -> None:
@@ -927,12 +937,8 @@ def test_runs_from_shows_the_other_protocols_runs_only_when_the_cell_is_the_same
     assert same_cell(ablation, base, "ae-kmeans", "digits", True) is None
     why = same_cell(ablation, base, "ae-kmeans-short", "digits", True)
     assert why is not None and "no row" in why
-    db = tmp_path / "r.db"
+    db = _store_tiny_ae_kmeans_runs(tmp_path / "r.db", base, ablation)
     with ResultStore(db) as store:
-        for proto in (base, ablation):
-            store.save_protocol(proto.name, proto.fingerprint, "t", proto.to_json())
-        for seed, acc in ((0, 0.61), (1, 0.63)):
-            store.insert_run(_fake_record("tiny", "ae-kmeans", "digits", seed, acc=acc))
         store.insert_run(_fake_record("tiny-ablation", "ae-kmeans-short", "digits", 0, acc=0.5))
         store.insert_run(_fake_record("tiny", "kmeans", "digits", 0, acc=0.77))
     md = render_report(db, fmt="md", protocol="tiny-ablation", variant="quick")
@@ -1006,12 +1012,7 @@ def test_runs_from_can_name_the_row_the_other_table_calls_otherwise(tmp_path: Pa
     assert ablation.methods["kmeans"].source_row == "kmeans"
     assert same_cell(ablation, base, "full-model", "digits", True, row_b="ae-kmeans") is None
     assert "no row" in (same_cell(ablation, base, "full-model", "digits", True) or "")
-    db = tmp_path / "r.db"
-    with ResultStore(db) as store:
-        for proto in (base, ablation):
-            store.save_protocol(proto.name, proto.fingerprint, "t", proto.to_json())
-        for seed, acc in ((0, 0.61), (1, 0.63)):
-            store.insert_run(_fake_record("tiny", "ae-kmeans", "digits", seed, acc=acc))
+    db = _store_tiny_ae_kmeans_runs(tmp_path / "r.db", base, ablation)
     md = render_report(db, fmt="md", protocol="tiny-renamed", variant="quick")
     line = next(x for x in md.splitlines() if x.startswith("| AE+KM |"))
     assert "0.62" in line and "runs of tiny's ae-kmeans row, same settings" in line

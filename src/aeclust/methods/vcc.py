@@ -490,7 +490,8 @@ class VCC(BaseDeepClusterer):
             self.distance_scale_ = float(self.distance_scale)
             return graph(self.distance_scale_), m
         self.distance_scale_, literal = 1.0, graph(1.0)
-        if mean_draws_per_edge(literal) <= AUTO_DRAWS_PER_EDGE:
+        draws = mean_draws_per_edge(literal)
+        if draws <= AUTO_DRAWS_PER_EDGE:
             return literal, m
         # the draws grow with s (a wider softmax); the largest s whose epoch draws at most the
         # cap: s divided by 8 until it does, then halved intervals (s -> 0 gives uniform rows,
@@ -503,7 +504,6 @@ class VCC(BaseDeepClusterer):
             else:
                 high = mid
         self.distance_scale_ = low
-        draws = mean_draws_per_edge(literal)
         why = (
             f"would draw each edge {draws:,.0f} times an epoch on average (eq. 7)"
             if math.isfinite(draws)
