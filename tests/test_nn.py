@@ -78,3 +78,26 @@ def test_resnet_preset_builds_icae_network():
     assert z.shape == (3, 12) and x_hat.shape == (3, 28 * 28)
     with pytest.raises(ValueError, match="needs image_shape"):
         build_autoencoder("resnet", 30)
+
+
+def test_embedding_activation_bounds_the_code_and_survives_a_rebuild():
+    # CCAE's network (Nousi and Tefas, Sec. 5.3.1): sigmoid units up to and including the code,
+    # a linear reconstruction.
+    ae = build_autoencoder([16, 3], 12, activation="sigmoid", embedding_activation="sigmoid")
+    x = torch.randn(40, 12) * 50
+    z = ae.encode(x)
+    assert z.min() >= 0 and z.max() <= 1
+    # the code is the sigmoid of the linear code layer's output, nothing else
+    linear = autoencoder_from_config({**ae.config(), "embedding_activation": None})
+    linear.load_state_dict(ae.state_dict())
+    assert torch.allclose(z, torch.sigmoid(linear.encode(x)))
+    assert ae.decode(z).min() < 0  # the reconstruction stays linear
+    clone = autoencoder_from_config(ae.config())
+    clone.load_state_dict(ae.state_dict())
+    assert torch.equal(clone.encode(x), z)
+    conv = build_autoencoder("conv", 64, embedding_dim=2, embedding_activation="tanh")
+    assert conv.encode(torch.rand(3, 64) * 100).abs().max() <= 1
+    # a linear code keeps the config it had before the option existed (pretraining cache keys)
+    assert "embedding_activation" not in MLPAutoencoder([12, 3]).config()
+    with pytest.raises(ValueError, match="embedding_activation='sigmoid' is for the 'mlp'"):
+        build_autoencoder("resnet", 28 * 28, embedding_activation="sigmoid")

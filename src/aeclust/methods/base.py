@@ -723,6 +723,7 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
             "embedding_dim": self._param("embedding_dim"),
             "image_shape": self._param("image_shape"),
             "activation": self._param("activation"),
+            "embedding_activation": self._param("embedding_activation"),
             "batch_norm": self._param("batch_norm"),
             # BCE needs outputs in [0, 1]: a sigmoid reconstruction layer.
             "output_activation": "sigmoid" if bce else None,

@@ -329,14 +329,19 @@ class CCAE(BaseDeepClusterer):
     lr : float
         Adam learning rate of the retraining (a fresh optimiser per round).
     autoencoder : "mlp", sequence of int or Autoencoder
-        ``"mlp"`` is the paper's D-512-d (``hidden_dims`` then ``embedding_dim``), sigmoid hidden
-        units, linear code and output.
+        ``"mlp"`` is the paper's D-512-d (``hidden_dims`` then ``embedding_dim``): sigmoid units
+        up to and including the code (``embedding_activation``), a linear output.
     hidden_dims : sequence of int
         Hidden widths of the ``"mlp"`` preset.
     embedding_dim : int
         d (10 for MNIST, 32 otherwise in the paper).
     activation, batch_norm, image_shape
         As for every estimator.
+    embedding_activation : str
+        The code layer's activation: ``"sigmoid"``, Sec. 5.3.1's "D-512-d encoder architecture
+        with sigmoid nonlinearities and a symmetrical decoder with a linear final layer" (the one
+        linear layer it names is the decoder's last); ``"linear"`` was the default until
+        session 29 (docs/METHODS.md, CCAE, "Code layer").
     pretrain_epochs, pretrain_lr, pretrain_loss, pretrain_patience, pretrain_corruption
         The standard AE's training (stage 0).
     center_inputs : bool or "auto"
@@ -395,6 +400,7 @@ class CCAE(BaseDeepClusterer):
         hidden_dims=(512,),
         embedding_dim=32,
         activation="sigmoid",
+        embedding_activation="sigmoid",
         keep_snapshots=Param(False, "boolean"),
     )
 
@@ -610,12 +616,15 @@ class ClassSeparatingAE(_TorchEstimatorMixin, TransformerMixin, BaseEstimator):
     n_shifts : int
         Shifts after the standard AE (5: "shifted five times in total", Figs. 3-6).
     autoencoder : "mlp", sequence of int or Autoencoder
-        ``"mlp"``: D-512-d with sigmoid hidden units and linear code and output (the paper's
-        architecture, Sec. 5.3.1).
+        ``"mlp"``: D-512-d with sigmoid units up to and including the code
+        (``embedding_activation``) and a linear output (the paper's architecture, Sec. 5.3.1).
     hidden_dims : sequence of int
     embedding_dim : int
         d (256 for the 1024-pixel faces, Sec. 5.1).
     activation : str
+    embedding_activation : str
+        The code layer's activation, ``"sigmoid"`` as :class:`CCAE`'s (the paper's one network
+        for both tasks); ``"linear"`` until session 29.
     epochs : int
         Epochs of the standard AE (stage 0).
     shift_epochs : int
@@ -649,6 +658,7 @@ class ClassSeparatingAE(_TorchEstimatorMixin, TransformerMixin, BaseEstimator):
     params: ClassVar[Params] = declare(
         SHIFT_PARAMS,
         "autoencoder",
+        "embedding_activation",
         "device",
         "precision",
         "random_state",
@@ -659,6 +669,7 @@ class ClassSeparatingAE(_TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         hidden_dims=(512,),
         embedding_dim=256,
         activation="sigmoid",
+        embedding_activation="sigmoid",
         epochs=100,
         batch_size=32,
     ).with_positional("shift")
@@ -743,6 +754,7 @@ class ClassSeparatingAE(_TorchEstimatorMixin, TransformerMixin, BaseEstimator):
             x.shape[1],
             embedding_dim=self.embedding_dim,
             activation=self.activation,
+            embedding_activation=self.embedding_activation,
             hidden_dims=tuple(self.hidden_dims),
         ).to(x.device)
         # Stage 0: the standard AE (pretrain_autoencoder is the same loop, without the cache).

@@ -170,7 +170,7 @@ class CT(BaseDeepClusterer):
     autoencoder : "mlp", "conv", sequence of int or Autoencoder
         Network (see :func:`aeclust.nn.build_autoencoder`). The paper gives none; the default is
         DKM's d-500-500-2000-K ReLU MLP, whose code the authors edited.
-    embedding_dim, activation, batch_norm, image_shape
+    embedding_dim, activation, embedding_activation, batch_norm, image_shape
         For the presets, as :class:`aeclust.AEKMeans`.
     pretrain_epochs : int
         Reconstruction pretraining epochs (50 in the paper).

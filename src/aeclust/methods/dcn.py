@@ -191,6 +191,8 @@ class DCN(BaseDeepClusterer):
         Size of the embedding for the presets.
     activation : str
         Hidden activation for the presets.
+    embedding_activation : str
+        Activation of the presets' code layer (default ``"linear"``: none).
     image_shape : (C, H, W) or None
         For ``autoencoder="conv"``.
     pretrain_epochs : int

@@ -136,7 +136,7 @@ class DEC(BaseDeepClusterer):
     Parameters
     ----------
     n_clusters : int
-    autoencoder, embedding_dim, activation, batch_norm, image_shape
+    autoencoder, embedding_dim, activation, embedding_activation, batch_norm, image_shape
         The network (see :class:`aeclust.AEKMeans`); default d-500-500-2000-10 ReLU.
     pretrain_epochs, pretrain_lr, pretrain_loss, pretrain_patience, pretrain_corruption
         Autoencoder pretraining (DEC pretrains a stacked denoising AE; ``pretrain_corruption=0.2``

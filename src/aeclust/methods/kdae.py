@@ -225,7 +225,7 @@ class KDAE(BaseDeepClusterer):
     Parameters
     ----------
     n_clusters : int
-    autoencoder, embedding_dim, activation, batch_norm, image_shape
+    autoencoder, embedding_dim, activation, embedding_activation, batch_norm, image_shape
         The initial autoencoder; default the paper's 1024-256-10 (Sec. 3.5) with ELU and batch
         norm. The defaults are the full protocol of ``kdae-table2`` (0.752 on USPS against
         0.736 with mirrored 500-500-2000-10 and 500-100-10 networks, close to the authors' code,

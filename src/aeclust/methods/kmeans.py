@@ -120,6 +120,8 @@ class AEKMeans(BaseDeepClusterer):
         Size of the embedding for the presets.
     activation : str
         Hidden activation for the presets.
+    embedding_activation : str
+        Activation of the presets' code layer (default ``"linear"``: none).
     batch_norm : bool
         Batch normalisation in the hidden layers of the presets (k-DAE's network uses it).
     image_shape : (C, H, W) or None

@@ -74,6 +74,8 @@ class N2D(BaseDeepClusterer):
         Code size; None uses ``n_clusters``, as N2D does.
     activation : str
         Hidden activation of the presets.
+    embedding_activation : str
+        Activation of the presets' code layer (default ``"linear"``: none).
     batch_norm : bool
         Batch normalisation in the hidden layers of the presets.
     image_shape : (C, H, W) or None

@@ -294,6 +294,10 @@ SHARED_PARAMS: dict[str, Param] = {
     "embedding_dim": Param(10, POSITIVE_INT),
     "hidden_dims": Param((500, 500, 2000), SequenceOf(POSITIVE_INT, min_len=0)),
     "activation": Param("relu", StrOptions({*ACTIVATIONS, "linear", "identity", "none"})),
+    # the code layer's: linear in the DEC family; sigmoid in CCAE's network
+    "embedding_activation": Param(
+        "linear", StrOptions({*ACTIVATIONS, "linear", "identity", "none"})
+    ),
     "batch_norm": Param(False, "boolean"),
     "image_shape": Param(
         None, None, SequenceOf(POSITIVE_INT, length=3), annotation="Sequence[int] | None"
@@ -325,6 +329,7 @@ PRETRAINED_AUTOENCODER_PARAMS = (
     "autoencoder",
     "embedding_dim",
     "activation",
+    "embedding_activation",
     "batch_norm",
     "image_shape",
     "pretrain_epochs",
@@ -357,6 +362,7 @@ PRETRAIN_KEYS = (
     "embedding_dim",
     "hidden_dims",
     "activation",
+    "embedding_activation",
     "batch_norm",
     *PRETRAIN_CONFIG_FIELDS,
     "center_inputs",

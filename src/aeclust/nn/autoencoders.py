@@ -65,6 +65,12 @@ class Autoencoder(nn.Module):
         z = self.encode(x)
         return z, self.decode(z)
 
+    def _embedding_activation_config(self) -> dict[str, Any]:
+        # Only when set: a linear embedding's config (a pretraining cache key, a model file) stays
+        # what it was before the option existed.
+        act = getattr(self, "embedding_activation", None)
+        return {} if act in (None, "linear", "identity", "none") else {"embedding_activation": act}
+
     def config(self) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -74,7 +80,8 @@ class MLPAutoencoder(Autoencoder):
 
     The default of the deep clustering literature is ``dims=[d, 500, 500, 2000, 10]`` with ReLU
     (Xie et al., 2016, DEC; Guo et al., 2017, IDEC; Yang et al., 2017, DCN). The embedding layer is
-    linear; the output activation is chosen by the method (linear for MSE, sigmoid for BCE).
+    linear unless ``embedding_activation`` says otherwise; the output activation is chosen by the
+    method (linear for MSE, sigmoid for BCE).
 
     Parameters
     ----------
@@ -90,6 +97,10 @@ class MLPAutoencoder(Autoencoder):
         Activation of the reconstruction (``None``/``"linear"``, ``"sigmoid"``, ...).
     tied : bool
         Decoder weights are the transposed encoder weights (separate biases).
+    embedding_activation : str or None
+        Activation of the embedding layer (``None``/``"linear"``: none). CCAE's network is
+        "sigmoid nonlinearities" everywhere but the decoder's final layer (Nousi and Tefas,
+        Sec. 5.3.1): ``"sigmoid"``.
     """
 
     def __init__(
@@ -100,6 +111,7 @@ class MLPAutoencoder(Autoencoder):
         dropout: float = 0.0,
         output_activation: str | None = None,
         tied: bool = False,
+        embedding_activation: str | None = None,
     ) -> None:
         super().__init__()
         dims = [int(d) for d in dims]
@@ -114,6 +126,7 @@ class MLPAutoencoder(Autoencoder):
         self.dropout = dropout
         self.output_activation = output_activation
         self.tied = tied
+        self.embedding_activation = embedding_activation
         self.n_features = dims[0]
         self.embedding_dim = dims[-1]
 
@@ -128,6 +141,7 @@ class MLPAutoencoder(Autoencoder):
             self.decoder_biases = None
         self.decoder_post = nn.ModuleList(self._post(b) for b in rev[1:-1])
         self.output_act = make_activation(output_activation)
+        self.embedding_act = make_activation(embedding_activation)
 
     def _post(self, width: int) -> nn.Sequential:
         parts: list[nn.Module] = []
@@ -146,7 +160,7 @@ class MLPAutoencoder(Autoencoder):
             h = layer(h)
             if i < last:
                 h = self.encoder_post[i](h)
-        return h
+        return self.embedding_act(h)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Map embeddings ``(N, d)`` back to the input space ``(N, D)``."""
@@ -172,6 +186,7 @@ class MLPAutoencoder(Autoencoder):
             "dropout": self.dropout,
             "output_activation": self.output_activation,
             "tied": self.tied,
+            **self._embedding_activation_config(),
         }
 
 
@@ -198,6 +213,8 @@ class ConvAutoencoder(Autoencoder):
         Batch normalisation after each convolution.
     output_activation : str or None
         Activation of the reconstruction.
+    embedding_activation : str or None
+        Activation of the embedding layer (``None``/``"linear"``: none).
     """
 
     def __init__(
@@ -209,6 +226,7 @@ class ConvAutoencoder(Autoencoder):
         activation: str = "relu",
         batch_norm: bool = False,
         output_activation: str | None = None,
+        embedding_activation: str | None = None,
     ) -> None:
         super().__init__()
         if len(image_shape) != 3:
@@ -222,6 +240,7 @@ class ConvAutoencoder(Autoencoder):
         self.activation = activation
         self.batch_norm = batch_norm
         self.output_activation = output_activation
+        self.embedding_activation = embedding_activation
         c, h, w = self.image_shape
         self.n_features = c * h * w
 
@@ -238,6 +257,7 @@ class ConvAutoencoder(Autoencoder):
         self.conv_post = nn.ModuleList(posts)
         flat = self.channels[-1] * sizes[-1][0] * sizes[-1][1]
         self.to_embedding = nn.Linear(flat, self.embedding_dim)
+        self.embedding_act = make_activation(embedding_activation)
         self.from_embedding = nn.Linear(self.embedding_dim, flat)
         self.from_embedding_post = make_activation(activation)
         deconvs, dposts = [], []
@@ -263,7 +283,7 @@ class ConvAutoencoder(Autoencoder):
         h = x.reshape(x.shape[0], *self.image_shape)
         for conv, post in zip(self.convs, self.conv_post):
             h = post(conv(h))
-        return self.to_embedding(h.flatten(1))
+        return self.embedding_act(self.to_embedding(h.flatten(1)))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Map embeddings back to flattened images."""
@@ -286,4 +306,5 @@ class ConvAutoencoder(Autoencoder):
             "activation": self.activation,
             "batch_norm": self.batch_norm,
             "output_activation": self.output_activation,
+            **self._embedding_activation_config(),
         }

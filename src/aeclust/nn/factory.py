@@ -47,6 +47,7 @@ def build_autoencoder(
     batch_norm: bool = False,
     output_activation: str | None = None,
     hidden_dims: Sequence[int] = (500, 500, 2000),
+    embedding_activation: str | None = None,
 ) -> Autoencoder:
     """Build an autoencoder from a preset name, a list of widths or an existing module.
 
@@ -63,6 +64,9 @@ def build_autoencoder(
         Input dimension.
     embedding_dim, image_shape, activation, batch_norm, output_activation, hidden_dims
         Used by the presets.
+    embedding_activation : str or None
+        Activation of the embedding layer of the ``"mlp"`` and ``"conv"`` presets and of a list
+        of widths (``None``/``"linear"``: none); ``"resnet"`` takes none.
 
     Returns
     -------
@@ -83,7 +87,11 @@ def build_autoencoder(
         if spec == "mlp":
             dims = [n_features, *hidden_dims, embedding_dim]
             return MLPAutoencoder(
-                dims, activation, batch_norm=batch_norm, output_activation=output_activation
+                dims,
+                activation,
+                batch_norm=batch_norm,
+                output_activation=output_activation,
+                embedding_activation=embedding_activation,
             )
         if spec in ("conv", "resnet"):
             if image_shape is None:
@@ -94,6 +102,12 @@ def build_autoencoder(
                     )
                 image_shape = (1, side, side)
             if spec == "resnet":
+                if embedding_activation not in (None, "linear", "identity", "none"):
+                    raise ValueError(
+                        f"embedding_activation={embedding_activation!r} is for the 'mlp' and "
+                        "'conv' autoencoders; the 'resnet' one has its own latent (leave it "
+                        "'linear')"
+                    )
                 return ResNetAutoencoder(
                     image_shape, embedding_dim=embedding_dim, output_activation=output_activation
                 )
@@ -103,6 +117,7 @@ def build_autoencoder(
                 activation=activation,
                 batch_norm=batch_norm,
                 output_activation=output_activation,
+                embedding_activation=embedding_activation,
             )
         raise ValueError(f"unknown autoencoder preset {spec!r}; valid: 'mlp', 'conv', 'resnet'")
     dims = [int(d) for d in spec]
@@ -111,7 +126,11 @@ def build_autoencoder(
     if dims[0] != n_features:
         dims = [n_features, *dims]
     return MLPAutoencoder(
-        dims, activation, batch_norm=batch_norm, output_activation=output_activation
+        dims,
+        activation,
+        batch_norm=batch_norm,
+        output_activation=output_activation,
+        embedding_activation=embedding_activation,
     )
 
 
