@@ -23,7 +23,7 @@ import torch
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 
 from aeclust._utils import PRECISIONS
-from aeclust.nn.autoencoders import ACTIVATIONS
+from aeclust.nn.autoencoders import ACTIVATIONS, IDENTITY_NAMES
 from aeclust.primitives.losses import PRETRAIN_LOSSES, REC_LOSSES
 from aeclust.training import OPTIMIZERS
 
@@ -293,11 +293,9 @@ SHARED_PARAMS: dict[str, Param] = {
     ),
     "embedding_dim": Param(10, POSITIVE_INT),
     "hidden_dims": Param((500, 500, 2000), SequenceOf(POSITIVE_INT, min_len=0)),
-    "activation": Param("relu", StrOptions({*ACTIVATIONS, "linear", "identity", "none"})),
+    "activation": Param("relu", StrOptions({*ACTIVATIONS, *IDENTITY_NAMES})),
     # the code layer's: linear in the DEC family; sigmoid in CCAE's network
-    "embedding_activation": Param(
-        "linear", StrOptions({*ACTIVATIONS, "linear", "identity", "none"})
-    ),
+    "embedding_activation": Param("linear", StrOptions({*ACTIVATIONS, *IDENTITY_NAMES})),
     "batch_norm": Param(False, "boolean"),
     "image_shape": Param(
         None, None, SequenceOf(POSITIVE_INT, length=3), annotation="Sequence[int] | None"

@@ -36,9 +36,13 @@ def encode_decode(autoencoder: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor
     return z, autoencoder.decode(z)
 
 
+#: The names :func:`make_activation` reads as no activation (besides ``None``).
+IDENTITY_NAMES = ("linear", "identity", "none")
+
+
 def make_activation(name: str | None) -> nn.Module:
     """Instantiate an activation by name (``None`` or ``"linear"`` -> identity)."""
-    if name is None or name in ("linear", "identity", "none"):
+    if name is None or name in IDENTITY_NAMES:
         return nn.Identity()
     try:
         return ACTIVATIONS[name]()
@@ -69,7 +73,7 @@ class Autoencoder(nn.Module):
         # Only when set: a linear embedding's config (a pretraining cache key, a model file) stays
         # what it was before the option existed.
         act = getattr(self, "embedding_activation", None)
-        return {} if act in (None, "linear", "identity", "none") else {"embedding_activation": act}
+        return {} if act is None or act in IDENTITY_NAMES else {"embedding_activation": act}
 
     def config(self) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError

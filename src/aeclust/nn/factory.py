@@ -12,7 +12,12 @@ from typing import Any
 
 from torch import nn
 
-from aeclust.nn.autoencoders import Autoencoder, ConvAutoencoder, MLPAutoencoder
+from aeclust.nn.autoencoders import (
+    IDENTITY_NAMES,
+    Autoencoder,
+    ConvAutoencoder,
+    MLPAutoencoder,
+)
 from aeclust.nn.batched import BatchedMLPAutoencoder, MLPClassifier
 from aeclust.nn.resnet import ResNetAutoencoder
 
@@ -102,7 +107,7 @@ def build_autoencoder(
                     )
                 image_shape = (1, side, side)
             if spec == "resnet":
-                if embedding_activation not in (None, "linear", "identity", "none"):
+                if embedding_activation is not None and embedding_activation not in IDENTITY_NAMES:
                     raise ValueError(
                         f"embedding_activation={embedding_activation!r} is for the 'mlp' and "
                         "'conv' autoencoders; the 'resnet' one has its own latent (leave it "
