@@ -12,7 +12,9 @@ from __future__ import annotations
 import pytest
 
 from aeclust.bench.protocol import load_protocol
+from aeclust.datasets import get_dataset_info
 from aeclust.methods import METHODS
+from aeclust.pretrain import auto_pretrain_epochs
 
 # (row, protocol, column): the cell whose settings the method's defaults are
 CELLS = [
@@ -32,8 +34,11 @@ CELLS = [
 ]
 
 
-def _resolved_default(name: str, value, defaults: dict):
+def _resolved_default(name: str, value, defaults: dict, cls=None, n_samples=None):
     """What a default means, where a protocol spells the same setting another way."""
+    if name == "pretrain_epochs" and value == "auto":
+        # the epochs "auto" trains on this column's data (counted in steps on small data only)
+        return auto_pretrain_epochs(cls.pretrain_epochs_base, n_samples, defaults["batch_size"])
     if isinstance(value, tuple):
         value = list(value)
     if name == "autoencoder" and value == "mlp":
@@ -49,6 +54,7 @@ def test_defaults_are_the_full_protocol_cell(row, protocol, column):
     shared, own = proto.cell_params(row, column, quick=False)
     cls = METHODS[proto.methods[row].estimator]
     defaults = cls().get_params()
+    n_samples = get_dataset_info(proto.data_name(column, False)).n_samples
     differ = {}
     for name, value in {**shared, **own}.items():
         if name not in defaults:
@@ -57,7 +63,39 @@ def test_defaults_are_the_full_protocol_cell(row, protocol, column):
             value = list(value)
         if name == "autoencoder" and value == "mlp":
             value = [500, 500, 2000, defaults.get("embedding_dim", 10)]
-        default = _resolved_default(name, defaults[name], defaults)
+        default = _resolved_default(name, defaults[name], defaults, cls, n_samples)
         if default != value:
             differ[name] = (default, value)
     assert not differ, f"{cls.__name__} defaults differ from {protocol}/{column}: {differ}"
+
+
+@pytest.mark.parametrize(
+    ("base", "n_samples", "batch_size", "epochs"),
+    [
+        (100, 9298, 256, 100),  # USPS: 37 batches, the count stands
+        (50, 70000, 256, 50),  # MNIST-70k
+        (100, 8192, 256, 100),  # exactly 32 batches
+        (100, 8193, 256, 100),  # a trailing batch of one row joins the last: 32 batches
+        (100, 8000, 256, 100),  # 32 batches, the last one short
+        (100, 7900, 256, 104),  # 31 batches: ceil(3,200 / 31)
+        (100, 400, 256, 1600),  # ORL: 2 batches, 3,200 steps
+        (50, 165, 256, 1600),  # Yale: 1 batch, 50 x 32 steps
+        (100, 1440, 256, 534),  # COIL-20: 6 batches, ceil(3,200 / 6)
+        (100, 400, 32, 247),  # ORL at batch 32: 13 batches, ceil(3,200 / 13)
+    ],
+)
+def test_auto_pretrain_epochs_count_steps_below_32_batches(base, n_samples, batch_size, epochs):
+    assert auto_pretrain_epochs(base, n_samples, batch_size) == epochs
+
+
+def test_auto_pretrain_epochs_reach_the_fit_and_an_integer_is_taken_as_given():
+    import numpy as np
+
+    from aeclust import CT, AEKMeans
+
+    x = np.random.default_rng(0).random((300, 12), dtype=np.float32)
+    net = {"n_clusters": 3, "autoencoder": (8, 3), "random_state": 0, "device": "cpu"}
+    # 300 rows at batch 256: 2 batches an epoch, so 100 (CT: 50) epochs become 3,200 (1,600) steps
+    assert len(AEKMeans(**net).fit(x).pretrain_history_) == 1600
+    assert len(CT(**net, epochs=0).fit(x).pretrain_history_) == 800
+    assert len(AEKMeans(**net, pretrain_epochs=7).fit(x).pretrain_history_) == 7

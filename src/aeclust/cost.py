@@ -145,6 +145,11 @@ def shorter_settings(estimator: Any, cost: FitCost, budget_seconds: float) -> di
         return {}
     factor = min(1.0, (budget_seconds - cost.fixed_seconds) / training)
     params = estimator.get_params(deep=False)
+    if params.get("pretrain_epochs") == "auto":
+        # the epochs "auto" resolved to on this data: the probe's planned pretraining
+        params["pretrain_epochs"] = next(
+            (s.planned_epochs for s in cost.stages if s.desc == "pretrain"), None
+        )
     return {
         name: max(1, int(params[name] * factor))
         for name in LENGTH_PARAMS

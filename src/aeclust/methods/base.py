@@ -46,7 +46,12 @@ from aeclust.methods.params import (
 )
 from aeclust.nn import Autoencoder, autoencoder_from_config, build_autoencoder
 from aeclust.nn.factory import AUTOENCODER_CLASSES
-from aeclust.pretrain import PretrainConfig, Pretrained, pretrain_autoencoder
+from aeclust.pretrain import (
+    PretrainConfig,
+    Pretrained,
+    auto_pretrain_epochs,
+    pretrain_autoencoder,
+)
 from aeclust.primitives import KMeansResult, kmeans
 from aeclust.rows import CHUNK_ROWS, DiskRows, disk_rows_of
 from aeclust.training import (
@@ -257,6 +262,11 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
     #: one ACC point of fp32 on usps and mnist_test, docs/METHODS.md "Precision"): a method
     #: nobody has measured stays in fp32 under ``"auto"``.
     auto_bf16: ClassVar[bool] = False
+
+    #: The epochs ``pretrain_epochs="auto"`` trains on data sets of 32 or more batches (the
+    #: method's paper's count); smaller ones get as many steps (:func:`aeclust.pretrain.
+    #: auto_pretrain_epochs`).
+    pretrain_epochs_base: ClassVar[int] = 100
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -686,16 +696,25 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
                     return p.device
         return torch.device("cpu")
 
-    def _pretrain_config(self) -> PretrainConfig:
+    def _pretrain_config(self, n_samples: int) -> PretrainConfig:
         # the estimator's values of the parameters it takes; PretrainConfig's defaults for others
         taken = type(self)._parameter_constraints
-        return PretrainConfig(
-            **{
-                field: getattr(self, name)
-                for name, field in PRETRAIN_CONFIG_FIELDS.items()
-                if name in taken
-            }
-        )
+        values = {
+            field: getattr(self, name)
+            for name, field in PRETRAIN_CONFIG_FIELDS.items()
+            if name in taken
+        }
+        if values.get("epochs") == "auto":
+            values["epochs"] = auto_pretrain_epochs(
+                self.pretrain_epochs_base, n_samples, values.get("batch_size", 256)
+            )
+            logger.info(
+                "pretrain_epochs='auto': %d epochs (%d rows, batch %d)",
+                values["epochs"],
+                n_samples,
+                values.get("batch_size", 256),
+            )
+        return PretrainConfig(**values)
 
     def _pretrained_autoencoder(
         self, x: torch.Tensor, seed: int, **build_kwargs: Any
@@ -734,7 +753,7 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
         pretrained = pretrain_autoencoder(
             ae,
             x,
-            self._pretrain_config(),
+            self._pretrain_config(int(distributed.total(x.shape[0], device=x.device))),
             seed=seed,
             autocast_dtype=self._autocast_dtype(x.device),
             precision=self.precision,

@@ -343,7 +343,9 @@ class CCAE(BaseDeepClusterer):
         linear layer it names is the decoder's last); ``"linear"`` was the default until
         session 29 (docs/METHODS.md, CCAE, "Code layer").
     pretrain_epochs, pretrain_lr, pretrain_loss, pretrain_patience, pretrain_corruption
-        The standard AE's training (stage 0).
+        The standard AE's training (stage 0); ``pretrain_epochs="auto"`` (default) is 100
+        epochs, counted in steps on small data (see :class:`aeclust.AEKMeans`): the paper's AE is
+        "trained to convergence", and 100 epochs of ORL's 400 faces at batch 256 are 200 steps.
     center_inputs : bool or "auto"
         Centre the inputs on the training mean, as :class:`aeclust.AEKMeans`.
     batch_size : int

@@ -172,8 +172,10 @@ class CT(BaseDeepClusterer):
         DKM's d-500-500-2000-K ReLU MLP, whose code the authors edited.
     embedding_dim, activation, embedding_activation, batch_norm, image_shape
         For the presets, as :class:`aeclust.AEKMeans`.
-    pretrain_epochs : int
-        Reconstruction pretraining epochs (50 in the paper).
+    pretrain_epochs : int or "auto"
+        Reconstruction pretraining epochs (50 in the paper). ``"auto"`` (default): 50, raised on
+        data sets under 32 batches an epoch to the same number of optimisation steps
+        (:func:`aeclust.pretrain.auto_pretrain_epochs`).
     pretrain_lr, pretrain_loss, pretrain_patience, pretrain_corruption
         Pretraining settings, as :class:`aeclust.AEKMeans` (shared pretrained network).
     center_inputs : bool or "auto"
@@ -237,12 +239,14 @@ class CT(BaseDeepClusterer):
     out_of_core: ClassVar[bool] = True  # every pass: a minibatch or a chunked batched_apply
     data_parallel: ClassVar[bool] = True  # the per-epoch k-means reduces across processes
 
+    #: Sec. 4.4: 50 pretraining epochs (pretrain_epochs="auto": in steps on small data)
+    pretrain_epochs_base: ClassVar[int] = 50
+
     params: ClassVar[Params] = declare(
         PRETRAINED_AUTOENCODER_PARAMS,
         "optimizer",
         "lr",
         "rec_loss",
-        pretrain_epochs=50,
         epochs=100,
         lam=10.0,
         alpha=Param(2.5, POSITIVE_REAL),

@@ -195,8 +195,10 @@ class DCN(BaseDeepClusterer):
         Activation of the presets' code layer (default ``"linear"``: none).
     image_shape : (C, H, W) or None
         For ``autoencoder="conv"``.
-    pretrain_epochs : int
-        Epochs of reconstruction pretraining (0 uses the network as given).
+    pretrain_epochs : int or "auto"
+        Epochs of reconstruction pretraining (0 uses the network as given). ``"auto"``
+        (default): 100, raised on data sets under 32 batches an epoch to the same number of
+        optimisation steps (:func:`aeclust.pretrain.auto_pretrain_epochs`).
     pretrain_lr : float
         Adam learning rate of the pretraining.
     pretrain_loss : {"mse", "bce"}

@@ -188,9 +188,11 @@ class DKM(BaseDeepClusterer):
         Activation of the presets' code layer (default ``"linear"``: none).
     image_shape : (C, H, W) or None
         For ``autoencoder="conv"``.
-    pretrain_epochs : int
+    pretrain_epochs : int or "auto"
         Epochs of reconstruction pretraining (50 in the authors' code); ignored when
-        ``pretrained=False``.
+        ``pretrained=False``. ``"auto"`` (default): 50, raised on data sets under 32 batches an
+        epoch to the same number of optimisation steps
+        (:func:`aeclust.pretrain.auto_pretrain_epochs`).
     pretrain_lr : float
         Adam learning rate of the pretraining.
     pretrain_loss : {"mse", "bce"}
@@ -281,13 +283,15 @@ class DKM(BaseDeepClusterer):
     #: R is trained (its gradients averaged over processes); the optional k-means reduces
     data_parallel: ClassVar[bool] = True
 
+    #: DKM's code: 50 pretraining epochs (pretrain_epochs="auto": in steps on small data)
+    pretrain_epochs_base: ClassVar[int] = 50
+
     params: ClassVar[Params] = declare(
         PRETRAINED_AUTOENCODER_PARAMS,
         "lam",
         "optimizer",
         "lr",
         "rec_loss",
-        pretrain_epochs=50,
         pretrained=Param(True, "boolean"),
         alpha=Param(1000.0, POSITIVE_REAL),
         n_alpha_steps=Param(None, None, POSITIVE_INT),
@@ -309,8 +313,8 @@ class DKM(BaseDeepClusterer):
             return [float(self.alpha)] * n
         return annealed_alphas(n)
 
-    def _pretrain_config(self) -> PretrainConfig:
-        config = super()._pretrain_config()
+    def _pretrain_config(self, n_samples: int) -> PretrainConfig:
+        config = super()._pretrain_config(n_samples)
         if not self.pretrained:
             # The no-pretraining variant still builds the network through the shared path (same
             # initial weights for a seed), it just trains it for 0 epochs.

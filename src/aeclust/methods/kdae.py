@@ -232,7 +232,9 @@ class KDAE(BaseDeepClusterer):
         whose initial decoder is 10-500-500 without the 2000 layer; BENCHMARKS.md).
     pretrain_epochs, pretrain_lr, pretrain_loss, pretrain_patience, pretrain_corruption
         Its pretraining: 50 epochs of BCE with a sigmoid output, Adam, early stopping
-        (patience 10).
+        (patience 10); ``pretrain_epochs="auto"`` (default) raises the 50 on data sets under 32
+        batches an epoch to the same number of steps
+        (:func:`aeclust.pretrain.auto_pretrain_epochs`).
     center_inputs : bool or "auto"
         Centre the inputs on the training mean, as :class:`aeclust.AEKMeans`.
     batch_size : int
@@ -286,6 +288,9 @@ class KDAE(BaseDeepClusterer):
     data_parallel: ClassVar[bool] = True
     out_of_core: ClassVar[bool] = True  # every pass: a minibatch or a chunked batched_apply
 
+    #: the authors' code: 50 pretraining epochs (pretrain_epochs="auto": in steps on small data)
+    pretrain_epochs_base: ClassVar[int] = 50
+
     params: ClassVar[Params] = declare(
         PRETRAINED_AUTOENCODER_PARAMS,
         "epochs",
@@ -293,7 +298,6 @@ class KDAE(BaseDeepClusterer):
         autoencoder=(1024, 256, 10),
         activation="elu",
         batch_norm=True,
-        pretrain_epochs=50,
         pretrain_loss="bce",
         pretrain_patience=10,
         n_init=100,

@@ -126,8 +126,11 @@ class AEKMeans(BaseDeepClusterer):
         Batch normalisation in the hidden layers of the presets (k-DAE's network uses it).
     image_shape : (C, H, W) or None
         For ``autoencoder="conv"``.
-    pretrain_epochs : int
-        Epochs of reconstruction training (0 uses the network as given).
+    pretrain_epochs : int or "auto"
+        Epochs of reconstruction training (0 uses the network as given). ``"auto"`` (default):
+        100 epochs, raised on data sets under 32 batches an epoch (8,192 rows at batch 256) to
+        the optimisation steps 100 epochs of 32 batches give: 1,600 epochs of ORL's 400 rows
+        (:func:`aeclust.pretrain.auto_pretrain_epochs`). An integer is used as given.
     pretrain_lr : float
         Adam learning rate.
     pretrain_loss : {"mse", "bce"}

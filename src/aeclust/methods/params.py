@@ -301,7 +301,10 @@ SHARED_PARAMS: dict[str, Param] = {
         None, None, SequenceOf(POSITIVE_INT, length=3), annotation="Sequence[int] | None"
     ),
     # the shared autoencoder pretraining
-    "pretrain_epochs": Param(100, NON_NEGATIVE_INT),
+    # "auto": the method's epoch count (``pretrain_epochs_base``), counted in steps on small data
+    "pretrain_epochs": Param(
+        "auto", NON_NEGATIVE_INT, StrOptions({"auto"}), annotation="int | str"
+    ),
     "pretrain_lr": Param(1e-3, POSITIVE_REAL),
     "pretrain_loss": Param("mse", StrOptions(set(PRETRAIN_LOSSES))),
     # None or 0: no early stopping
