@@ -38,6 +38,8 @@ def _resolved_default(name: str, value, defaults: dict, cls=None, n_samples=None
     """What a default means, where a protocol spells the same setting another way."""
     if name == "pretrain_epochs" and value == "auto":
         # the epochs "auto" trains on this column's data (counted in steps on small data only)
+        if not cls.pretrain_counts_steps:
+            return cls.pretrain_epochs_base
         return auto_pretrain_epochs(cls.pretrain_epochs_base, n_samples, defaults["batch_size"])
     if isinstance(value, tuple):
         value = list(value)
@@ -88,14 +90,16 @@ def test_auto_pretrain_epochs_count_steps_below_32_batches(base, n_samples, batc
     assert auto_pretrain_epochs(base, n_samples, batch_size) == epochs
 
 
-def test_auto_pretrain_epochs_reach_the_fit_and_an_integer_is_taken_as_given():
+def test_pretrain_epochs_auto_steps_and_an_integer_reach_the_fit():
     import numpy as np
 
     from aeclust import CT, AEKMeans
 
     x = np.random.default_rng(0).random((300, 12), dtype=np.float32)
     net = {"n_clusters": 3, "autoencoder": (8, 3), "random_state": 0, "device": "cpu"}
-    # 300 rows at batch 256: 2 batches an epoch, so 100 (CT: 50) epochs become 3,200 (1,600) steps
-    assert len(AEKMeans(**net).fit(x).pretrain_history_) == 1600
+    # 300 rows at batch 256: 2 batches an epoch. "steps" makes 100 epochs 3,200 steps; CT's
+    # "auto" counts its 50 in steps (1,600); AE+KM's "auto" keeps the 100 epochs.
+    assert len(AEKMeans(**net, pretrain_epochs="steps").fit(x).pretrain_history_) == 1600
     assert len(CT(**net, epochs=0).fit(x).pretrain_history_) == 800
+    assert len(AEKMeans(**net).fit(x).pretrain_history_) == 100
     assert len(AEKMeans(**net, pretrain_epochs=7).fit(x).pretrain_history_) == 7

@@ -145,8 +145,8 @@ def shorter_settings(estimator: Any, cost: FitCost, budget_seconds: float) -> di
         return {}
     factor = min(1.0, (budget_seconds - cost.fixed_seconds) / training)
     params = estimator.get_params(deep=False)
-    if params.get("pretrain_epochs") == "auto":
-        # the epochs "auto" resolved to on this data: the probe's planned pretraining
+    if params.get("pretrain_epochs") in ("auto", "steps"):
+        # the epochs "auto" / "steps" resolved to on this data: the probe's planned pretraining
         params["pretrain_epochs"] = next(
             (s.planned_epochs for s in cost.stages if s.desc == "pretrain"), None
         )

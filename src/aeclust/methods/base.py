@@ -263,10 +263,16 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
     #: nobody has measured stays in fp32 under ``"auto"``.
     auto_bf16: ClassVar[bool] = False
 
-    #: The epochs ``pretrain_epochs="auto"`` trains on data sets of 32 or more batches (the
-    #: method's paper's count); smaller ones get as many steps (:func:`aeclust.pretrain.
-    #: auto_pretrain_epochs`).
+    #: The method's pretraining epochs (its paper's count): what ``pretrain_epochs="auto"``
+    #: trains, or ``"steps"`` on data sets of 32 or more batches an epoch.
     pretrain_epochs_base: ClassVar[int] = 100
+
+    #: Whether ``pretrain_epochs="auto"`` counts :attr:`pretrain_epochs_base` in optimisation
+    #: steps on small data (``"steps"``, :func:`aeclust.pretrain.auto_pretrain_epochs`) or keeps
+    #: the epoch count. On for the methods where the longer pretraining was measured to help on
+    #: ORL and Yale; the DEC family's network lost 1-5 ACC points with it (docs/METHODS.md,
+    #: "Pretraining length on small data").
+    pretrain_counts_steps: ClassVar[bool] = False
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -704,16 +710,22 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
             for name, field in PRETRAIN_CONFIG_FIELDS.items()
             if name in taken
         }
-        if values.get("epochs") == "auto":
-            values["epochs"] = auto_pretrain_epochs(
+        epochs = values.get("epochs")
+        if epochs == "auto":
+            epochs = "steps" if self.pretrain_counts_steps else self.pretrain_epochs_base
+        if epochs == "steps":
+            epochs = auto_pretrain_epochs(
                 self.pretrain_epochs_base, n_samples, values.get("batch_size", 256)
             )
             logger.info(
-                "pretrain_epochs='auto': %d epochs (%d rows, batch %d)",
+                "pretrain_epochs=%r: %d epochs (%d rows, batch %d)",
                 values["epochs"],
+                epochs,
                 n_samples,
                 values.get("batch_size", 256),
             )
+        if "epochs" in values:
+            values["epochs"] = epochs
         return PretrainConfig(**values)
 
     def _pretrained_autoencoder(

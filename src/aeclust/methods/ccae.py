@@ -344,8 +344,9 @@ class CCAE(BaseDeepClusterer):
         session 29 (docs/METHODS.md, CCAE, "Code layer").
     pretrain_epochs, pretrain_lr, pretrain_loss, pretrain_patience, pretrain_corruption
         The standard AE's training (stage 0); ``pretrain_epochs="auto"`` (default) is 100
-        epochs, counted in steps on small data (see :class:`aeclust.AEKMeans`): the paper's AE is
-        "trained to convergence", and 100 epochs of ORL's 400 faces at batch 256 are 200 steps.
+        epochs counted in steps on small data (``"steps"``, see :class:`aeclust.AEKMeans`): the
+        paper's AE is "trained to convergence", and 100 epochs of ORL's 400 faces at batch 256
+        are 200 steps.
     center_inputs : bool or "auto"
         Centre the inputs on the training mean, as :class:`aeclust.AEKMeans`.
     batch_size : int
@@ -392,6 +393,10 @@ class CCAE(BaseDeepClusterer):
     #: cluster): each process retrains on its block, the rest is computed alike everywhere
     data_parallel: ClassVar[bool] = True
     replicates_rows: ClassVar[bool] = True
+
+    #: the standard AE is "trained to convergence" (Sec. 5.3.1): pretrain_epochs="auto" counts
+    #: its 100 epochs in steps on small data
+    pretrain_counts_steps: ClassVar[bool] = True
 
     params: ClassVar[Params] = declare(
         PRETRAINED_AUTOENCODER_PARAMS,

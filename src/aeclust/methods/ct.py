@@ -172,7 +172,7 @@ class CT(BaseDeepClusterer):
         DKM's d-500-500-2000-K ReLU MLP, whose code the authors edited.
     embedding_dim, activation, embedding_activation, batch_norm, image_shape
         For the presets, as :class:`aeclust.AEKMeans`.
-    pretrain_epochs : int or "auto"
+    pretrain_epochs : int, "auto" or "steps"
         Reconstruction pretraining epochs (50 in the paper). ``"auto"`` (default): 50, raised on
         data sets under 32 batches an epoch to the same number of optimisation steps
         (:func:`aeclust.pretrain.auto_pretrain_epochs`).
@@ -241,6 +241,7 @@ class CT(BaseDeepClusterer):
 
     #: Sec. 4.4: 50 pretraining epochs (pretrain_epochs="auto": in steps on small data)
     pretrain_epochs_base: ClassVar[int] = 50
+    pretrain_counts_steps: ClassVar[bool] = True
 
     params: ClassVar[Params] = declare(
         PRETRAINED_AUTOENCODER_PARAMS,

@@ -195,10 +195,10 @@ class DCN(BaseDeepClusterer):
         Activation of the presets' code layer (default ``"linear"``: none).
     image_shape : (C, H, W) or None
         For ``autoencoder="conv"``.
-    pretrain_epochs : int or "auto"
-        Epochs of reconstruction pretraining (0 uses the network as given). ``"auto"``
-        (default): 100, raised on data sets under 32 batches an epoch to the same number of
-        optimisation steps (:func:`aeclust.pretrain.auto_pretrain_epochs`).
+    pretrain_epochs : int, "auto" or "steps"
+        Epochs of reconstruction pretraining (0 uses the network as given); ``"auto"``
+        (default) is 100, ``"steps"`` counts them in steps on small data, as
+        :class:`aeclust.AEKMeans`.
     pretrain_lr : float
         Adam learning rate of the pretraining.
     pretrain_loss : {"mse", "bce"}

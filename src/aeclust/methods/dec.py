@@ -141,7 +141,7 @@ class DEC(BaseDeepClusterer):
     pretrain_epochs, pretrain_lr, pretrain_loss, pretrain_patience, pretrain_corruption
         Autoencoder pretraining (DEC pretrains a stacked denoising AE; ``pretrain_corruption=0.2``
         reproduces its masking noise end to end); ``pretrain_epochs="auto"`` (default) is 100
-        epochs, counted in steps on small data (see :class:`aeclust.AEKMeans`).
+        epochs, ``"steps"`` counts them in steps on small data (see :class:`aeclust.AEKMeans`).
     center_inputs : bool or "auto"
         Centre the inputs on the training mean, as :class:`aeclust.AEKMeans`.
     batch_size : int

@@ -188,7 +188,7 @@ class DKM(BaseDeepClusterer):
         Activation of the presets' code layer (default ``"linear"``: none).
     image_shape : (C, H, W) or None
         For ``autoencoder="conv"``.
-    pretrain_epochs : int or "auto"
+    pretrain_epochs : int, "auto" or "steps"
         Epochs of reconstruction pretraining (50 in the authors' code); ignored when
         ``pretrained=False``. ``"auto"`` (default): 50, raised on data sets under 32 batches an
         epoch to the same number of optimisation steps
@@ -285,6 +285,7 @@ class DKM(BaseDeepClusterer):
 
     #: DKM's code: 50 pretraining epochs (pretrain_epochs="auto": in steps on small data)
     pretrain_epochs_base: ClassVar[int] = 50
+    pretrain_counts_steps: ClassVar[bool] = True
 
     params: ClassVar[Params] = declare(
         PRETRAINED_AUTOENCODER_PARAMS,

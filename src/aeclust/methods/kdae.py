@@ -290,6 +290,7 @@ class KDAE(BaseDeepClusterer):
 
     #: the authors' code: 50 pretraining epochs (pretrain_epochs="auto": in steps on small data)
     pretrain_epochs_base: ClassVar[int] = 50
+    pretrain_counts_steps: ClassVar[bool] = True
 
     params: ClassVar[Params] = declare(
         PRETRAINED_AUTOENCODER_PARAMS,

@@ -126,11 +126,14 @@ class AEKMeans(BaseDeepClusterer):
         Batch normalisation in the hidden layers of the presets (k-DAE's network uses it).
     image_shape : (C, H, W) or None
         For ``autoencoder="conv"``.
-    pretrain_epochs : int or "auto"
+    pretrain_epochs : int, "auto" or "steps"
         Epochs of reconstruction training (0 uses the network as given). ``"auto"`` (default):
-        100 epochs, raised on data sets under 32 batches an epoch (8,192 rows at batch 256) to
-        the optimisation steps 100 epochs of 32 batches give: 1,600 epochs of ORL's 400 rows
-        (:func:`aeclust.pretrain.auto_pretrain_epochs`). An integer is used as given.
+        100 epochs at any data size. ``"steps"``: 100 epochs, raised on data sets under 32
+        batches an epoch (8,192 rows at batch 256) to the optimisation steps 100 epochs of 32
+        batches give, e.g. 1,600 epochs of ORL's 400 rows
+        (:func:`aeclust.pretrain.auto_pretrain_epochs`); CT, DKM, k-DAE, DAMIC and CCAE take it
+        as their ``"auto"``, this network lost ACC with it on ORL and Yale (docs/METHODS.md,
+        "Pretraining length on small data"). An integer is used as given.
     pretrain_lr : float
         Adam learning rate.
     pretrain_loss : {"mse", "bce"}

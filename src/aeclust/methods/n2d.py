@@ -80,9 +80,10 @@ class N2D(BaseDeepClusterer):
         Batch normalisation in the hidden layers of the presets.
     image_shape : (C, H, W) or None
         For ``autoencoder="conv"``.
-    pretrain_epochs : int or "auto"
-        Epochs of reconstruction training (N2D: 1000, the default, as given on any data size).
-        ``"auto"`` counts 1000 epochs in steps on small data, as the other methods' default.
+    pretrain_epochs : int, "auto" or "steps"
+        Epochs of reconstruction training (N2D: 1000, the default, as given on any data size;
+        ``"auto"`` is the same). ``"steps"`` counts the 1000 in steps on small data (see
+        :class:`aeclust.AEKMeans`).
     pretrain_lr : float
         Adam learning rate (Keras' default, 1e-3, in N2D's code).
     pretrain_loss : {"mse", "bce"}
@@ -140,8 +141,8 @@ class N2D(BaseDeepClusterer):
     McInnes, Healy and Melville, "UMAP", arXiv 1802.03426.
     """
 
-    #: what pretrain_epochs="auto" starts from; the default is the paper's 1000 epochs as such
-    #: (already 1,000 steps on Yale's 165 faces, and the step rule would make COIL-20 hours)
+    #: the paper's 1000 epochs, at any data size under "auto" (already 1,000 steps on Yale's 165
+    #: faces; "steps" would make COIL-20 hours on a CPU)
     pretrain_epochs_base: ClassVar[int] = 1000
 
     params: ClassVar[Params] = declare(

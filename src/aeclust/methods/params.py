@@ -301,9 +301,10 @@ SHARED_PARAMS: dict[str, Param] = {
         None, None, SequenceOf(POSITIVE_INT, length=3), annotation="Sequence[int] | None"
     ),
     # the shared autoencoder pretraining
-    # "auto": the method's epoch count (``pretrain_epochs_base``), counted in steps on small data
+    # "steps": the method's epoch count (``pretrain_epochs_base``), counted in steps on small
+    # data; "auto": "steps" where the method's ``pretrain_counts_steps`` says so, else the count
     "pretrain_epochs": Param(
-        "auto", NON_NEGATIVE_INT, StrOptions({"auto"}), annotation="int | str"
+        "auto", NON_NEGATIVE_INT, StrOptions({"auto", "steps"}), annotation="int | str"
     ),
     "pretrain_lr": Param(1e-3, POSITIVE_REAL),
     "pretrain_loss": Param("mse", StrOptions(set(PRETRAIN_LOSSES))),
