@@ -100,6 +100,21 @@ def test_shorter_settings_scale_every_length_to_the_budget():
     assert shorter_settings(est, cost, 50.0) == {}  # the fixed work alone is over the budget
 
 
+def test_shorter_settings_scale_the_epochs_auto_resolved_to():
+    from aeclust.cost import FitCost
+    from aeclust.training import StageCost
+
+    # "auto" is a word, not a length: the probe's planned pretraining (1,600 epochs) is scaled
+    pretrain = StageCost("pretrain", 3200, 1600, 4, 0.25, 0.0, 1.0)  # 800 s
+    stage = StageCost("DEC", 1000, 10, 4, 0.1, 0.0, 1.0)  # 100 s
+    cost = FitCost(
+        1000.0, fixed_seconds=100.0, stages=[pretrain, stage], probe_seconds=2, device="cpu"
+    )
+    est = DEC(n_clusters=3, max_iter=10000)
+    assert est.pretrain_epochs == "auto"
+    assert shorter_settings(est, cost, 550.0) == {"pretrain_epochs": 800, "max_iter": 5000}
+
+
 def _run(method, data, params, acc, seconds, protocol="p", variant="quick"):
     config = {"params": {**params, "n_clusters": 10, "random_state": 0, "device": "cpu"}}
     row = {

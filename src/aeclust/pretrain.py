@@ -38,16 +38,17 @@ logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
 
-#: ``pretrain_epochs="auto"`` keeps a method's epoch count on data sets of at least this many
-#: batches an epoch, and below it trains as many optimisation steps as that count gives at this
-#: many batches. 32 batches of 256 is 8,192 rows: every digit set of the papers (USPS 9,298 rows
-#: and up) lies above it, so the protocols validated there are the defaults unchanged, while ORL's
-#: 400 faces (2 batches) get 3,200 steps instead of 200 (benchmarks/notes/36).
+#: ``pretrain_epochs="steps"`` (the ``"auto"`` of CT, DKM, k-DAE, DAMIC and CCAE) keeps a
+#: method's epoch count on data sets of at least this many batches an epoch, and below it trains
+#: as many optimisation steps as that count gives at this many batches. 32 batches of 256 is
+#: 8,192 rows: every digit set of the papers (USPS 9,298 rows and up) lies above it, so the
+#: protocols validated there are the defaults unchanged, while ORL's 400 faces (2 batches) get
+#: 3,200 steps instead of 200 at 100 epochs (benchmarks/notes/36).
 AUTO_EPOCHS_REFERENCE_BATCHES = 32
 
 
 def auto_pretrain_epochs(base_epochs: int, n_samples: int, batch_size: int) -> int:
-    """Epochs of ``pretrain_epochs="auto"``: ``base_epochs``, raised on small data sets to
+    """Epochs of ``pretrain_epochs="steps"``: ``base_epochs``, raised on small data sets to
     give as many optimisation steps as ``base_epochs`` epochs of
     :data:`AUTO_EPOCHS_REFERENCE_BATCHES` batches.
 

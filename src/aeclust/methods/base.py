@@ -270,8 +270,8 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
     #: Whether ``pretrain_epochs="auto"`` counts :attr:`pretrain_epochs_base` in optimisation
     #: steps on small data (``"steps"``, :func:`aeclust.pretrain.auto_pretrain_epochs`) or keeps
     #: the epoch count. On for the methods where the longer pretraining was measured to help on
-    #: ORL and Yale; the DEC family's network lost 1-5 ACC points with it (docs/METHODS.md,
-    #: "Pretraining length on small data").
+    #: ORL and Yale; AE+KM and DCN lost 3 ACC points with it on ORL (seeds 0-2) and were level
+    #: on Yale (docs/METHODS.md, "Pretraining length on small data").
     pretrain_counts_steps: ClassVar[bool] = False
 
     def __sklearn_tags__(self):
@@ -714,15 +714,14 @@ class BaseDeepClusterer(DeclaredParams, ClusterMixin, TransformerMixin, BaseEsti
         if epochs == "auto":
             epochs = "steps" if self.pretrain_counts_steps else self.pretrain_epochs_base
         if epochs == "steps":
-            epochs = auto_pretrain_epochs(
-                self.pretrain_epochs_base, n_samples, values.get("batch_size", 256)
-            )
+            batch_size = values.get("batch_size", PretrainConfig.batch_size)
+            epochs = auto_pretrain_epochs(self.pretrain_epochs_base, n_samples, batch_size)
             logger.info(
                 "pretrain_epochs=%r: %d epochs (%d rows, batch %d)",
                 values["epochs"],
                 epochs,
                 n_samples,
-                values.get("batch_size", 256),
+                batch_size,
             )
         if "epochs" in values:
             values["epochs"] = epochs

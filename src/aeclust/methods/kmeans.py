@@ -132,7 +132,7 @@ class AEKMeans(BaseDeepClusterer):
         batches an epoch (8,192 rows at batch 256) to the optimisation steps 100 epochs of 32
         batches give, e.g. 1,600 epochs of ORL's 400 rows
         (:func:`aeclust.pretrain.auto_pretrain_epochs`); CT, DKM, k-DAE, DAMIC and CCAE take it
-        as their ``"auto"``, this network lost ACC with it on ORL and Yale (docs/METHODS.md,
+        as their ``"auto"``; this network lost 3 ACC points with it on ORL (docs/METHODS.md,
         "Pretraining length on small data"). An integer is used as given.
     pretrain_lr : float
         Adam learning rate.
