@@ -20,6 +20,7 @@ from aeclust.metrics import (
     cluster_mapping,
     evaluate,
     format_metrics,
+    knn_modularity,
     nmi,
     purity,
     silhouette,
@@ -507,3 +508,42 @@ def test_docstring_examples():
     result = doctest.testmod(metrics, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_knn_modularity_of_two_triangles_by_hand():
+    # 2 neighbours each: the symmetrised graph is two triangles, m = 6 edges, all inside,
+    # each cluster holds half of the degree: Q = 6/6 - 2 * (1/2)^2 = 0.5
+    x = np.array([[0.0], [0.1], [0.2], [5.0], [5.1], [5.2]])
+    assert knn_modularity(x, [0, 0, 0, 1, 1, 1], n_neighbors=2) == pytest.approx(0.5)
+    assert knn_modularity(x, ["b", "b", "b", "a", "a", "a"], n_neighbors=2) == pytest.approx(0.5)
+    assert knn_modularity(x, [0] * 6, n_neighbors=2) == pytest.approx(0.0)
+    # a cut through both triangles: 2 of 6 edges inside, each cluster again half the degree
+    assert knn_modularity(x, [0, 1, 1, 0, 0, 1], n_neighbors=2) == pytest.approx(2 / 6 - 0.5)
+
+
+def test_knn_modularity_prefers_the_manifold_to_the_convex_cut():
+    # two concentric rings: k-means cuts them into halves, the rings are the neighbourhoods
+    rng = np.random.default_rng(0)
+    angle = rng.uniform(0, 2 * np.pi, 400)
+    radius = np.repeat([1.0, 3.0], 200)
+    x = np.c_[radius * np.cos(angle), radius * np.sin(angle)]
+    rings = np.repeat([0, 1], 200)
+    halves = (x[:, 0] > 0).astype(int)
+    # the halves cut each ring at only two places, so the margin is small (0.50 against 0.47)
+    assert knn_modularity(x, rings) > knn_modularity(x, halves) + 0.02
+    assert silhouette(x, rings) < silhouette(x, halves)  # the silhouette prefers the cut
+
+
+def test_knn_modularity_subsamples_deterministically_and_checks_its_input(blobs):
+    x, y = blobs
+    full = knn_modularity(x, y, sample_size=None)
+    assert knn_modularity(x, y, sample_size=60) == knn_modularity(x, y, sample_size=60)
+    assert knn_modularity(x, y, sample_size=60, random_state=1) != pytest.approx(full, abs=1e-9)
+    assert 0.0 < full < 1.0
+    with pytest.raises(ValueError, match="n_neighbors must be a positive integer"):
+        knn_modularity(x, y, n_neighbors=0)
+    with pytest.raises(ValueError, match="sample_size must be a positive integer or None"):
+        knn_modularity(x, y, sample_size=True)
+    with pytest.raises(ValueError, match="lengths differ"):
+        knn_modularity(x, y[:-1])
+    assert np.isnan(knn_modularity(x[:5], y[:5], n_neighbors=10))

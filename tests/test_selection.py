@@ -96,6 +96,19 @@ def test_select_method_reports_acc_only_when_given_labels(blobs):
         select_method(candidates, x, seeds=(0,))
     with pytest.raises(ValueError, match="two candidates"):
         select_method({"a": candidates["a"]}, x)
+    with pytest.raises(ValueError, match="criteria must name one or more of"):
+        select_method(candidates, x, criteria=("silhouette", "bic"))
+
+
+def test_select_method_ranks_by_the_criteria_it_is_given(blobs):
+    x, _ = blobs
+    candidates = {"kmeans": KMeans(n_clusters=4, n_init=3), "noise": _Noise(n_clusters=4)}
+    rows = select_method(candidates, x, seeds=(0, 1), criteria=("modularity",))
+    assert [r["name"] for r in rows] == ["kmeans", "noise"]
+    assert rows[0]["modularity"] > 0.5 > 0.05 > abs(rows[1]["modularity"])
+    assert all(r["rank"] == r["rank_modularity"] for r in rows)
+    # every criterion is measured and ranked whatever orders the candidates
+    assert all(f"rank_{c}" in rows[0] for c in ("stability", "consensus", "silhouette"))
 
 
 def test_select_command(tmp_path, blobs, capsys):
@@ -107,7 +120,10 @@ def test_select_command(tmp_path, blobs, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "stability" in out and "first choice" in out and "ACC (labels: not used)" in out
+    assert "modularity" in out and "mean rank of stability, consensus, silhouette" in out
     assert main(["select", str(path), "--methods", "kmeans"]) == 2
+    assert main(["select", str(path), "--methods", "kmeans,dec", "--criteria", "bic"]) == 2
+    assert "--criteria takes one or more of" in capsys.readouterr().err
     assert main(["select", str(path), "--methods", "kmeans,dec", "--param", "bogus=1"]) == 2
 
 
@@ -142,3 +158,37 @@ def test_select_stores_its_ranking_and_keeps_the_shared_pretraining(tmp_path, bl
     assert "## Label-free selection" in page and "### Ranking on `blobs`" in page
     assert f"the best: **{int(agrees)} of 1** data sets" in page
     assert f"| `blobs` | ae-kmeans, kmeans | 2 | {first['candidate']} |" in page
+    # the stored criteria ranked again: modularity alone picks the candidate of higher modularity
+    by_modularity = max(rows, key=lambda r: r["modularity"])["candidate"]
+    assert f"| modularity | `blobs`: {by_modularity}" in page
+    assert "| stability, consensus, silhouette | `blobs`: " + first["candidate"] in page
+
+
+def test_a_database_from_before_the_modularity_column_gets_it_when_opened(tmp_path):
+    import sqlite3
+
+    from aeclust.bench.store import ResultStore
+
+    db = tmp_path / "old.db"
+    with ResultStore(db) as store:
+        pass
+    with sqlite3.connect(db) as conn:  # the selections table as it was released first
+        conn.execute("DROP TABLE selections")
+        conn.execute(
+            "CREATE TABLE selections (id INTEGER PRIMARY KEY AUTOINCREMENT, session TEXT NOT NULL,"
+            " dataset TEXT NOT NULL, candidate TEXT NOT NULL, position INTEGER NOT NULL, seeds"
+            " TEXT NOT NULL, n_samples INTEGER, n_clusters INTEGER, stability REAL, consensus"
+            " REAL, silhouette REAL, rank REAL NOT NULL, n_nonempty INTEGER, seconds REAL, acc"
+            " REAL, params_json TEXT, device TEXT, git_commit TEXT, machine_json TEXT, command"
+            " TEXT, measured_at TEXT NOT NULL, UNIQUE (session, dataset, candidate))"
+        )
+        conn.execute(
+            "INSERT INTO selections (session, dataset, candidate, position, seeds, rank,"
+            " measured_at) VALUES ('s', 'd', 'old', 1, '[0, 1]', 1.0, 't')"
+        )
+    record = {"session": "s2", "dataset": "d", "candidate": "new", "position": 1}
+    record |= {"seeds": [0, 1], "rank": 1.0, "modularity": 0.4, "measured_at": "t"}
+    with ResultStore(db) as store:
+        store.insert_selection([record])
+        rows = {r["candidate"]: r for r in store.selection_rows()}
+    assert rows["old"]["modularity"] is None and rows["new"]["modularity"] == 0.4

@@ -329,7 +329,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     import tempfile
 
     from aeclust.methods import METHODS
-    from aeclust.selection import select_method
+    from aeclust.selection import ALL_SELECTION_CRITERIA, SELECTION_CRITERIA, select_method
 
     data = _load_data(args)
     n_clusters = _n_clusters(args, data)
@@ -341,6 +341,13 @@ def cmd_select(args: argparse.Namespace) -> int:
         raise CLIError(
             f"--methods needs two or more of {', '.join(sorted(METHODS))}"
             + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+        )
+    args.criteria = args.criteria or ",".join(SELECTION_CRITERIA)
+    criteria = [c.strip() for c in args.criteria.split(",") if c.strip()]
+    if not criteria or set(criteria) - set(ALL_SELECTION_CRITERIA):
+        raise CLIError(
+            f"--criteria takes one or more of {', '.join(ALL_SELECTION_CRITERIA)}; "
+            f"got {args.criteria!r}"
         )
     params = dict(_parse_param(p) for p in args.param)
     known = set().union(*(METHODS[m]().get_params() for m in methods))
@@ -366,8 +373,11 @@ def cmd_select(args: argparse.Namespace) -> int:
             f"({data.n_samples} samples, {n_clusters} clusters) ...",
             flush=True,
         )
-        rows = select_method(candidates, data.x, seeds=range(args.seeds), y=data.y)
-    header = f"{'method':<12} {'stability':>9} {'consensus':>9} {'silhouette':>10} {'rank':>5}"
+        rows = select_method(
+            candidates, data.x, seeds=range(args.seeds), y=data.y, criteria=criteria
+        )
+    header = f"{'method':<12} {'stability':>9} {'consensus':>9} {'silhouette':>10}"
+    header += f" {'modularity':>10} {'rank':>5}"
     header += f" {'clusters':>8} {'fit s':>7}" + (
         "  ACC (labels: not used)" if data.y is not None else ""
     )
@@ -375,10 +385,11 @@ def cmd_select(args: argparse.Namespace) -> int:
     for r in rows:
         line = (
             f"{r['name']:<12} {r['stability']:>9.3f} {r['consensus']:>9.3f} "
-            f"{r['silhouette']:>10.3f} {r['rank']:>5.2f} {r['n_nonempty']:>8} {r['seconds']:>7.1f}"
+            f"{r['silhouette']:>10.3f} {r['modularity']:>10.3f} {r['rank']:>5.2f} "
+            f"{r['n_nonempty']:>8} {r['seconds']:>7.1f}"
         )
         print(line + (f"  {r['acc']:.3f}" if "acc" in r else ""))
-    print(f"first choice (mean rank of stability, consensus, input silhouette): {rows[0]['name']}")
+    print(f"first choice (mean rank of {', '.join(criteria)}): {rows[0]['name']}")
     if args.db:
         _store_selection(args, data, n_clusters, methods, params, rows)
     return 0
@@ -388,9 +399,11 @@ def _store_selection(args, data, n_clusters: int, methods, params: dict, rows) -
     """Write one ``aeclust select`` ranking into the results database (``--db``)."""
     from aeclust.bench.env import git_commit, machine_info
     from aeclust.bench.store import ResultStore, utc_now
+    from aeclust.selection import ALL_SELECTION_CRITERIA
 
     command = ["aeclust select", f"--dataset {data.name}" if args.dataset else str(args.file)]
     command += [f"--methods {','.join(methods)}", f"--seeds {args.seeds}"]
+    command += [f"--criteria {args.criteria}"]
     command += [f"--param {p}" for p in args.param] + [f"--device {args.device}"]
     when, machine, commit = utc_now(), machine_info(), git_commit()
     records = [
@@ -402,7 +415,7 @@ def _store_selection(args, data, n_clusters: int, methods, params: dict, rows) -
             "seeds": list(range(args.seeds)),
             "n_samples": data.n_samples,
             "n_clusters": n_clusters,
-            **{k: r[k] for k in ("stability", "consensus", "silhouette", "rank", "n_nonempty")},
+            **{k: r[k] for k in (*ALL_SELECTION_CRITERIA, "rank", "n_nonempty")},
             "seconds": r["seconds"],
             "acc": r.get("acc"),
             "params_json": params,
@@ -786,6 +799,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--n-clusters", type=int, help="default: the number of classes, when known")
     p.add_argument("--seeds", type=int, default=2, help="fits per method (>= 2; default 2)")
+    p.add_argument(
+        "--criteria",
+        help="comma-separated criteria whose mean rank orders the candidates: stability, "
+        "consensus, silhouette, modularity (default: aeclust.selection.SELECTION_CRITERIA, "
+        "printed with the ranking); every criterion is measured and printed either way",
+    )
     _add_fit_arguments(
         p, "a hyper-parameter for every candidate that takes it, e.g. pretrain_epochs=30"
     )

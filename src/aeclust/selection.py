@@ -6,8 +6,9 @@ comparable across k, or in the method's embedding) and the method's own objectiv
 inertia, or the final training loss) for the elbow plot. Labels are never needed.
 
 :func:`select_method` ranks methods (or settings of one) on the user's data by criteria that are
-comparable across methods: stability over seeds, agreement with the other candidates, and the
-silhouette in the input space.
+comparable across methods: stability over seeds, agreement with the other candidates, the
+silhouette in the input space and the modularity of the partition on the input space's
+k-nearest-neighbour graph.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
-from aeclust.metrics import silhouette
+from aeclust.metrics import knn_modularity, silhouette
 
 
 def select_k(
@@ -87,8 +88,11 @@ def best_k(rows: list[dict[str, float]]) -> int:
     return int(max(scored, key=lambda r: r["silhouette"])["k"])
 
 
-#: The criteria :func:`select_method` ranks by; the first choice has the best mean rank.
+#: The criteria :func:`select_method` ranks by by default; the first choice has the best mean rank.
 SELECTION_CRITERIA = ("stability", "consensus", "silhouette")
+
+#: Every criterion :func:`select_method` measures and reports, and may rank by.
+ALL_SELECTION_CRITERIA = (*SELECTION_CRITERIA, "modularity")
 
 
 def select_method(
@@ -98,11 +102,12 @@ def select_method(
     seeds: Sequence[int] = (0, 1),
     sample_size: int = 5000,
     y: Any = None,
+    criteria: Sequence[str] = SELECTION_CRITERIA,
 ) -> list[dict[str, Any]]:
     """Rank clustering methods or settings on ``X`` without labels.
 
     Every candidate is fitted once per seed (a clone with ``random_state`` set), and scored by
-    three label-free criteria, each comparable across methods:
+    four label-free criteria, each comparable across methods:
 
     ``stability``
         Mean adjusted Rand index between the labels of every pair of seeds: a method that finds
@@ -113,8 +118,14 @@ def select_method(
     ``silhouette``
         Silhouette of the labels in the input space (the one space all candidates share).
         It favours partitions that are compact in the input space, k-means' own objective.
+    ``modularity``
+        Newman's modularity of the labels on the 10-nearest-neighbour graph of the input rows
+        (:func:`aeclust.metrics.knn_modularity`): the fraction of neighbourhood edges kept
+        inside clusters beyond chance. It does not ask clusters to be round, so it does not
+        share the silhouette's bias towards k-means.
 
-    The ranking is by the mean of the three ranks (ties: stability). A candidate that leaves
+    The ranking is by the mean of the ranks of ``criteria`` (ties: stability); every
+    criterion is measured and reported either way. A candidate that leaves
     clusters empty ranks last. Labels ``y``, when given, are only reported (``acc``) so that
     the ranking can be checked against them; they never enter it.
 
@@ -126,14 +137,18 @@ def select_method(
     seeds : sequence of int, default=(0, 1)
         At least two, for the stability criterion.
     sample_size : int, default=5000
-        Rows scored by the silhouette.
+        Rows scored by the silhouette and the modularity.
     y : array-like, optional
         True labels, for reporting only.
+    criteria : sequence of str, default=SELECTION_CRITERIA
+        The criteria whose mean rank orders the candidates, from
+        :data:`ALL_SELECTION_CRITERIA`.
 
     Returns
     -------
     list of dict
-        Best first: ``name``, ``stability``, ``consensus``, ``silhouette``, ``n_nonempty``
+        Best first: ``name``, ``stability``, ``consensus``, ``silhouette``, ``modularity``,
+        ``n_nonempty``
         (fewest clusters used over the seeds), ``seconds`` (mean fit time), ``rank`` (mean
         criterion rank), ``acc`` (mean over seeds, when ``y`` is given).
     """
@@ -146,6 +161,13 @@ def select_method(
         raise ValueError(f"seeds must list at least two different seeds, got {seeds}")
     if len(candidates) < 2:
         raise ValueError("give at least two candidates to rank")
+    criteria = tuple(criteria)
+    unknown = sorted(set(criteria) - set(ALL_SELECTION_CRITERIA))
+    if unknown or not criteria:
+        raise ValueError(
+            f"criteria must name one or more of {', '.join(ALL_SELECTION_CRITERIA)}; "
+            f"got {list(criteria)}"
+        )
     X = np.asarray(X, dtype=np.float32)
     labels: dict[str, list[np.ndarray]] = {}
     seconds: dict[str, float] = {}
@@ -171,19 +193,53 @@ def select_method(
             "silhouette": float(
                 np.mean([silhouette(X, lab, sample_size=sample_size) for lab in runs])
             ),
+            "modularity": float(
+                np.mean([knn_modularity(X, lab, sample_size=sample_size) for lab in runs])
+            ),
             "n_nonempty": int(min(len(np.unique(lab)) for lab in runs)),
             "seconds": seconds[name],
         }
         if y is not None:
             row["acc"] = float(np.mean([cluster_accuracy(y, lab) for lab in runs]))
         rows.append(row)
+    return rank_candidates(rows, criteria)
+
+
+def rank_candidates(
+    rows: Sequence[dict[str, Any]], criteria: Sequence[str] = SELECTION_CRITERIA
+) -> list[dict[str, Any]]:
+    """Order scored candidates by the mean of their ranks on ``criteria`` (higher is better).
+
+    The ranking step of :func:`select_method`, apart so that a stored ranking can be ranked
+    again by other criteria without refitting (the report does, to compare criteria).
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        One per candidate, with ``n_nonempty`` and a value for each of ``criteria`` (``nan``
+        or ``None`` ranks last on that criterion). Updated in place: ``rank_<criterion>`` for
+        each criterion present, and ``rank``.
+    criteria : sequence of str, default=SELECTION_CRITERIA
+
+    Returns
+    -------
+    list of dict
+        The rows, best first (ties: the better stability rank). A candidate that used fewer
+        clusters than another ranks after every candidate that used all of them.
+    """
     k = max(r["n_nonempty"] for r in rows)
-    for criterion in SELECTION_CRITERIA:
-        order = sorted(rows, key=lambda r, c=criterion: -r[c] if np.isfinite(r[c]) else np.inf)
-        for position, row in enumerate(order):
+    for criterion in ALL_SELECTION_CRITERIA:
+        if any(r.get(criterion) is None for r in rows) and criterion not in criteria:
+            continue  # not measured (a ranking stored before the criterion existed)
+
+        def score(r: dict[str, Any], c: str = criterion) -> float:
+            value = r.get(c)
+            return -value if value is not None and np.isfinite(value) else np.inf
+
+        for position, row in enumerate(sorted(rows, key=score)):
             row[f"rank_{criterion}"] = position + 1
     for row in rows:
-        row["rank"] = float(np.mean([row[f"rank_{c}"] for c in SELECTION_CRITERIA]))
+        row["rank"] = float(np.mean([row[f"rank_{c}"] for c in criteria]))
         if row["n_nonempty"] < k:  # empty clusters: a degenerate partition ranks last
             row["rank"] += len(rows)
-    return sorted(rows, key=lambda r: (r["rank"], r["rank_stability"]))
+    return sorted(rows, key=lambda r: (r["rank"], r.get("rank_stability", 0)))

@@ -1102,6 +1102,18 @@ def speed_md(store: ResultStore) -> list[str]:
 #: candidate's (issue 27: within 2 ACC points).
 SELECTION_TOLERANCE = 0.02
 
+#: Criteria sets whose first choices the report compares on the stored rankings (the first is
+#: the default of ``aeclust select``).
+COMPARED_CRITERIA: tuple[tuple[str, ...], ...] = (
+    ("stability", "consensus", "silhouette"),
+    ("stability", "consensus", "modularity"),
+    ("stability", "consensus", "silhouette", "modularity"),
+    ("stability",),
+    ("consensus",),
+    ("silhouette",),
+    ("modularity",),
+)
+
 
 def selection_md(store: ResultStore) -> list[str]:
     """The label-free selection section: per data set, the newest ``aeclust select --db``
@@ -1121,9 +1133,12 @@ def selection_md(store: ResultStore) -> list[str]:
         "## Label-free selection",
         "",
         "`aeclust select --db` fits every candidate with each seed and ranks them by the mean "
-        "of three ranks that need no labels (`aeclust.selection.select_method`): stability "
+        "of the ranks of criteria that need no labels (`aeclust.selection.select_method`; "
+        "the command says which): stability "
         "(mean ARI between the seeds' partitions), consensus (mean ARI with the other "
-        "candidates) and the silhouette in the input space; a candidate that leaves clusters "
+        "candidates), the silhouette in the input space and the modularity of the partition "
+        "on the input's 10-nearest-neighbour graph (measured since 2026-12-07; the default "
+        "ranks by the first three); a candidate that leaves clusters "
         "empty ranks last. ACC is the mean over the seeds, computed from the labels for this "
         "table only. Per data set, the newest ranking. *Agrees*: the first choice's ACC is "
         f"within {SELECTION_TOLERANCE * 100:.0f} ACC points of the best candidate's.",
@@ -1158,6 +1173,7 @@ def selection_md(store: ResultStore) -> list[str]:
             f"**{agree} of {scored}** data sets.",
             "",
         ]
+        lines += _criteria_comparison_md(rankings)
     for dataset, ranking in rankings.items():
         first = ranking[0]
         lines += [
@@ -1167,19 +1183,53 @@ def selection_md(store: ResultStore) -> list[str]:
             f"{first['n_clusters']} clusters), at commit {(first['git_commit'] or '?')[:10]}, "
             f"on {_machine(first)}.",
             "",
-            "| # | candidate | stability | consensus | silhouette | mean rank | clusters used "
-            "| fit s (per seed) | ACC (not used) |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| # | candidate | stability | consensus | silhouette | modularity | mean rank "
+            "| clusters used | fit s (per seed) | ACC (not used) |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in ranking:
             acc = "—" if r["acc"] is None else f"{r['acc']:.3f}"
+            modularity = "—" if r.get("modularity") is None else f"{r['modularity']:.3f}"
             lines.append(
                 f"| {r['position']} | {r['candidate']} | {r['stability']:.3f} "
-                f"| {r['consensus']:.3f} | {r['silhouette']:.3f} | {r['rank']:.2f} "
+                f"| {r['consensus']:.3f} | {r['silhouette']:.3f} | {modularity} "
+                f"| {r['rank']:.2f} "
                 f"| {r['n_nonempty']} | {_fmt_seconds(r['seconds'])} | {acc} |"
             )
         lines.append("")
     return lines
+
+
+def _criteria_comparison_md(rankings: Mapping[str, list[dict]]) -> list[str]:
+    """Each of :data:`COMPARED_CRITERIA` applied to the stored criterion values of every
+    ranking that measured them: how many first choices are within the tolerance of the best."""
+    from aeclust.selection import rank_candidates
+
+    lines = [
+        "The same stored rankings ordered again by other sets of criteria (no refit; "
+        "`aeclust.selection.rank_candidates`), on the data sets whose ranking measured them "
+        "and has ACC:",
+        "",
+        "| criteria (mean rank) | first choice per data set | within "
+        f"{SELECTION_TOLERANCE * 100:.0f} points of the best |",
+        "|---|---|---:|",
+    ]
+    for criteria in COMPARED_CRITERIA:
+        picks, agree = [], 0
+        for dataset, ranking in rankings.items():
+            rows = [dict(r) for r in ranking]
+            measured = all(r.get(c) is not None for r in rows for c in criteria)
+            if not measured or any(r["acc"] is None for r in rows):
+                continue
+            first = rank_candidates(rows, criteria)[0]
+            ok = first["acc"] >= max(r["acc"] for r in rows) - SELECTION_TOLERANCE
+            agree += ok
+            picks.append(f"`{dataset}`: {first['candidate']}" + ("" if ok else " (no)"))
+        if picks:
+            lines.append(
+                f"| {', '.join(criteria)} | {'; '.join(picks)} | {agree} of {len(picks)} |"
+            )
+    return [*lines, ""] if len(lines) > 4 else []
 
 
 def precision_md(store: ResultStore, protos: dict[str, Protocol]) -> list[str]:

@@ -21,7 +21,7 @@ Schema (``SCHEMA_VERSION`` 1)::
           machine_json, config_json, command, measured_at)   -- UNIQUE(session, phase, name,
                                                                 precision)
     selections(id, session, dataset, candidate, position, seeds, n_samples, n_clusters,
-               stability, consensus, silhouette, rank, n_nonempty, seconds, acc,
+               stability, consensus, silhouette, modularity, rank, n_nonempty, seconds, acc,
                params_json, device, git_commit, machine_json, command, measured_at)
                                                    -- UNIQUE(session, dataset, candidate)
     meta(key, value)
@@ -137,6 +137,7 @@ SELECTION_COLUMNS: tuple[str, ...] = (
     "stability",
     "consensus",
     "silhouette",
+    "modularity",
     "rank",
     "n_nonempty",
     "seconds",
@@ -236,6 +237,7 @@ CREATE TABLE IF NOT EXISTS selections (
     stability REAL,
     consensus REAL,
     silhouette REAL,
+    modularity REAL,
     rank REAL NOT NULL,
     n_nonempty INTEGER,
     seconds REAL,
@@ -256,6 +258,18 @@ CREATE TABLE IF NOT EXISTS protocols (
     updated_at TEXT NOT NULL
 );
 """
+
+#: Columns added to a table after its first release, with their types: a database written
+#: before gets them (NULL in its old rows) when it is opened, so old and new exports merge.
+_ADDED_COLUMNS: dict[str, dict[str, str]] = {"selections": {"modularity": "REAL"}}
+
+
+def _add_missing_columns(conn: sqlite3.Connection, table: str, columns: Mapping[str, str]) -> None:
+    """``ALTER TABLE ... ADD COLUMN`` for each of ``columns`` that ``table`` lacks."""
+    present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    for name, sql_type in columns.items():
+        if name not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
 
 
 def utc_now() -> str:
@@ -306,6 +320,7 @@ class ResultStore:
         self._conn.row_factory = sqlite3.Row
         with self._conn:
             self._conn.executescript(_SCHEMA)
+            _add_missing_columns(self._conn, "selections", _ADDED_COLUMNS["selections"])
             self._conn.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
