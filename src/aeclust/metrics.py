@@ -453,6 +453,18 @@ def purity(y_true: ArrayLike, y_pred: ArrayLike) -> float:
 # --------------------------------------------------------------------------------------------
 
 
+def _check_points_and_labels(X: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """A finite 2-D ``X`` and a label vector with one label per row (the internal indices)."""
+    X_arr = check_array(X, accept_sparse=False, dtype="numeric")
+    lab = _check_label_vector(labels, "labels")
+    if lab.shape[0] != X_arr.shape[0]:
+        raise ValueError(
+            f"X and labels lengths differ: X has {X_arr.shape[0]} rows but labels has "
+            f"{lab.shape[0]} entries; pass one label per row of X."
+        )
+    return X_arr, lab
+
+
 def silhouette(
     X: ArrayLike,
     labels: ArrayLike,
@@ -513,14 +525,8 @@ def silhouette(
     >>> silhouette(X, [0, 0, 0, 0])
     nan
     """
-    X_arr = check_array(X, accept_sparse=False, dtype="numeric")
-    lab = _check_label_vector(labels, "labels")
+    X_arr, lab = _check_points_and_labels(X, labels)
     n = X_arr.shape[0]
-    if lab.shape[0] != n:
-        raise ValueError(
-            f"X and labels lengths differ: X has {n} rows but labels has {lab.shape[0]} "
-            "entries; pass one label per row of X."
-        )
     if sample_size is not None and (
         isinstance(sample_size, bool)
         or not isinstance(sample_size, numbers.Integral)
@@ -608,14 +614,8 @@ def knn_modularity(
     """
     from sklearn.neighbors import kneighbors_graph
 
-    X_arr = check_array(X, accept_sparse=False, dtype="numeric")
-    lab = _check_label_vector(labels, "labels")
+    X_arr, lab = _check_points_and_labels(X, labels)
     n = X_arr.shape[0]
-    if lab.shape[0] != n:
-        raise ValueError(
-            f"X and labels lengths differ: X has {n} rows but labels has {lab.shape[0]} "
-            "entries; pass one label per row of X."
-        )
     for name, value, allow_none in (
         ("n_neighbors", n_neighbors, False),
         ("sample_size", sample_size, True),
