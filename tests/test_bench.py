@@ -962,6 +962,26 @@ def test_runs_from_shows_the_other_protocols_runs_only_when_the_cell_is_the_same
     assert "0.62" not in line and "tiny's runs not shown: pretraining batch_size differs" in line
 
 
+def test_the_full_table_shows_quick_runs_of_a_cell_the_quick_variant_runs_alike(
+    tmp_path: Path,
+) -> None:
+    from aeclust.bench.protocol import same_cell
+
+    tiny = validate(tomllib.loads(TINY), source="t")
+    # tiny's quick variant narrows the seeds; it shortens only the shared pretraining
+    assert same_cell(tiny, tiny, "kmeans", "digits", False, quick_b=True) is None
+    why = same_cell(tiny, tiny, "ae-kmeans", "digits", False, quick_b=True) or ""
+    assert "pretraining pretrain_epochs differs" in why
+    db = _store_tiny_ae_kmeans_runs(tmp_path / "r.db", tiny)  # quick AE+KM runs
+    with ResultStore(db) as store:
+        store.insert_run(_fake_record("tiny", "kmeans", "digits", 0, acc=0.77))
+    md = render_report(db, fmt="md", protocol="tiny", variant="full")
+    km_line = next(x for x in md.splitlines() if x.startswith("| KM |"))
+    assert "0.77" in km_line and "runs of the quick variant, same settings" in km_line
+    ae_line = next(x for x in md.splitlines() if x.startswith("| AE+KM |"))
+    assert "0.62" not in ae_line and "quick variant" not in ae_line
+
+
 def test_same_cell_reads_a_left_out_parameter_as_the_default_and_maps_columns_by_data() -> None:
     from aeclust.bench.protocol import same_cell
 

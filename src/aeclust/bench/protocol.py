@@ -1032,6 +1032,7 @@ def same_cell(
     *,
     key_b: str | None = None,
     row_b: str | None = None,
+    quick_b: bool | None = None,
 ) -> str | None:
     """Whether two protocols resolve one cell identically (what ``runs_from`` relies on).
 
@@ -1043,11 +1044,14 @@ def same_cell(
     key : str
         Data-set column of ``a`` (and of ``b`` unless ``key_b`` is given).
     quick : bool
-        The quick variant.
+        The quick variant (of both, unless ``quick_b`` is given).
     key_b : str, optional
         ``b``'s column for the same data when its key differs (``fashion`` / ``fashion_test``).
     row_b : str, optional
         ``b``'s name of the row when it differs (``vcc-dim2`` / ``vcc``).
+    quick_b : bool, optional
+        ``b``'s variant when it differs: ``same_cell(p, p, row, key, False, quick_b=True)``
+        asks whether one protocol's quick variant runs the full variant's cell.
 
     Returns
     -------
@@ -1059,6 +1063,7 @@ def same_cell(
     """
     key_b = key if key_b is None else key_b
     row_b = row if row_b is None else row_b
+    quick_b = quick if quick_b is None else quick_b
     for proto, r, k in ((a, row, key), (b, row_b, key_b)):
         if r not in proto.methods:
             return f"{proto.name} has no row {r!r}"
@@ -1068,7 +1073,7 @@ def same_cell(
     da, db = a.datasets[key], b.datasets[key_b]
     checks = [
         ("estimator", ma.estimator, mb.estimator),
-        ("data set", a.data_name(key, quick), b.data_name(key_b, quick)),
+        ("data set", a.data_name(key, quick), b.data_name(key_b, quick_b)),
         ("downsample", da.downsample, db.downsample),
         ("value_range", da.value_range, db.value_range),
         ("n_clusters", da.n_clusters, db.n_clusters),
@@ -1077,7 +1082,8 @@ def same_cell(
     ]
     if ma.estimator == mb.estimator:
         (shared_a, own_a), (shared_b, own_b) = (
-            p.cell_params(r, k, quick) for p, r, k in ((a, row, key), (b, row_b, key_b))
+            p.cell_params(r, k, q)
+            for p, r, k, q in ((a, row, key, quick), (b, row_b, key_b, quick_b))
         )
         defaults = _estimator_defaults(ma.estimator)
         resolved = []

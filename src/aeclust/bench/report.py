@@ -172,6 +172,7 @@ def summarize(store: ResultStore, proto: Protocol, variant: str) -> dict[str, li
     rows += [m for m in dict.fromkeys(r["method"] for r in runs) if m not in rows]
     others: dict[str, Protocol] | None = None
     other_runs: dict[str, list] = {}
+    quick_runs: list | None = None
     out: dict[str, list[CellSummary]] = {}
     for key in keys:
         spec = proto.datasets.get(key)
@@ -211,6 +212,13 @@ def summarize(store: ResultStore, proto: Protocol, variant: str) -> dict[str, li
                     mine, borrowed = theirs, f"runs of {where}, same settings"
                 elif theirs:
                     borrowed = f"{source}'s runs not shown: {why}"
+            if not mine and not quick and spec is not None and row in proto.methods:
+                # a quick variant that only narrows the data sets or seeds runs the full cell
+                if quick_runs is None:
+                    quick_runs = store.runs(proto.name, "quick")
+                theirs = [r for r in quick_runs if r["dataset"] == key and r["method"] == row]
+                if theirs and same_cell(proto, proto, row, key, False, quick_b=True) is None:
+                    mine, borrowed = theirs, "runs of the quick variant, same settings"
             paper = proto.paper.get(row, {}).get(key, {})
             # A row with no run here is kept when the paper reports it somewhere (a to-do),
             # not when it is one of our own diagnostic rows ("not in the paper")
@@ -800,7 +808,9 @@ def summary_md(store: ResultStore, *, variants: Sequence[str] = ("full", "quick"
         "on each data set clustered (columns): ours as mean ± sample standard deviation over "
         "seeds (number of seeds) / the paper's number / Δ = ours − paper; the paper's number and "
         "Δ are left out where the paper has none. **q**: the protocol's quick variant (CPU: "
-        "fewer epochs or seeds than the paper) on the paper's data; **†**: the quick variant on "
+        "fewer epochs than the paper) on the paper's data (runs made with `--quick` whose "
+        "settings are the full protocol's, e.g. fewer seeds or data sets, count as full); "
+        "**†**: the quick variant on "
         "a stand-in data set (e.g. `mnist_test` for the paper's `mnist`), so no paper number "
         "and no Δ; **↓n**: the images were downsampled n times per side (n × n block means), "
         "not clustered at the column's resolution; **‡**: the seeds ran on more than one "
