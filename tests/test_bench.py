@@ -914,6 +914,11 @@ def _ablation_of_tiny(lam_kmeans: int = 2) -> str:
     )
 
 
+def _row_line(md: str, start: str) -> str:
+    """The first line of a rendered report that starts with ``start`` (a table row)."""
+    return next(x for x in md.splitlines() if x.startswith(start))
+
+
 def _store_tiny_ae_kmeans_runs(db: Path, *protocols: Protocol) -> Path:
     """A results database holding the protocols and tiny's AE+KM runs (ACC 0.61 and 0.63)."""
     with ResultStore(db) as store:
@@ -942,10 +947,10 @@ def test_runs_from_shows_the_other_protocols_runs_only_when_the_cell_is_the_same
         store.insert_run(_fake_record("tiny-ablation", "ae-kmeans-short", "digits", 0, acc=0.5))
         store.insert_run(_fake_record("tiny", "kmeans", "digits", 0, acc=0.77))
     md = render_report(db, fmt="md", protocol="tiny-ablation", variant="quick")
-    line = next(x for x in md.splitlines() if x.startswith("| AE+KM |"))
+    line = _row_line(md, "| AE+KM |")
     assert "0.62" in line and "runs of tiny, same settings" in line
     # tiny's KM run is not borrowed: the ablation's KM row has no runs_from
-    km_line = next(x for x in md.splitlines() if x.startswith("| KM |"))
+    km_line = _row_line(md, "| KM |")
     assert "0.77" not in km_line and "runs of tiny" not in km_line
 
     # once the settings differ (here the shared pretraining), nothing is borrowed and the cell
@@ -958,7 +963,7 @@ def test_runs_from_shows_the_other_protocols_runs_only_when_the_cell_is_the_same
     with ResultStore(db) as store:
         store.save_protocol(changed.name, changed.fingerprint, "t", changed.to_json())
     md = render_report(db, fmt="md", protocol="tiny-ablation", variant="quick")
-    line = next(x for x in md.splitlines() if x.startswith("| AE+KM |"))
+    line = _row_line(md, "| AE+KM |")
     assert "0.62" not in line and "tiny's runs not shown: pretraining batch_size differs" in line
 
 
@@ -976,9 +981,9 @@ def test_the_full_table_shows_quick_runs_of_a_cell_the_quick_variant_runs_alike(
     with ResultStore(db) as store:
         store.insert_run(_fake_record("tiny", "kmeans", "digits", 0, acc=0.77))
     md = render_report(db, fmt="md", protocol="tiny", variant="full")
-    km_line = next(x for x in md.splitlines() if x.startswith("| KM |"))
+    km_line = _row_line(md, "| KM |")
     assert "0.77" in km_line and "runs of the quick variant, same settings" in km_line
-    ae_line = next(x for x in md.splitlines() if x.startswith("| AE+KM |"))
+    ae_line = _row_line(md, "| AE+KM |")
     assert "0.62" not in ae_line and "quick variant" not in ae_line
 
 
@@ -1034,7 +1039,7 @@ def test_runs_from_can_name_the_row_the_other_table_calls_otherwise(tmp_path: Pa
     assert "no row" in (same_cell(ablation, base, "full-model", "digits", True) or "")
     db = _store_tiny_ae_kmeans_runs(tmp_path / "r.db", base, ablation)
     md = render_report(db, fmt="md", protocol="tiny-renamed", variant="quick")
-    line = next(x for x in md.splitlines() if x.startswith("| AE+KM |"))
+    line = _row_line(md, "| AE+KM |")
     assert "0.62" in line and "runs of tiny's ae-kmeans row, same settings" in line
 
 
