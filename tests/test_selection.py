@@ -192,3 +192,16 @@ def test_a_database_from_before_the_modularity_column_gets_it_when_opened(tmp_pa
         store.insert_selection([record])
         rows = {r["candidate"]: r for r in store.selection_rows()}
     assert rows["old"]["modularity"] is None and rows["new"]["modularity"] == 0.4
+
+
+def test_rank_agreement_is_spearmans_rho_between_the_ranking_and_acc():
+    from aeclust.bench.report import _rank_agreement
+
+    def ranking(*accs):
+        return [{"acc": a} for a in accs]  # best first
+
+    assert _rank_agreement(ranking(0.9, 0.7, 0.5)) == pytest.approx(1.0)
+    assert _rank_agreement(ranking(0.5, 0.7, 0.9)) == pytest.approx(-1.0)
+    assert _rank_agreement(ranking(0.7, 0.9, 0.5)) == pytest.approx(0.5)
+    assert np.isnan(_rank_agreement(ranking(0.9, 0.5)))  # two candidates: not a ranking
+    assert np.isnan(_rank_agreement(ranking(0.9, None, 0.5)))

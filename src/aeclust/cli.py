@@ -404,6 +404,8 @@ def _store_selection(args, data, n_clusters: int, methods, params: dict, rows) -
     command = ["aeclust select", f"--dataset {data.name}" if args.dataset else str(args.file)]
     command += [f"--methods {','.join(methods)}", f"--seeds {args.seeds}"]
     command += [f"--criteria {args.criteria}"]
+    if args.cache_dir:  # its pretrainings make the fit seconds shorter
+        command += [f"--cache-dir {args.cache_dir}"]
     command += [f"--param {p}" for p in args.param] + [f"--device {args.device}"]
     when, machine, commit = utc_now(), machine_info(), git_commit()
     records = [

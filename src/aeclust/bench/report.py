@@ -1154,8 +1154,8 @@ def selection_md(store: ResultStore) -> list[str]:
         f"within {SELECTION_TOLERANCE * 100:.0f} ACC points of the best candidate's.",
         "",
         "| data set | candidates | seeds | first choice | its ACC | best candidate | best ACC "
-        "| agrees | measured |",
-        "|---|---|---:|---|---:|---|---:|---|---|",
+        "| agrees | ρ | measured |",
+        "|---|---|---:|---|---:|---|---:|---|---:|---|",
     ]
     agree = scored = 0
     for dataset, ranking in rankings.items():
@@ -1169,8 +1169,9 @@ def selection_md(store: ResultStore) -> list[str]:
             agree, scored = agree + ok, scored + 1
             cells = [f"{first['acc']:.3f}", best["candidate"], f"{best['acc']:.3f}"]
             cells.append("yes" if ok else f"no ({first['acc'] - best['acc']:+.3f})")
+            cells.append(_fmt_rho(_rank_agreement(ranking)))
         else:
-            cells = ["—", "—", "—", "— (no labels)"]
+            cells = ["—", "—", "—", "— (no labels)", "—"]
         lines.append(
             f"| `{dataset}` | {names} | {seeds} | {first['candidate']} | "
             + " | ".join(cells)
@@ -1180,7 +1181,8 @@ def selection_md(store: ResultStore) -> list[str]:
     if scored:
         lines += [
             f"First choice within {SELECTION_TOLERANCE * 100:.0f} ACC points of the best: "
-            f"**{agree} of {scored}** data sets.",
+            f"**{agree} of {scored}** data sets. ρ: Spearman's rank correlation between the "
+            "ranking and the candidates' ACC (1: the same order; 0: unrelated; equal ACCs share a rank).",
             "",
         ]
         lines += _criteria_comparison_md(rankings)
@@ -1210,6 +1212,21 @@ def selection_md(store: ResultStore) -> list[str]:
     return lines
 
 
+def _rank_agreement(ranking: Sequence[Mapping[str, Any]]) -> float:
+    """Spearman's ρ between a ranking (best first) and its candidates' ACC; nan when undefined."""
+    from scipy.stats import spearmanr
+
+    accs = [r["acc"] for r in ranking]
+    if len(accs) < 3 or any(a is None for a in accs) or len(set(accs)) < 2:
+        return math.nan
+    # the first place is the best, so its score is the highest: -position
+    return float(spearmanr([-i for i in range(len(accs))], accs).statistic)
+
+
+def _fmt_rho(rho: float) -> str:
+    return "—" if not np.isfinite(rho) else f"{rho:+.2f}"
+
+
 def _criteria_comparison_md(rankings: Mapping[str, list[dict]]) -> list[str]:
     """Each of :data:`COMPARED_CRITERIA` applied to the stored criterion values of every
     ranking that measured them: how many first choices are within the tolerance of the best."""
@@ -1221,23 +1238,26 @@ def _criteria_comparison_md(rankings: Mapping[str, list[dict]]) -> list[str]:
         "and has ACC:",
         "",
         "| criteria (mean rank) | first choice per data set | within "
-        f"{SELECTION_TOLERANCE * 100:.0f} points of the best |",
-        "|---|---|---:|",
+        f"{SELECTION_TOLERANCE * 100:.0f} points of the best | mean ρ |",
+        "|---|---|---:|---:|",
     ]
     for criteria in COMPARED_CRITERIA:
-        picks, agree = [], 0
+        picks, agree, rhos = [], 0, []
         for dataset, ranking in rankings.items():
             rows = [dict(r) for r in ranking]
             measured = all(r.get(c) is not None for r in rows for c in criteria)
             if not measured or any(r["acc"] is None for r in rows):
                 continue
-            first = rank_candidates(rows, criteria)[0]
+            ranked = rank_candidates(rows, criteria)
+            first = ranked[0]
+            rhos.append(_rank_agreement(ranked))
             ok = first["acc"] >= max(r["acc"] for r in rows) - SELECTION_TOLERANCE
             agree += ok
             picks.append(f"`{dataset}`: {first['candidate']}" + ("" if ok else " (no)"))
         if picks:
             lines.append(
-                f"| {', '.join(criteria)} | {'; '.join(picks)} | {agree} of {len(picks)} |"
+                f"| {', '.join(criteria)} | {'; '.join(picks)} | {agree} of {len(picks)} "
+                f"| {_fmt_rho(float(np.nanmean(rhos)) if any(np.isfinite(rhos)) else math.nan)} |"
             )
     return [*lines, ""] if len(lines) > 4 else []
 
