@@ -1182,7 +1182,8 @@ def selection_md(store: ResultStore) -> list[str]:
         lines += [
             f"First choice within {SELECTION_TOLERANCE * 100:.0f} ACC points of the best: "
             f"**{agree} of {scored}** data sets. ρ: Spearman's rank correlation between the "
-            "ranking and the candidates' ACC (1: the same order; 0: unrelated; equal ACCs share a rank).",
+            "ranking and the candidates' ACC (1: the same order; 0: unrelated; equal ACCs "
+            "share a rank).",
             "",
         ]
         lines += _criteria_comparison_md(rankings)
