@@ -465,6 +465,17 @@ def _check_points_and_labels(X: ArrayLike, labels: ArrayLike) -> tuple[np.ndarra
     return X_arr, lab
 
 
+def _subsample_rows(
+    n: int, sample_size: int | None, random_state: int | np.random.Generator | None
+) -> np.ndarray | None:
+    """Sorted indices of ``sample_size`` of ``n`` rows drawn without replacement from a local
+    generator (the global NumPy state is not touched); None when every row is used."""
+    if sample_size is None or n <= sample_size:
+        return None
+    rng = np.random.default_rng(random_state)
+    return np.sort(rng.choice(n, size=int(sample_size), replace=False))
+
+
 def silhouette(
     X: ArrayLike,
     labels: ArrayLike,
@@ -539,9 +550,8 @@ def silhouette(
             f"{X_arr.shape}."
         )
 
-    if sample_size is not None and n > sample_size:
-        rng = np.random.default_rng(random_state)
-        idx = np.sort(rng.choice(n, size=int(sample_size), replace=False))
+    idx = _subsample_rows(n, sample_size, random_state)
+    if idx is not None:
         X_arr = X_arr[np.ix_(idx, idx)] if metric == "precomputed" else X_arr[idx]
         lab = lab[idx]
         n = idx.shape[0]
@@ -626,9 +636,8 @@ def knn_modularity(
         ):
             allowed = "a positive integer" + (" or None" if allow_none else "")
             raise ValueError(f"{name} must be {allowed}, got {value!r}.")
-    if sample_size is not None and n > sample_size:
-        rng = np.random.default_rng(random_state)
-        idx = np.sort(rng.choice(n, size=int(sample_size), replace=False))
+    idx = _subsample_rows(n, sample_size, random_state)
+    if idx is not None:
         X_arr, lab, n = X_arr[idx], lab[idx], idx.shape[0]
     if n <= n_neighbors:
         logger.warning(

@@ -320,7 +320,8 @@ class ResultStore:
         self._conn.row_factory = sqlite3.Row
         with self._conn:
             self._conn.executescript(_SCHEMA)
-            _add_missing_columns(self._conn, "selections", _ADDED_COLUMNS["selections"])
+            for table, columns in _ADDED_COLUMNS.items():
+                _add_missing_columns(self._conn, table, columns)
             self._conn.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
